@@ -1,0 +1,97 @@
+"""Shared helpers: tiny real configs, real `trainkit` subprocesses, readers of the run files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough to train an epoch in a fraction of a second on 2 CPU cores.
+TINY = {
+    "task": "burgers",
+    "epochs": 3,
+    "batch_size": 16,
+    "lr": 2.0e-3,
+    "log_every_steps": 1,
+    "heartbeat_s": 0.5,
+    "system_every_s": 0.5,
+    "model": {"width": 64, "depth": 2},
+    "data": {"n_train": 256, "n_val": 64, "nx": 32},
+}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data-cache")
+
+
+@pytest.fixture
+def env(cache_dir) -> dict:
+    e = dict(os.environ)
+    e["TRAINKIT_CACHE_DIR"] = str(cache_dir)
+    e["PYTHONUNBUFFERED"] = "1"
+    e.pop("RANK", None)
+    e.pop("WORLD_SIZE", None)
+    return e
+
+
+def write_config(path: Path, **over) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(merge(TINY, over), sort_keys=False))
+    return path
+
+
+def trainkit(*args: str, cwd: Path, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainkit", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_trainkit(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "trainkit", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def records(run_dir: Path, kind: str) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    out = []
+    for line in path.read_bytes().splitlines():
+        rec = orjson.loads(line)  # every line must parse
+        if rec.get("kind") == kind:
+            out.append(rec)
+    return out
+
+
+def read_json(path: Path) -> dict:
+    return orjson.loads(path.read_bytes())
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.01, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def count_lines(path: Path, needle: bytes = b'"kind":"step"') -> int:
+    try:
+        return path.read_bytes().count(needle)
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,68 @@
+"""Early stopping as a pure state machine: it only raises a flag; the loop decides when to look.
+
+``patience`` = epochs without an improvement of more than ``min_delta``, after which training
+stops. The first epoch always sets the best. With patience 2 and no improvement after epoch 0,
+``update`` returns True after epoch 2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class EarlyStopping:
+    metric: str = "val_loss"
+    mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+    best: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    stopped_epoch: int | None = None
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stopped_epoch is not None
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def update(self, epoch: int, metrics: dict) -> bool:
+        """Feed one epoch's metrics; True when training should stop after this epoch.
+
+        A missing or non-finite metric counts as no improvement (a NaN loss never becomes best).
+        """
+        if self.should_stop:
+            return True
+        value = metrics.get(self.metric)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and self.improved(float(value)):
+            self.best, self.best_epoch, self.bad_epochs = float(value), epoch, 0
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs >= self.patience:
+                self.stopped_epoch = epoch
+        return self.should_stop
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> EarlyStopping:
+        return cls(**state)
+
+
+def replay(values: list[float | None], *, metric: str = "val_loss", mode: str = "min", patience: int = 5,
+           min_delta: float = 0.0) -> int | None:
+    """The epoch at which the rule triggers over a sequence of per-epoch values, or None."""
+    es = EarlyStopping(metric, mode, patience, min_delta)
+    for epoch, v in enumerate(values):
+        if es.update(epoch, {metric: v}):
+            return epoch
+    return None

@@ -1,0 +1,166 @@
+"""Live files of a running run: ``training_status.json`` (heartbeat) and ``system.jsonl`` (samples).
+
+One background thread rewrites the status at least every ``heartbeat_s`` seconds, so a slow step
+or a long validation never looks like a dead run, and appends a system sample every
+``system_every_s`` seconds. The training loop only assigns fields (no I/O per step).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from trainkit.files import JsonlWriter, write_json
+from trainkit.runfolder import FORMAT_VERSION
+
+log = logging.getLogger("trainkit")
+
+
+class LiveStatus:
+    """The content of ``training_status.json``; ``write()`` is atomic and thread-safe."""
+
+    def __init__(self, path: Path, *, heartbeat_s: float, enabled: bool = True, clock=time.time) -> None:
+        self.path = path
+        self.enabled = enabled
+        self.clock = clock
+        self._lock = threading.Lock()
+        now = clock()
+        self.fields: dict[str, Any] = {
+            "version": FORMAT_VERSION,
+            "state": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": now,
+            "heartbeat_at": now,
+            "heartbeat_interval_s": heartbeat_s,
+            "current_epoch": 0,
+            "total_epochs": 0,
+            "step": 0,
+            "steps_per_epoch": 0,
+            "loss": None,
+            "lr": None,
+            "throughput": None,
+            "eta_s": None,
+            "world_size": 1,
+            "device": None,
+            "error": None,
+            "control": None,
+        }
+        # rate bookkeeping (read by the heartbeat thread)
+        self._rate_t0 = time.monotonic()
+        self._rate_step0 = 0
+        self._last_t = self._rate_t0
+        self._last_step = 0
+        self.batch_size = 1
+        self.total_steps = 0
+
+    def update(self, **kw: Any) -> None:
+        self.fields.update(kw)
+
+    def start_rates(self, step: int) -> None:
+        self._rate_t0 = self._last_t = time.monotonic()
+        self._rate_step0 = self._last_step = step
+
+    def _refresh_rates(self) -> None:
+        now = time.monotonic()
+        step = self.fields["step"]
+        if step > self._last_step and now > self._last_t:
+            self.fields["throughput"] = (step - self._last_step) * self.batch_size / (now - self._last_t)
+            self._last_t, self._last_step = now, step
+        elapsed = now - self._rate_t0
+        done = step - self._rate_step0
+        if done > 0 and elapsed > 0 and self.total_steps:
+            self.fields["eta_s"] = max(0.0, (self.total_steps - step) * elapsed / done)
+
+    def write(self, **kw: Any) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            self.fields.update(kw)
+            self._refresh_rates()
+            self.fields["heartbeat_at"] = self.clock()
+            write_json(self.path, self.fields)
+
+
+def system_sample(process: psutil.Process, gpu: Any | None) -> dict:
+    with process.oneshot():
+        rec = {
+            "t": time.time(),
+            "cpu_percent": process.cpu_percent(None),
+            "rss_bytes": process.memory_info().rss,
+            "host_cpu_percent": psutil.cpu_percent(None),
+            "host_mem_percent": psutil.virtual_memory().percent,
+        }
+    if gpu is not None:
+        rec["gpus"] = gpu.sample()
+    return rec
+
+
+class NvmlGpus:
+    """GPU utilisation and memory through NVML (``nvidia-ml-py``), for CUDA runs only."""
+
+    def __init__(self, indices: list[int]) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        self._handles = [(i, pynvml.nvmlDeviceGetHandleByIndex(i)) for i in indices]
+
+    @classmethod
+    def open(cls, indices: list[int]) -> NvmlGpus | None:
+        try:
+            return cls(indices)
+        except Exception as e:  # no NVML library or no permission: run without GPU samples
+            log.info("GPU sampling unavailable (%s); system.jsonl will hold CPU and memory only", e)
+            return None
+
+    def sample(self) -> list[dict]:
+        out = []
+        for i, h in self._handles:
+            util = self._nvml.nvmlDeviceGetUtilizationRates(h)
+            mem = self._nvml.nvmlDeviceGetMemoryInfo(h)
+            out.append({"index": i, "util_percent": util.gpu, "mem_used_bytes": mem.used,
+                        "mem_total_bytes": mem.total})
+        return out
+
+
+class Heartbeat(threading.Thread):
+    """Rewrites the status every ``heartbeat_s`` and appends ``system.jsonl`` every ``system_every_s``."""
+
+    def __init__(self, status: LiveStatus, system_path: Path | None, *, heartbeat_s: float,
+                 system_every_s: float, gpu_indices: list[int] | None = None) -> None:
+        super().__init__(name="trainkit-heartbeat", daemon=True)
+        self.status = status
+        self.heartbeat_s = heartbeat_s
+        self.system_every_s = system_every_s
+        self._stop_event = threading.Event()
+        self._system = JsonlWriter(system_path) if system_path is not None else None
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # first call primes the counters
+        psutil.cpu_percent(None)
+        self._gpu = NvmlGpus.open(gpu_indices) if gpu_indices else None
+
+    def run(self) -> None:
+        next_system = time.monotonic() + min(self.system_every_s, 1.0)
+        while not self._stop_event.wait(min(self.heartbeat_s, max(0.05, next_system - time.monotonic()))):
+            try:
+                self.status.write()
+                if self._system is not None and time.monotonic() >= next_system:
+                    self._system.write(system_sample(self._process, self._gpu))
+                    next_system = time.monotonic() + self.system_every_s
+            except Exception as e:  # a full disk must not kill training from this thread
+                log.warning("heartbeat write failed: %s", e)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=10)
+        if self._system is not None:
+            self._system.close()

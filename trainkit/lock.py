@@ -1,0 +1,112 @@
+"""A lock file per run (``O_CREAT | O_EXCL``) holding pid and host, so that two processes never
+train the same run at once. A lock whose pid is gone on this host is stale and taken over."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+
+from trainkit.files import FileFormatError, read_json_object
+
+
+class LockHeld(RuntimeError):
+    """The run is locked by a live process; the message names it."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def read_lock(path: Path) -> dict | None:
+    try:
+        return read_json_object(path)
+    except (FileNotFoundError, FileFormatError, OSError):
+        return None
+
+
+def lock_is_stale(info: dict | None, *, host: str | None = None) -> bool:
+    """Stale when unreadable (a crash while creating it) or its pid is gone on this host.
+    A lock of another host is never presumed stale."""
+    if info is None:
+        return True
+    if info.get("host") != (host or socket.gethostname()):
+        return False
+    pid = info.get("pid")
+    return not isinstance(pid, int) or not pid_alive(pid)
+
+
+class RunLock:
+    def __init__(self, path: Path, *, purpose: str = "train") -> None:
+        self.path = Path(path)
+        self.purpose = purpose
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        body = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
+                             "created_at": time.time()})
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                info = read_lock(self.path)
+                if info is None and self._young():
+                    time.sleep(0.05)  # being written by its creator right now
+                    continue
+                if not lock_is_stale(info):
+                    raise LockHeld(f"run is locked by pid {info.get('pid')} on {info.get('host')} "
+                                   f"({info.get('purpose', 'train')}, lock file {self.path})") from None
+                self._break_stale(info)
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            self.held = True
+            return self
+        raise LockHeld(f"could not take the lock {self.path} (it keeps changing)")
+
+    def _young(self) -> bool:
+        try:
+            return time.time() - self.path.stat().st_mtime < 2.0
+        except FileNotFoundError:
+            return False
+
+    def _break_stale(self, seen: dict | None) -> None:
+        # Rename first: of two processes breaking the same stale lock only one gets it. If what we
+        # renamed is not the stale lock we saw but a fresh one taken meanwhile, put it back.
+        grave = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}")
+        try:
+            os.rename(self.path, grave)
+        except FileNotFoundError:
+            return
+        taken = read_lock(grave)
+        if taken != seen and not lock_is_stale(taken):
+            try:
+                os.link(grave, self.path)
+            except FileExistsError:
+                pass
+        os.unlink(grave)
+
+    def release(self) -> None:
+        if self.held:
+            info = read_lock(self.path)
+            if info is not None and info.get("pid") == os.getpid():
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

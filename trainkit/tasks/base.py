@@ -1,0 +1,60 @@
+"""What a task gives the engine: data, a model, a loss and a validation pass.
+
+A user task plugs in by import string (``task: mypkg.tasks:make_task``): the function is called
+with no arguments and returns a :class:`Task` (subclass it, or any object with these attributes).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TaskData:
+    """In-memory tensors; the first dimension of every tensor is the sample index."""
+
+    train: tuple[torch.Tensor, ...]
+    val: tuple[torch.Tensor, ...]
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val"):
+            tensors = getattr(self, split)
+            if not tensors or len({t.shape[0] for t in tensors}) != 1:
+                raise ValueError(f"TaskData.{split}: tensors must share their first dimension")
+
+
+class Task(ABC):
+    """Base class with the common regression behaviour (MSE loss, val_loss)."""
+
+    name: str = "task"
+    #: dataclass describing ``model:`` (None: free-form mapping)
+    model_config: type | None = None
+    #: dataclass describing ``data:`` (None: free-form mapping)
+    data_config: type | None = None
+
+    @abstractmethod
+    def build_data(self, data: dict, cache_dir: Path | None) -> TaskData:
+        """Build (or load from ``cache_dir``) the data, deterministically from ``data``."""
+
+    @abstractmethod
+    def build_model(self, model: dict, data: TaskData) -> nn.Module:
+        """A fresh model; the engine seeds the RNG before calling this."""
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        return nn.functional.mse_loss(model(x), y)
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, val: tuple[torch.Tensor, ...], batch_size: int) -> dict[str, float]:
+        """Epoch metrics; must include ``val_loss``."""
+        total, n = 0.0, 0
+        for i in range(0, val[0].shape[0], batch_size):
+            batch = tuple(t[i:i + batch_size] for t in val)
+            total += float(self.loss(model, batch)) * batch[0].shape[0]
+            n += batch[0].shape[0]
+        return {"val_loss": total / max(n, 1)}
