@@ -101,7 +101,7 @@ def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
         "rng": capture_rng(),
         "config": config,
     }
-    atomic_write(path, lambda f: torch.save(ckpt, f))
+    atomic_write(path, lambda f: torch.save(ckpt, f), sync_dir=True)
 
 
 @dataclass
@@ -150,4 +150,4 @@ def load(path: Path) -> Loaded:
 def save_best(path: Path, *, model: torch.nn.Module, epoch: int, metric: str, value: float, config: dict) -> None:
     ckpt = {"format_version": CHECKPOINT_VERSION, "model": model.state_dict(), "epoch": epoch,
             "metric": metric, "value": value, "config": config}
-    atomic_write(path, lambda f: torch.save(ckpt, f))
+    atomic_write(path, lambda f: torch.save(ckpt, f), sync_dir=True)

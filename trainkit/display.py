@@ -46,7 +46,8 @@ class ProgressDisplay:
 
     def log_handler(self) -> logging.Handler:
         if self.interactive:
-            return RichHandler(console=self.console, show_path=False, show_time=True, markup=False)
+            return RichHandler(console=self.console, show_path=False, show_time=True, markup=False,
+                               log_time_format="%H:%M:%S")
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         return handler

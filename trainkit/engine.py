@@ -192,12 +192,16 @@ class Trainer:
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
 
+        t0 = time.monotonic()
+        log.info("preparing data for task %s", cfg.task)
         data = self.task.build_data(dict(cfg.data), self.cache_dir)
         self.train_data = tuple(t.to(self.device) for t in data.train)
         self.val_data = tuple(t.to(self.device) for t in data.val)
         self.n_train = self.train_data[0].shape[0]
         self.steps_per_epoch = math.ceil(self.n_train / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
+        log.info("data: %s training / %s validation samples, %d steps per epoch (%.1fs)", f"{self.n_train:,}",
+                 f"{self.val_data[0].shape[0]:,}", self.steps_per_epoch, time.monotonic() - t0)
 
         self.model = self.task.build_model(dict(cfg.model), data).to(self.device)
         n_params = sum(p.numel() for p in self.model.parameters())
@@ -299,7 +303,6 @@ class Trainer:
         cfg, st = self.cfg, self.state
         self.display.start(total_epochs=cfg.epochs)
         next_display = 0.0
-        last_loss: float | None = None
         while st.epoch < cfg.epochs:
             perm = epoch_permutation(cfg.seed, st.epoch, self.n_train).to(self.device)
             epoch_t0 = time.monotonic()
@@ -323,27 +326,33 @@ class Trainer:
                 st.samples_in_epoch += idx.shape[0]
                 st.global_step += 1
                 if step % cfg.log_every_steps == 0:
-                    last_loss = loss.item()
+                    value = loss.item()
                     if self.writes:
-                        self.metrics.write({"kind": "step", "epoch": st.epoch, "step": step, "loss": last_loss,
+                        self.metrics.write({"kind": "step", "epoch": st.epoch, "step": step, "loss": value,
                                             "lr": lr, "t": time.time()})
-                    self.live.update(loss=last_loss, lr=lr)
+                    self.live.update(loss=value, lr=lr)
                 self.live.update(step=st.global_step)
                 now = time.monotonic()
                 if now >= next_display:
                     next_display = now + 0.25
-                    self.display.update(epoch=st.epoch, step_in_epoch=len(self.epoch_losses),
-                                        steps_per_epoch=self.steps_per_epoch, loss=last_loss,
-                                        throughput=self.live.fields["throughput"], eta_s=self.live.fields["eta_s"])
+                    self._show()
                 if cfg.checkpoint.every_steps and st.global_step % cfg.checkpoint.every_steps == 0:
                     self.save_checkpoint()
                 stop = self._between_steps()
                 if stop is not None:
                     return stop
             self._end_epoch(time.monotonic() - epoch_t0)
+            self._show()
             if self.early is not None and self.early.should_stop:
                 return self._finish(EARLY_STOPPED)
         return self._finish(FINISHED)
+
+    def _show(self) -> None:
+        self.live.refresh_rates()
+        f = self.live.fields
+        self.display.update(epoch=self.state.epoch, step_in_epoch=len(self.epoch_losses),
+                            steps_per_epoch=self.steps_per_epoch, loss=f["loss"], throughput=f["throughput"],
+                            eta_s=f["eta_s"])
 
     def _between_steps(self) -> Outcome | None:
         """Signals and control requests, honoured between two steps. Returns an outcome to stop."""
@@ -475,6 +484,8 @@ class Trainer:
         return Outcome(state, 0)
 
     def _final_status(self, state: str, error: str | None = None) -> None:
+        if hasattr(self, "steps_per_epoch"):
+            self._show()
         self.display.close()
         try:
             self.live.write(state=state, error=error, eta_s=0.0 if state in (FINISHED, EARLY_STOPPED) else None)

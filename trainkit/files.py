@@ -43,11 +43,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, durable: bool = True) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, durable: bool = True,
+                 sync_dir: bool = False) -> None:
     """Write ``path`` through a temp file in the same folder, then ``os.replace`` it into place.
 
     ``write`` receives the open binary temp file. If anything fails (or the process dies) the
     previous content of ``path`` stands and the temp file is removed (or left as ``.*.tmp``).
+    ``durable`` fsyncs the data before the rename (a reader or a crash never sees a partial file);
+    ``sync_dir`` also fsyncs the folder so the rename itself survives a power loss.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -64,7 +67,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         except FileNotFoundError:
             pass
         raise
-    if durable:
+    if sync_dir:
         fsync_dir(path.parent)
 
 

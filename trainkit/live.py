@@ -31,6 +31,7 @@ class LiveStatus:
         self.enabled = enabled
         self.clock = clock
         self._lock = threading.Lock()
+        self._rate_lock = threading.Lock()
         now = clock()
         self.fields: dict[str, Any] = {
             "version": FORMAT_VERSION,
@@ -68,23 +69,28 @@ class LiveStatus:
         self._rate_t0 = self._last_t = time.monotonic()
         self._rate_step0 = self._last_step = step
 
-    def _refresh_rates(self) -> None:
-        now = time.monotonic()
-        step = self.fields["step"]
-        if step > self._last_step and now > self._last_t:
-            self.fields["throughput"] = (step - self._last_step) * self.batch_size / (now - self._last_t)
-            self._last_t, self._last_step = now, step
-        elapsed = now - self._rate_t0
-        done = step - self._rate_step0
-        if done > 0 and elapsed > 0 and self.total_steps:
-            self.fields["eta_s"] = max(0.0, (self.total_steps - step) * elapsed / done)
+    def refresh_rates(self) -> None:
+        """Throughput (samples/s, smoothed) and ETA from the step counter; called from the loop's
+        display tick and from the heartbeat."""
+        with self._rate_lock:
+            now = time.monotonic()
+            step = self.fields["step"]
+            if step > self._last_step and now - self._last_t >= 0.2:
+                rate = (step - self._last_step) * self.batch_size / (now - self._last_t)
+                prev = self.fields["throughput"]
+                self.fields["throughput"] = rate if prev is None else 0.7 * prev + 0.3 * rate
+                self._last_t, self._last_step = now, step
+            elapsed = now - self._rate_t0
+            done = step - self._rate_step0
+            if done > 0 and elapsed > 0 and self.total_steps:
+                self.fields["eta_s"] = max(0.0, (self.total_steps - step) * elapsed / done)
 
     def write(self, **kw: Any) -> None:
         if not self.enabled:
             return
         with self._lock:
             self.fields.update(kw)
-            self._refresh_rates()
+            self.refresh_rates()
             self.fields["heartbeat_at"] = self.clock()
             write_json(self.path, self.fields)
 

@@ -1,0 +1,146 @@
+"""Steps/s of the trainkit engine with all logging on vs a bare hand-written PyTorch loop.
+
+Same task (the built-in burgers surrogate), same model, data, batch size, steps and per-epoch
+validation, in one process, alternating rounds (bare, engine, bare, engine, ...). This machine is
+noisy (+-20 % between rounds), so it prints the best of N of each (timeit's rule) and the median
+of the ratios of adjacent pairs. The engine logs a step record every step (log_every_steps: 1), rewrites
+training_status.json every second, samples system.jsonl every second, writes the per-epoch
+artifacts, progress.json, best.pt and a fsync'd checkpoint every epoch. Goal: ratio >= 0.97.
+
+    python benchmarks/engine_overhead.py [--rounds 11] [--epochs 2] [--n-train 16384]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from trainkit.config import resolve
+from trainkit.display import ProgressDisplay
+from trainkit.engine import Trainer
+from trainkit.runfolder import RunPaths
+from trainkit.tasks import get_task
+
+
+def config(args, epochs: int):
+    return resolve({"task": "burgers", "epochs": epochs, "batch_size": 32, "lr": 1e-3, "log_every_steps": 1,
+                    "heartbeat_s": 1.0, "system_every_s": 1.0, "data": {"n_train": args.n_train, "n_val": 256}},
+                   source="benchmark")
+
+
+def bare_loop(cfg, cache: Path) -> tuple[float, int]:
+    """What a person writes by hand: no logging, no checkpoints, validation each epoch."""
+    t0 = time.perf_counter()
+    task = get_task(cfg.task)
+    torch.manual_seed(cfg.seed)
+    data = task.build_data(dict(cfg.data), cache)
+    model = task.build_model(dict(cfg.model), data)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    x, y = data.train
+    n, steps = x.shape[0], 0
+    for _ in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(n)
+        for b in range(0, n, cfg.batch_size):
+            idx = perm[b:b + cfg.batch_size]
+            loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+        model.eval()
+        task.validate(model, data.val, cfg.batch_size)
+    return time.perf_counter() - t0, steps
+
+
+class EpochEndTimer:
+    """Measures the engine's epoch-end bookkeeping (artifacts, checkpoints, progress), validation
+    excluded: a figure that the machine's noise does not swamp."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.validation = 0.0
+        self.epochs = 0
+
+    def install(self, trainer: Trainer) -> None:
+        end, validate = trainer._end_epoch, trainer.task.validate
+
+        def timed_end(*a, **k):
+            t = time.perf_counter()
+            end(*a, **k)
+            self.total += time.perf_counter() - t
+            self.epochs += 1
+
+        def timed_validate(*a, **k):
+            t = time.perf_counter()
+            out = validate(*a, **k)
+            self.validation += time.perf_counter() - t
+            return out
+
+        trainer._end_epoch = timed_end
+        trainer.task.validate = timed_validate
+
+    @property
+    def ms_per_epoch(self) -> float:
+        return (self.total - self.validation) / max(self.epochs, 1) * 1000
+
+
+def engine(cfg, cache: Path, workdir: Path, timer: EpochEndTimer) -> tuple[float, int]:
+    run = Path(tempfile.mkdtemp(dir=workdir))
+    log = logging.getLogger("trainkit")
+    handler = logging.FileHandler(run / "train.log")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    display = ProgressDisplay(interactive=False, plain_every_s=1e9)
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, RunPaths(run), get_task(cfg.task), torch.device("cpu"), display=display, cache_dir=cache)
+    timer.install(trainer)
+    outcome = trainer.run()
+    elapsed = time.perf_counter() - t0
+    log.removeHandler(handler)
+    handler.close()
+    assert outcome.state == "finished", outcome
+    return elapsed, trainer.state.global_step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=11)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--n-train", type=int, default=16384)
+    args = p.parse_args()
+    cfg = config(args, args.epochs)
+    with tempfile.TemporaryDirectory(dir=".") as d:
+        work = Path(d)
+        cache = work / "cache"
+        bare_loop(config(args, 1), cache)  # warm-up: generate and cache the data, warm the kernels
+        bare, eng = [], []
+        timer = EpochEndTimer()
+        for _ in range(args.rounds):
+            t, steps = bare_loop(cfg, cache)
+            bare.append(steps / t)
+            t, esteps = engine(cfg, cache, work, timer)
+            assert esteps == steps
+            eng.append(esteps / t)
+    b, e = max(bare), max(eng)  # best of N: the least disturbed run of each (timeit's rule)
+    paired = statistics.median(x / y for x, y in zip(eng, bare))
+    print(f"steps per run: {steps} ({args.epochs} epochs x {steps // args.epochs} steps, batch {cfg.batch_size}, "
+          f"{torch.get_num_threads()} threads); {args.rounds} alternating rounds")
+    print(f"bare PyTorch loop:         {b:8.1f} steps/s best  (rounds: {', '.join(f'{v:.0f}' for v in bare)})")
+    print(f"trainkit engine, all logs: {e:8.1f} steps/s best  (rounds: {', '.join(f'{v:.0f}' for v in eng)})")
+    print(f"engine extra time per epoch (best vs best): {(steps / e - steps / b) / args.epochs * 1000:.1f} ms")
+    epoch_s = steps / args.epochs / b
+    print(f"engine epoch-end bookkeeping, measured directly: {timer.ms_per_epoch:.1f} ms/epoch "
+          f"= {timer.ms_per_epoch / 1000 / epoch_s * 100:.2f} % of a {epoch_s:.2f} s epoch")
+    print(f"ratio engine / bare, median of paired rounds: {paired:.3f}")
+    print(f"ratio engine / bare, best of {args.rounds}: {e / b:.3f}  (goal >= 0.97: {'met' if e / b >= 0.97 else 'NOT met'})")
+
+if __name__ == "__main__":
+    main()
