@@ -130,7 +130,7 @@ def main() -> None:
             assert esteps == steps
             eng.append(esteps / t)
     b, e = max(bare), max(eng)  # best of N: the least disturbed run of each (timeit's rule)
-    paired = statistics.median(x / y for x, y in zip(eng, bare))
+    paired = statistics.median(x / y for x, y in zip(eng, bare, strict=True))
     print(f"steps per run: {steps} ({args.epochs} epochs x {steps // args.epochs} steps, batch {cfg.batch_size}, "
           f"{torch.get_num_threads()} threads); {args.rounds} alternating rounds")
     print(f"bare PyTorch loop:         {b:8.1f} steps/s best  (rounds: {', '.join(f'{v:.0f}' for v in bare)})")
@@ -140,7 +140,8 @@ def main() -> None:
     print(f"engine epoch-end bookkeeping, measured directly: {timer.ms_per_epoch:.1f} ms/epoch "
           f"= {timer.ms_per_epoch / 1000 / epoch_s * 100:.2f} % of a {epoch_s:.2f} s epoch")
     print(f"ratio engine / bare, median of paired rounds: {paired:.3f}")
-    print(f"ratio engine / bare, best of {args.rounds}: {e / b:.3f}  (goal >= 0.97: {'met' if e / b >= 0.97 else 'NOT met'})")
+    verdict = "met" if e / b >= 0.97 else "NOT met"
+    print(f"ratio engine / bare, best of {args.rounds}: {e / b:.3f}  (goal >= 0.97: {verdict})")
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,8 @@ def test_data_deterministic_and_cached(tmp_path):
     assert len(list(tmp_path.glob("burgers-*.pt"))) == 1
     b = task.build_data(full, tmp_path)  # from the cache
     c = task.build_data(full, None)      # regenerated
-    assert all(torch.equal(x, y) and torch.equal(x, z) for x, y, z in zip(a.train + a.val, b.train + b.val, c.train + c.val))
+    for x, y, z in zip(a.train + a.val, b.train + b.val, c.train + c.val, strict=True):
+        assert torch.equal(x, y) and torch.equal(x, z)
     other = task.build_data({**full, "seed": 1}, tmp_path)
     assert not torch.equal(a.train[0], other.train[0])
     next(tmp_path.glob("burgers-*.pt")).write_bytes(b"damaged")

@@ -8,8 +8,15 @@ import threading
 import orjson
 import pytest
 
-from trainkit.files import (FileFormatError, JsonlTail, JsonlWriter, atomic_write, cleanup_temp_files,
-                            read_json_object, write_json)
+from trainkit.files import (
+    FileFormatError,
+    JsonlTail,
+    JsonlWriter,
+    atomic_write,
+    cleanup_temp_files,
+    read_json_object,
+    write_json,
+)
 
 
 def test_write_json_replaces_atomically_and_leaves_no_temp(tmp_path):
@@ -60,7 +67,8 @@ def test_concurrent_reader_never_sees_half_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("content,message", [
-    (b"", "empty"), (b'{"a": 1', "not valid JSON"), (b"\x00\xff\xfe", "not valid JSON"), (b"[1, 2]", "expected a JSON object"),
+    (b"", "empty"), (b'{"a": 1', "not valid JSON"), (b"\x00\xff\xfe", "not valid JSON"),
+    (b"[1, 2]", "expected a JSON object"),
 ])
 def test_read_json_object_errors_name_the_file(tmp_path, content, message):
     p = tmp_path / "x.json"

@@ -11,8 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 import torch
-
-from conftest import (count_lines, read_json, records, start_trainkit, trainkit, wait_for, write_config)
+from conftest import count_lines, read_json, records, start_trainkit, trainkit, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -166,7 +165,8 @@ def test_early_stopping_counts_as_complete(tmp_path, env):
 
 
 def test_status_files_always_parse_while_training(tmp_path, env):
-    cfg = write_config(tmp_path / "cfg.yaml", **{**BIG, "epochs": 2, "heartbeat_s": 0.05, "checkpoint": {"every_steps": 3}})
+    cfg = write_config(tmp_path / "cfg.yaml",
+                       **{**BIG, "epochs": 2, "heartbeat_s": 0.05, "checkpoint": {"every_steps": 3}})
     run = tmp_path / "run"
     files = [run / "training_status.json", run / "progress.json", run / "checkpoints/current.meta.json"]
     stop = threading.Event()

@@ -4,13 +4,11 @@ one line on stderr."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
-from pathlib import Path
 
 from trainkit import __version__
-from trainkit.config import ConfigError, describe
+from trainkit.config import ConfigError
 
 EXIT_USAGE = 2
 
@@ -24,68 +22,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _fmt(text: str) -> str:
+def fmt(text: str) -> str:
     return textwrap.dedent(text).strip("\n")
 
 
-TRAIN_EPILOG = _fmt("""
-examples:
-  trainkit train examples/burgers.yaml                 # into experiments/<date>-burgers/
-  trainkit train examples/burgers.yaml --epochs 40     # resume it up to 40 epochs in total
-  trainkit train experiments/2026-11-22-baseline       # resume a run from its own files
-  trainkit train cfg.yaml --set lr=3e-4 --set early_stopping.patience=3
-  trainkit train cfg.yaml --run-dir runs/try2 --fresh  # start over; old outputs go to superseded/
+def _commands():
+    """Each command module adds its own subparser (``register(sub)``) and handler."""
+    from trainkit.commands import train
 
-Re-running on the same run folder resumes it bit-exactly; --epochs N is the total, never "N more".
-Ctrl-C (or SIGTERM) finishes the current step, checkpoints and exits 0; a second Ctrl-C exits at
-once (the last checkpoint stands). Exit codes: 0 done/stopped, 1 training failed, 2 bad input.
-
-config keys (type, default):
-""") + "\n" + "\n".join(describe())
+    return [train.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="trainkit", description="Local-first PyTorch training: true resume, early stopping, "
                 "live run files.", formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog=_fmt("""
-                commands:
-                  train    train (or resume) a run from a config file or a run folder
-
-                Run 'trainkit COMMAND --help' for a command's options and examples.
-                """))
+                epilog="Run 'trainkit COMMAND --help' for a command's options and examples.")
     p.add_argument("--version", action="version", version=f"trainkit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train or resume a run", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train (or resume) a run.", epilog=TRAIN_EPILOG)
-    t.add_argument("config", metavar="CONFIG", help="config file (.yaml/.yml/.json/.toml/.py) or a run folder")
-    t.add_argument("--run-dir", metavar="DIR", help="run folder (default: the config's run folder, "
-                   "else experiments/<date>-<config name>)")
-    t.add_argument("--epochs", type=int, metavar="N", help="total number of epochs (a target, not 'N more')")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. lr=3e-4 or model.width=128 (repeatable)")
-    t.add_argument("--fresh", action="store_true", help="start over: move the old outputs aside first")
-    t.add_argument("--cache-dir", metavar="DIR", help="where generated task data is cached "
-                   "(default: $TRAINKIT_CACHE_DIR or ~/.cache/trainkit)")
-    t.set_defaults(func=cmd_train)
+    for register in _commands():
+        register(sub)
     return p
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("TRAINKIT_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trainkit"
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from trainkit.train_command import train
-
-    if args.epochs is not None and args.epochs < 1:
-        raise UsageError("--epochs must be >= 1")
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    return train(args.config, run_dir=args.run_dir, epochs=args.epochs, sets=args.set, fresh=args.fresh,
-                 cache_dir=cache)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,7 +83,8 @@ class ProgressDisplay:
             self._progress = None
 
 
-def setup_logging(display: ProgressDisplay, log_path: Path | None, *, file_enabled: bool = True) -> list[logging.Handler]:
+def setup_logging(display: ProgressDisplay, log_path: Path | None, *,
+                  file_enabled: bool = True) -> list[logging.Handler]:
     """Send the ``trainkit`` logger to the console and (for the writing rank) to ``train.log``."""
     handlers: list[logging.Handler] = [display.log_handler()]
     if log_path is not None and file_enabled:

@@ -27,11 +27,18 @@ from trainkit.control import ControlPoller
 from trainkit.device import describe as describe_device
 from trainkit.display import ProgressDisplay, fmt_duration, fmt_num
 from trainkit.early_stopping import EarlyStopping
-from trainkit.files import (FileFormatError, JsonlWriter, atomic_write, cleanup_temp_files, dumps, iter_jsonl,
-                            read_json_object, write_json)
+from trainkit.files import (
+    FileFormatError,
+    JsonlWriter,
+    atomic_write,
+    cleanup_temp_files,
+    dumps,
+    iter_jsonl,
+    read_json_object,
+    write_json,
+)
 from trainkit.live import Heartbeat, LiveStatus
-from trainkit.runfolder import (EARLY_STOPPED, FAILED, FINISHED, FORMAT_VERSION, PAUSED, RUNNING, STOPPED,
-                                RunPaths)
+from trainkit.runfolder import EARLY_STOPPED, FAILED, FINISHED, FORMAT_VERSION, PAUSED, RUNNING, STOPPED, RunPaths
 from trainkit.tasks import Task
 
 log = logging.getLogger("trainkit")
@@ -93,8 +100,8 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 def optimizer_summary(opt: torch.optim.Optimizer) -> dict:
     """``optimizer_buffer.json``: hyperparameters and the size of the optimizer's buffers."""
-    groups = [{k: v for k, v in g.items() if k != "params" and isinstance(v, (int, float, str, bool, tuple, type(None)))}
-              for g in opt.param_groups]
+    plain = (int, float, str, bool, tuple, type(None))
+    groups = [{k: v for k, v in g.items() if k != "params" and isinstance(v, plain)} for g in opt.param_groups]
     buffers: dict[str, float] = {}
     steps = None
     for st in opt.state.values():

@@ -138,7 +138,7 @@ def move_outputs_aside(paths: RunPaths, *, now: float | None = None) -> Path | N
     present = [p for p in paths.outputs() if p.exists()]
     if not present:
         return None
-    stamp = dt.datetime.fromtimestamp(now or time.time(), dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.fromtimestamp(now or time.time(), dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     dest = paths.superseded / stamp
     n = 1
     while dest.exists():

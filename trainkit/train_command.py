@@ -15,7 +15,6 @@ from trainkit.tasks import get_task
 
 log = logging.getLogger("trainkit")
 
-
 def train(target: str, *, run_dir: str | None, epochs: int | None, sets: list[str], fresh: bool,
           cache_dir: Path | None, display: ProgressDisplay | None = None) -> int:
     req = session.resolve_request(target, run_dir=run_dir, epochs=epochs, sets=sets)
