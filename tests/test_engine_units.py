@@ -10,8 +10,8 @@ import torch
 
 from trainkit import checkpoint, session
 from trainkit.config import ConfigError, resolve
-from trainkit.engine import epoch_permutation, get_lr, progress_record
-from trainkit.runfolder import RunPaths
+from trainkit.engine import epoch_permutation, get_lr
+from trainkit.runfolder import RunPaths, progress_record
 
 
 def cfg_with(**kw):

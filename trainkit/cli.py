@@ -4,6 +4,7 @@ one line on stderr."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 
@@ -28,9 +29,9 @@ def fmt(text: str) -> str:
 
 def _commands():
     """Each command module adds its own subparser (``register(sub)``) and handler."""
-    from trainkit.commands import train
+    from trainkit.commands import launch, status, train
 
-    return [train.register]
+    return [train.register, status.register, launch.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UsageError) as e:
         print(f"trainkit {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `trainkit status | head`: the reader left; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

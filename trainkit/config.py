@@ -75,7 +75,7 @@ class TrainConfig:
     log_every_steps: int = _f(10, "write a step record to metrics.jsonl every N steps")
     heartbeat_s: float = _f(5.0, "rewrite training_status.json at least this often (seconds)")
     system_every_s: float = _f(10.0, "append a system.jsonl sample this often (seconds)")
-    deterministic: bool = _f(True, "use deterministic algorithms (bit-identical resume)")
+    deterministic: bool = _f(True, "deterministic CUDA kernels, for a bit-identical resume (CPU: always)")
     model: dict = _f(dict, "task-specific model settings")
     data: dict = _f(dict, "task-specific data settings")
 

@@ -6,6 +6,7 @@ Log records go through the same console so they print above the bar instead of t
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ class ProgressDisplay:
             return RichHandler(console=self.console, show_path=False, show_time=True, markup=False,
                                log_time_format="%H:%M:%S")
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         return handler
 
     def start(self, *, total_epochs: int) -> None:
@@ -87,7 +88,7 @@ def setup_logging(display: ProgressDisplay, log_path: Path | None, *,
                   file_enabled: bool = True) -> list[logging.Handler]:
     """Send the ``trainkit`` logger to the console and (for the writing rank) to ``train.log``."""
     handlers: list[logging.Handler] = [display.log_handler()]
-    if log_path is not None and file_enabled:
+    if log_path is not None and file_enabled and not _stderr_is(log_path):
         fh = logging.FileHandler(log_path, encoding="utf-8")
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handlers.append(fh)
@@ -96,6 +97,16 @@ def setup_logging(display: ProgressDisplay, log_path: Path | None, *,
     for h in handlers:
         log.addHandler(h)
     return handlers
+
+
+def _stderr_is(path: Path) -> bool:
+    """True when stderr already goes to ``path`` (a launcher redirected it to train.log): the file
+    must not get every line twice."""
+    try:
+        a, b = os.fstat(sys.stderr.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def teardown_logging(handlers: list[logging.Handler]) -> None:

@@ -38,7 +38,17 @@ from trainkit.files import (
     write_json,
 )
 from trainkit.live import Heartbeat, LiveStatus
-from trainkit.runfolder import EARLY_STOPPED, FAILED, FINISHED, FORMAT_VERSION, PAUSED, RUNNING, STOPPED, RunPaths
+from trainkit.runfolder import (
+    EARLY_STOPPED,
+    FAILED,
+    FINISHED,
+    FORMAT_VERSION,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    RunPaths,
+    progress_record,
+)
 from trainkit.tasks import Task
 
 log = logging.getLogger("trainkit")
@@ -68,21 +78,6 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The data order of ``epoch``: a function of (seed, epoch) only, so resume needs no state."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
     return torch.randperm(n, generator=g)
-
-
-def progress_record(completed: int, total: int, *, early_stopped_at: int | None, finished: bool) -> dict:
-    early = early_stopped_at is not None
-    pct = 100.0 if (early or finished) else round(min(completed, total) / total * 100, 2) if total else 0.0
-    return {
-        "version": FORMAT_VERSION,
-        "completed_epochs": completed,
-        "total_epochs": total,
-        "progress_percentage": pct,
-        "early_stopped": early,
-        "early_stopped_at_epoch": early_stopped_at,
-        "finished": bool(finished or early),
-        "updated_at": time.time(),
-    }
 
 
 def dist_rank() -> tuple[int, int]:
@@ -192,9 +187,11 @@ class Trainer:
         if self.writes:
             self.heartbeat.start()
 
-        if cfg.deterministic:
-            if self.device.type == "cuda":
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if cfg.deterministic and self.device.type == "cuda":
+            # CUDA has non-deterministic kernels; the CPU ones are deterministic already (and the
+            # switch costs seconds of torch._dynamo imports at start).
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
             torch.use_deterministic_algorithms(True, warn_only=True)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -303,7 +300,8 @@ class Trainer:
 
     def _interrupted(self) -> Outcome:
         log.warning("interrupted: exiting at once; the last checkpoint stands")
-        self._final_status(STOPPED, error="interrupted by a second Ctrl-C")
+        self.live.update(stop_reason="interrupted by a second Ctrl-C")
+        self._final_status(STOPPED)
         return Outcome(STOPPED, 130)
 
     def _loop(self) -> Outcome:
@@ -473,6 +471,7 @@ class Trainer:
             "early_stopped_at_epoch": st.early_stopped_at_epoch, "saved_at": time.time()})
 
     def _stop(self, why: str) -> Outcome:
+        self.live.update(stop_reason=why)
         self.save_checkpoint()
         log.info("stopped (%s) at epoch %d, global step %d; the checkpoint is saved: run the same "
                  "command again to resume", why, self.state.epoch, self.state.global_step)

@@ -52,6 +52,7 @@ class LiveStatus:
             "world_size": 1,
             "device": None,
             "error": None,
+            "stop_reason": None,
             "control": None,
         }
         # rate bookkeeping (read by the heartbeat thread)

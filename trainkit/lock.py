@@ -1,5 +1,9 @@
 """A lock file per run (``O_CREAT | O_EXCL``) holding pid and host, so that two processes never
-train the same run at once. A lock whose pid is gone on this host is stale and taken over."""
+train the same run at once. A lock whose pid is gone on this host is stale and taken over.
+
+Hand-off: the launcher takes a run's lock with a ``handoff_token`` and starts ``trainkit train``
+with ``TRAINKIT_LOCK_TOKEN`` set to it; the child takes the lock over (rewrites it with its own pid),
+so no third process can slip in between the launcher's decision and the child's start."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from pathlib import Path
 import orjson
 import psutil
 
-from trainkit.files import FileFormatError, read_json_object
+from trainkit.files import FileFormatError, read_json_object, write_json
+
+HANDOFF_ENV = "TRAINKIT_LOCK_TOKEN"
 
 
 class LockHeld(RuntimeError):
@@ -44,19 +50,31 @@ def lock_is_stale(info: dict | None, *, host: str | None = None) -> bool:
 
 
 class RunLock:
-    def __init__(self, path: Path, *, purpose: str = "train") -> None:
+    def __init__(self, path: Path, *, purpose: str = "train", handoff_token: str | None = None) -> None:
         self.path = Path(path)
         self.purpose = purpose
+        self.handoff_token = handoff_token
         self.held = False
 
-    def acquire(self) -> RunLock:
-        body = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
-                             "created_at": time.time()})
+    def _body(self) -> dict:
+        body = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose, "created_at": time.time()}
+        if self.handoff_token:
+            body["handoff_token"] = self.handoff_token
+        return body
+
+    def acquire(self, *, accept_token: str | None = None) -> RunLock:
+        """Take the lock, or raise :class:`LockHeld`. ``accept_token``: take over a lock handed to
+        us by a launcher that holds it with that token."""
+        body = orjson.dumps(self._body())
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 info = read_lock(self.path)
+                if accept_token and info is not None and info.get("handoff_token") == accept_token:
+                    write_json(self.path, self._body())
+                    self.held = True
+                    return self
                 if info is None and self._young():
                     time.sleep(0.05)  # being written by its creator right now
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,3 +97,28 @@ class RunPaths:
         return [self.resolved_config, self.status, self.progress, self.metrics, self.system,
                 self.epochs, self.checkpoints, self.control, self.log, self.root / "evals",
                 self.root / "reports"]
+
+
+def progress_percentage(completed: int, total: int | None, early_stopped: bool) -> float:
+    """completed / total x 100 (2 decimals); an early-stopped run is complete: 100."""
+    if early_stopped:
+        return 100.0
+    if not total:
+        return 0.0
+    return round(min(completed, total) / total * 100, 2)
+
+
+def progress_record(completed: int, total: int | None, *, early_stopped_at: int | None, finished: bool) -> dict:
+    """The content of ``progress.json``. Early-stopped and finished runs are 100 %."""
+    early = early_stopped_at is not None
+    pct = 100.0 if finished else progress_percentage(completed, total, early)
+    return {
+        "version": FORMAT_VERSION,
+        "completed_epochs": completed,
+        "total_epochs": total,
+        "progress_percentage": pct,
+        "early_stopped": early,
+        "early_stopped_at_epoch": early_stopped_at,
+        "finished": bool(finished or early),
+        "updated_at": time.time(),
+    }

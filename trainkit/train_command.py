@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from trainkit import checkpoint, session
@@ -10,7 +11,7 @@ from trainkit.config import ConfigError, to_dict
 from trainkit.device import resolve_device
 from trainkit.display import ProgressDisplay, setup_logging, teardown_logging
 from trainkit.engine import Trainer, dist_rank, finalize_complete_run
-from trainkit.lock import LockHeld, RunLock
+from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock
 from trainkit.tasks import get_task
 
 log = logging.getLogger("trainkit")
@@ -42,7 +43,7 @@ def train(target: str, *, run_dir: str | None, epochs: int | None, sets: list[st
         return _train_locked(req, ck, task, device, display, cache_dir, previous, changes, fresh=False)
     paths.root.mkdir(parents=True, exist_ok=True)
     try:
-        lock = RunLock(paths.lock).acquire()
+        lock = RunLock(paths.lock).acquire(accept_token=os.environ.pop(HANDOFF_ENV, None))
     except LockHeld as e:
         raise ConfigError(f"{paths.root}: {e}") from None
     try:

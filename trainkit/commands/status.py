@@ -1,0 +1,103 @@
+"""``trainkit status [ROOT] [--json] [--repair] [--watch]``: every run's state and exact progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from trainkit.cli import UsageError, fmt
+
+SYMBOLS = {"pending": "○", "running": "▶", "paused": "‖", "finished": "✓", "early_stopped": "✓",
+           "stopped": "■", "failed": "✗", "crashed": "!"}
+
+EPILOG = fmt("""
+examples:
+  trainkit status                       # the runs under ./experiments
+  trainkit status runs/ --json          # machine-readable, one object per run
+  trainkit status --repair              # also rewrite progress.json where it was missing or wrong
+  trainkit status --watch --interval 5  # refresh until Ctrl-C
+
+States: pending, running, paused, finished, early_stopped, stopped, failed, crashed (the status says
+running but the heartbeat is stale - 3 x its interval, at least 60 s - or the pid is gone on this
+host). finished and early_stopped are complete: 100 %. Exit code 0 whatever the states; 2 on bad input.
+""")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="state and progress of every run under ROOT", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("root", nargs="?", default="experiments", metavar="ROOT",
+                   help="folder holding run folders (default: ./experiments)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of runs instead of a table")
+    p.add_argument("--repair", action="store_true", help="write recomputed progress.json back (atomically)")
+    p.add_argument("--watch", action="store_true", help="redraw the table every --interval seconds until Ctrl-C")
+    p.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between redraws (--watch)")
+    p.add_argument("--stale-after", type=float, metavar="S",
+                   help="heartbeat age after which a running run is crashed (default: 3 x its interval, >= 60)")
+    p.set_defaults(func=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from trainkit import status as S
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such folder" if not root.exists() else f"{root}: not a folder")
+    if args.interval <= 0:
+        raise UsageError("--interval must be > 0")
+    if args.watch and args.json:
+        raise UsageError("--watch draws a table; it does not combine with --json")
+    if args.json:
+        runs = S.scan(root, repair=args.repair, stale_s=args.stale_after)
+        sys.stdout.buffer.write(orjson.dumps([r.to_json() for r in runs], option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    if not args.watch:
+        print(render(S.scan(root, repair=args.repair, stale_s=args.stale_after), root))
+        return 0
+    try:
+        while True:
+            text = render(S.scan(root, repair=args.repair, stale_s=args.stale_after), root)
+            sys.stdout.write("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + f"trainkit status {root}\n\n" + text + "\n")
+            sys.stdout.flush()
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _pct(v: float) -> str:
+    return f"{v:.0f} %" if v == int(v) else f"{v:.1f} %"
+
+
+def render(runs, root: Path) -> str:
+    """A plain table (readable without colour: each state has a symbol and its name)."""
+    from trainkit.status import format_age, summarize
+
+    if not runs:
+        return f"no runs under {root}"
+    header = ("RUN", "STATE", "EPOCH", "%", "BEST", "LOSS", "HEARTBEAT", "REASON")
+    rows = []
+    for r in runs:
+        total = r.total_epochs if r.total_epochs is not None else "?"
+        best = f"{r.best_metric} {r.best_value:.4g}" if r.best_value is not None and r.best_metric else "-"
+        rows.append((r.name, f"{SYMBOLS.get(r.state, '?')} {r.state}", f"{r.completed_epochs}/{total}",
+                     _pct(r.progress_percentage), best, "-" if r.last_loss is None else f"{r.last_loss:.4g}",
+                     "-" if r.heartbeat_age_s is None else format_age(r.heartbeat_age_s) + " ago", r.reason))
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+             for row in [header, *rows]]
+    s = summarize(runs)
+    counts = ", ".join(f"{n} {state}" for state, n in s["counts"].items() if n)
+    lines.append("")
+    lines.append(f"{s['runs']} run{'s' if s['runs'] != 1 else ''}: {counts}")
+    lines.append(f"overall {_pct(s['overall_percentage'])} ({s['epochs_done']:.0f}/{s['epochs_total']:.0f} epochs; "
+                 "early-stopped runs count as complete)")
+    warned = [(r.name, w) for r in runs for w in r.warnings]
+    if warned:
+        lines.append("")
+        lines.append(f"{len(warned)} warning(s):")
+        lines.extend(f"  {name}: {w}" for name, w in warned)
+    return "\n".join(lines)

@@ -1,0 +1,213 @@
+"""The launcher: start pending runs, relaunch failed and crashed ones as resumes, nothing else.
+
+Never launched: ``finished``, ``early_stopped`` (complete), ``running``, ``paused`` (live) and
+``stopped`` (a user's stop is respected). Each launch is recorded in the run's ``launch.json``; a
+run that crashed ``max_crashes`` times in a row without progress is marked ``failed`` with the
+reason instead of being relaunched forever. A per-run lock (taken with O_EXCL, handed to the child)
+makes two launchers, or a launcher and a user, never start the same run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainkit.files import write_json
+from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock, read_lock
+from trainkit.runfolder import FORMAT_VERSION, RunPaths
+from trainkit.status import CRASHED, FAILED, PENDING, RunStatus, load_json, run_status, scan
+
+LAUNCH_FILE = "launch.json"
+DEFAULT_MAX_CRASHES = 3
+
+
+@dataclass
+class Action:
+    name: str
+    path: str
+    action: str  # launch | relaunch | give_up
+    reason: str
+    pid: int | None = None
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "action": self.action, "reason": self.reason}
+        if self.pid is not None:
+            out["pid"] = self.pid
+        return out
+
+
+def read_history(run_dir: Path, warnings: list[str] | None = None) -> dict:
+    data = load_json(Path(run_dir) / LAUNCH_FILE, [] if warnings is None else warnings) or {}
+    launches = data.get("launches") if isinstance(data.get("launches"), list) else []
+    return {"version": FORMAT_VERSION, "launches": [x for x in launches if isinstance(x, dict)],
+            "given_up": data.get("given_up") if isinstance(data.get("given_up"), dict) else None}
+
+
+def crashes_in_a_row(history: dict, completed_now: int) -> int:
+    """The crash seen now plus the relaunches before it that made no progress."""
+    n = 1
+    for entry in reversed(history["launches"]):
+        if entry.get("action") != "relaunch" or entry.get("completed_before") != completed_now:
+            break
+        n += 1
+    return n
+
+
+def decide(run: RunStatus, history: dict, *, max_crashes: int, started_at: float | None) -> Action | None:
+    """The action for one run (pure): None for runs that are left alone."""
+    if run.state == PENDING:
+        return Action(run.name, run.path, "launch", "pending: never started")
+    if run.state not in (FAILED, CRASHED):
+        return None
+    given_up = history["given_up"]
+    if given_up is not None and (started_at is None or started_at <= given_up.get("t", 0)):
+        return None  # still the run we gave up on; a person restarting it by hand clears this
+    n = crashes_in_a_row(history, run.completed_epochs)
+    if n >= max_crashes:
+        return Action(run.name, run.path, "give_up",
+                      f"{run.state} {n} times in a row without progress (last: {run.reason}); not relaunched")
+    return Action(run.name, run.path, "relaunch", f"{run.state}: {run.reason}")
+
+
+def plan(root: Path, *, max_crashes: int = DEFAULT_MAX_CRASHES, stale_s: float | None = None,
+         runs: list[RunStatus] | None = None) -> list[Action]:
+    out = []
+    for run in scan(root, stale_s=stale_s) if runs is None else runs:
+        status = load_json(RunPaths(Path(run.path)).status, [])
+        started = status.get("started_at") if status else None
+        action = decide(run, read_history(Path(run.path)), max_crashes=max_crashes,
+                        started_at=started if isinstance(started, (int, float)) else None)
+        if action is not None:
+            out.append(action)
+    return out
+
+
+def give_up(action: Action) -> None:
+    """Mark the run ``failed`` with the reason (status file and launch.json)."""
+    paths = RunPaths(Path(action.path))
+    now = time.time()
+    status = load_json(paths.status, []) or {"version": FORMAT_VERSION}
+    status.update({"state": FAILED, "error": action.reason, "heartbeat_at": status.get("heartbeat_at")})
+    write_json(paths.status, status)
+    history = read_history(paths.root)
+    history["given_up"] = {"t": now, "reason": action.reason, "host": socket.gethostname()}
+    write_json(paths.root / LAUNCH_FILE, history)
+
+
+@dataclass
+class Launched:
+    action: Action
+    process: subprocess.Popen
+    lock: RunLock
+
+
+@dataclass
+class Launcher:
+    """Starts runs detached (own session, stdin closed, output appended to ``train.log``)."""
+
+    root: Path
+    max_parallel: int = 1
+    max_crashes: int = DEFAULT_MAX_CRASHES
+    stale_s: float | None = None
+    python: str = sys.executable
+    report: Callable[[str], None] = print
+    children: list[Launched] = field(default_factory=list)
+
+    def live_elsewhere(self) -> int:
+        """Runs under ROOT that are running or paused and not started by this launcher."""
+        ours = {Path(c.action.path).resolve() for c in self.children if c.process.poll() is None}
+        return sum(1 for r in scan(self.root, stale_s=self.stale_s)
+                   if r.state in ("running", "paused") and Path(r.path).resolve() not in ours)
+
+    def alive(self) -> list[Launched]:
+        return [c for c in self.children if c.process.poll() is None]
+
+    def start(self, action: Action) -> Action | None:
+        """Lock the run, re-check its state under the lock, hand the lock to a detached child."""
+        paths = RunPaths(Path(action.path))
+        token = secrets.token_hex(8)
+        lock = RunLock(paths.lock, purpose="launch", handoff_token=token)
+        try:
+            lock.acquire()
+        except LockHeld as e:
+            self.report(f"skip {action.name}: {e}")
+            return None
+        try:
+            now = run_status(paths.root, stale_s=self.stale_s)
+            status = load_json(paths.status, [])
+            started = status.get("started_at") if status else None
+            again = decide(now, read_history(paths.root), max_crashes=self.max_crashes,
+                           started_at=started if isinstance(started, (int, float)) else None)
+            if again is None or again.action != action.action:
+                self.report(f"skip {action.name}: it is {now.state} now")
+                lock.release()
+                return None
+            log = open(paths.log, "ab")  # the child appends to it; our copy closes below
+            try:
+                proc = subprocess.Popen(
+                    [self.python, "-m", "trainkit", "train", str(paths.root)], stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                    env={**os.environ, HANDOFF_ENV: token, "PYTHONUNBUFFERED": "1"})
+            finally:
+                log.close()
+        except BaseException:
+            lock.release()
+            raise
+        lock.held = False  # the child owns it now (or it goes stale with us if the child dies first)
+        history = read_history(paths.root)
+        history["launches"].append({"t": time.time(), "action": action.action, "pid": proc.pid,
+                                    "state_before": now.state, "completed_before": now.completed_epochs,
+                                    "reason": action.reason, "launcher_pid": os.getpid(),
+                                    "host": socket.gethostname()})
+        history["given_up"] = None
+        write_json(paths.root / LAUNCH_FILE, history)
+        action.pid = proc.pid
+        self.children.append(Launched(action, proc, lock))
+        return action
+
+    def reap(self) -> list[Launched]:
+        """Children that exited since the last call; a lock still in our hands is removed."""
+        done = [c for c in self.children if c.process.poll() is not None]
+        for c in done:
+            self.children.remove(c)
+            info = read_lock(c.lock.path)
+            if info is not None and info.get("handoff_token") == c.lock.handoff_token \
+                    and info.get("pid") == os.getpid():
+                os.unlink(c.lock.path)  # the child died before taking the lock over
+        return done
+
+    def run(self, actions: list[Action], *, wait: bool, poll_s: float = 1.0) -> list[Action]:
+        """Start what fits under ``max_parallel``; with ``wait``, start the rest as others finish."""
+        started: list[Action] = []
+        queue = [a for a in actions if a.action in ("launch", "relaunch")]
+        for a in actions:
+            if a.action == "give_up":
+                give_up(a)
+                self.report(f"gave up on {a.name}: {a.reason} (marked failed; run 'trainkit train "
+                            f"{a.path}' to retry by hand)")
+        while True:
+            free = self.max_parallel - len(self.alive()) - (self.live_elsewhere() if queue else 0)
+            while queue and free > 0:
+                a = queue.pop(0)
+                if self.start(a) is not None:
+                    started.append(a)
+                    free -= 1
+                    self.report(f"{a.action} {a.name} (pid {a.pid}): {a.reason}")
+            if not wait:
+                break
+            for c in self.reap():
+                self.report(f"{c.action.name} exited with code {c.process.returncode}")
+            if not queue and not self.alive():
+                break
+            time.sleep(poll_s)
+        if queue:
+            self.report(f"{len(queue)} run(s) queued (max parallel {self.max_parallel}): "
+                        + ", ".join(a.name for a in queue) + "; run 'trainkit launch' again later or use --wait")
+        return started

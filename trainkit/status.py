@@ -1,0 +1,412 @@
+"""Run status: exact progress (fast path, slow path, repair) and the run state, for one run or a root.
+
+Pure decisions (:func:`check_progress`, :func:`recompute_progress`, :func:`derive_state`) are apart
+from the thin I/O that feeds them. Nothing here imports torch or executes anything from a run
+folder (early stopping is read from ``resolved_config.json``, never from ``config.py``). Every
+malformed file yields a result plus a warning naming the file, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from trainkit.early_stopping import replay
+from trainkit.files import write_json
+from trainkit.runfolder import EPOCH_FILES, FORMAT_VERSION, RunPaths, progress_percentage, progress_record
+
+PENDING, RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED, CRASHED = (
+    "pending", "running", "paused", "finished", "early_stopped", "stopped", "failed", "crashed")
+STATES = (PENDING, RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED, CRASHED)
+COMPLETE = (FINISHED, EARLY_STOPPED)
+LIVE = (RUNNING, PAUSED)
+MIN_STALE_S = 60.0
+RUN_MARKERS = ("resolved_config.json", "progress.json", "training_status.json", "config.yaml", "config.yml",
+               "config.json", "config.toml", "config.py")
+
+
+# --------------------------------------------------------------------------------------------
+# reading files without ever raising
+
+
+def load_json(path: str | Path, warnings: list[str]) -> dict | None:
+    """The JSON object in ``path``, or None (missing: silently; malformed: with a warning)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        warnings.append(f"{os.path.basename(path)}: unreadable ({e.strerror or e})")
+        return None
+    name = os.path.basename(path)
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        warnings.append(f"{name}: {'empty' if not data.strip() else 'not valid JSON'}")
+        return None
+    if not isinstance(obj, dict):
+        warnings.append(f"{name}: expected a JSON object, found {type(obj).__name__}")
+        return None
+    version = obj.get("version", FORMAT_VERSION)
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        warnings.append(f"{name}: format version {version} is newer than this trainkit's "
+                        f"({FORMAT_VERSION}); reading the fields it knows")
+    return obj
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+
+
+@dataclass
+class Progress:
+    completed_epochs: int = 0
+    total_epochs: int | None = None
+    progress_percentage: float = 0.0
+    early_stopped: bool = False
+    early_stopped_at_epoch: int | None = None
+    finished: bool = False
+    source: str = "none"  # progress.json | recomputed | none
+
+    def record(self) -> dict:
+        rec = progress_record(self.completed_epochs, self.total_epochs, early_stopped_at=self.early_stopped_at_epoch,
+                              finished=self.finished)
+        rec["repaired_by"] = "trainkit status"
+        return rec
+
+
+def check_progress(obj: dict) -> tuple[Progress | None, str | None]:
+    """Validate a ``progress.json`` object: (Progress, None) when usable, else (None, why not)."""
+    completed, total = _int(obj.get("completed_epochs")), _int(obj.get("total_epochs"))
+    pct = _num(obj.get("progress_percentage"))
+    early, finished = obj.get("early_stopped"), obj.get("finished")
+    at = obj.get("early_stopped_at_epoch")
+    if completed is None or total is None or pct is None or not isinstance(early, bool):
+        return None, "missing or wrongly typed fields"
+    if not 0 <= completed <= total or total < 1:
+        return None, f"completed_epochs {completed} outside 0..total_epochs {total}"
+    if early and (_int(at) is None or at != completed - 1):
+        return None, f"early_stopped_at_epoch {at!r} does not match completed_epochs {completed}"
+    if abs(pct - progress_percentage(completed, total, early)) > 0.01:
+        return None, f"progress_percentage {pct} inconsistent with {completed}/{total}"
+    is_finished = early or completed >= total
+    if finished is not None and finished is not is_finished:
+        return None, f"finished {finished} inconsistent with {completed}/{total}"
+    return Progress(completed, total, progress_percentage(completed, total, early), early, at if early else None,
+                    is_finished, "progress.json"), None
+
+
+def recompute_progress(scores: list[dict | None], total: int | None, early_stopping: dict | None) -> Progress:
+    """The slow path over the validation scores of the consecutive complete epoch folders
+    (``scores[i]`` = epoch i's ``validation_scores.json``, None if unreadable)."""
+    completed = len(scores)
+    at = None
+    if early_stopping:
+        metric = early_stopping.get("metric", "val_loss")
+        values = [s.get(metric) if isinstance(s, dict) else None for s in scores]
+        at = replay(values, metric=metric, mode=early_stopping.get("mode", "min"),
+                    patience=early_stopping.get("patience", 5), min_delta=early_stopping.get("min_delta", 0.0))
+        if at is not None:
+            completed = at + 1  # epochs after the trigger would not have run
+    early = at is not None
+    if total is not None and total < completed:
+        total = completed
+    return Progress(completed, total, progress_percentage(completed, total, early), early, at,
+                    early or (total is not None and completed >= total), "recomputed")
+
+
+def epoch_dir(root: str, epoch: int) -> str:
+    return f"{root}/epochs/epoch_{epoch:04d}"
+
+
+def epoch_complete(root: str, epoch: int) -> bool:
+    d = epoch_dir(root, epoch)
+    return all(os.path.exists(f"{d}/{f}") for f in EPOCH_FILES)
+
+
+def complete_epochs(root: str) -> int:
+    """Epoch folders holding all expected files, consecutively from 0."""
+    n = 0
+    while epoch_complete(root, n):
+        n += 1
+    return n
+
+
+def config_file_settings(root: str, warnings: list[str]) -> dict:
+    """A pending run's settings from its config file: YAML/JSON/TOML are read (never a ``.py``,
+    which would mean executing it); ``epochs`` falls back to the schema's default."""
+    from trainkit.config import ConfigError, TrainConfig, load_file
+
+    path = RunPaths(Path(root)).config_file()
+    data: dict = {}
+    if path is not None and path.suffix != ".py":
+        try:
+            data = load_file(path)
+        except ConfigError as e:
+            warnings.append(f"{path.name}: {str(e).split(': ', 1)[-1]}")
+    if "epochs" not in data and (path is None or path.suffix != ".py"):
+        data = {**data, "epochs": TrainConfig.__dataclass_fields__["epochs"].default}
+    return data
+
+
+def run_total_and_es(root: str, warnings: list[str], status: dict | None) -> tuple[int | None, dict | None]:
+    """Total epochs and early-stopping settings from ``resolved_config.json`` (or the status)."""
+    cfg = load_json(f"{root}/resolved_config.json", warnings)
+    if cfg is None:
+        cfg = config_file_settings(root, warnings)
+    total = _int(cfg.get("epochs"))
+    if total is None and status is not None:
+        total = _int(status.get("total_epochs"))
+    es = cfg.get("early_stopping")
+    if es is not None and not isinstance(es, dict):
+        warnings.append("resolved_config.json: early_stopping is not a mapping; ignored")
+        es = None
+    return total, es
+
+
+def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] | None = None,
+             status: dict | None = None) -> Progress:
+    """Exact progress of a run: ``progress.json`` when valid and not contradicted by the epoch
+    folders, else recomputed from the folders (replaying early stopping); with ``repair`` the
+    recomputed value is written back atomically. (:func:`run_status` never repairs a live run.)"""
+    root = os.fspath(run_dir)
+    warnings = [] if warnings is None else warnings
+    obj = load_json(f"{root}/progress.json", warnings)
+    if obj is not None:
+        prog, why = check_progress(obj)
+        if prog is not None and prog.completed_epochs > 0 and not epoch_complete(root, prog.completed_epochs - 1):
+            prog, why = None, (f"says {prog.completed_epochs} epochs but epoch_{prog.completed_epochs - 1:04d} "
+                               "is incomplete")
+        if prog is not None:
+            return prog
+        warnings.append(f"progress.json: {why}; recomputed from the epoch folders")
+    total, es = run_total_and_es(root, warnings, status)
+    n = complete_epochs(root)
+    if obj is None and n == 0:
+        return Progress(0, total, 0.0, source="none")
+    scores = [load_json(f"{epoch_dir(root, i)}/validation_scores.json", warnings) for i in range(n)]
+    prog = recompute_progress(scores, total, es)
+    if repair:
+        write_repair(root, prog, warnings)
+    return prog
+
+
+def write_repair(root: str, prog: Progress, warnings: list[str]) -> None:
+    try:
+        write_json(f"{root}/progress.json", prog.record())
+    except OSError as e:
+        warnings.append(f"progress.json: could not repair ({e.strerror or e})")
+    else:
+        warnings.append("progress.json: repaired")
+
+
+# --------------------------------------------------------------------------------------------
+# state
+
+
+STATUS_TYPES = {"state": (str,), "pid": (int,), "host": (str,), "heartbeat_at": (int, float),
+                "started_at": (int, float), "heartbeat_interval_s": (int, float)}
+
+
+def status_problems(status: dict) -> list[str]:
+    """Fields of ``training_status.json`` whose type is wrong (each then reads as absent)."""
+    out = [] if "state" in status else ["training_status.json: no 'state' field"]
+    for key, types in STATUS_TYPES.items():
+        v = status.get(key)
+        if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
+            out.append(f"training_status.json: {key} is {type(v).__name__}, expected {types[0].__name__}")
+    return out
+
+
+def stale_after(status: dict) -> float:
+    """3 x the run's heartbeat interval, at least 60 s."""
+    interval = _num(status.get("heartbeat_interval_s")) or 5.0
+    return max(MIN_STALE_S, 3 * interval)
+
+
+def pid_running(pid: int, started_at: float | None) -> bool:
+    """Whether ``pid`` is a live process on this host that is not a newer process reusing the pid."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_at is None or p.create_time() <= started_at + 5.0
+    except (psutil.Error, ValueError):
+        return False
+
+
+def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
+                 pid_alive: Callable[[int, float | None], bool], has_outputs: bool,
+                 stale_s: float | None = None) -> tuple[str, str]:
+    """(state, reason) from the status file and the progress; pure but for ``pid_alive``."""
+    if status is None:
+        if prog.early_stopped:
+            return EARLY_STOPPED, f"early stopped after epoch {prog.early_stopped_at_epoch} (from the epoch files)"
+        if prog.finished:
+            return FINISHED, "all epochs done (from the epoch files)"
+        if has_outputs or prog.completed_epochs:
+            return CRASHED, "outputs but no training_status.json: the run died early or the file was lost"
+        return PENDING, "never started"
+    state = status.get("state")
+    if state in LIVE:
+        pid, hb = _int(status.get("pid")), _num(status.get("heartbeat_at"))
+        limit = stale_s if stale_s is not None else stale_after(status)
+        same_host = status.get("host") == host
+        if same_host and pid is not None and (pid <= 0 or not pid_alive(pid, _num(status.get("started_at")))):
+            dead = f"pid {pid} is gone on {host}"
+        elif hb is None:
+            dead = "training_status.json has no heartbeat_at"
+        elif now - hb > limit:
+            dead = f"no heartbeat for {format_age(now - hb)} (limit {limit:.0f} s)"
+        else:
+            return state, f"epoch {status.get('current_epoch')}, step {status.get('step')}" if state == RUNNING \
+                else "paused on request"
+        if prog.early_stopped:  # it completed; only its final status write was lost
+            return EARLY_STOPPED, f"early stopped after epoch {prog.early_stopped_at_epoch} ({dead} afterwards)"
+        if prog.finished:
+            return FINISHED, f"all epochs done ({dead} afterwards)"
+        return CRASHED, dead
+    if state == FINISHED:
+        return FINISHED, f"{prog.completed_epochs} epochs done"
+    if state == EARLY_STOPPED:
+        return EARLY_STOPPED, f"no improvement: stopped after epoch {prog.early_stopped_at_epoch}"
+    if state == STOPPED:
+        return STOPPED, status.get("stop_reason") or "stopped on request"
+    if state == FAILED:
+        return FAILED, status.get("error") or "training failed"
+    return FAILED, f"unknown state {state!r} in training_status.json"
+
+
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+# --------------------------------------------------------------------------------------------
+# one run, a whole root
+
+
+@dataclass
+class RunStatus:
+    name: str
+    path: str
+    state: str
+    reason: str
+    completed_epochs: int
+    total_epochs: int | None
+    progress_percentage: float
+    early_stopped: bool
+    early_stopped_at_epoch: int | None
+    finished: bool
+    best_metric: str | None = None
+    best_value: float | None = None
+    last_loss: float | None = None
+    heartbeat_age_s: float | None = None
+    pid: int | None = None
+    host: str | None = None
+    progress_source: str = "none"
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = False,
+               host: str | None = None, stale_s: float | None = None,
+               pid_alive: Callable[[int, float | None], bool] = pid_running) -> RunStatus:
+    root = os.fspath(run_dir)
+    now = time.time() if now is None else now
+    host = host or socket.gethostname()
+    warnings: list[str] = []
+    status = load_json(f"{root}/training_status.json", warnings)
+    if status is not None:
+        warnings.extend(status_problems(status))
+    live_claim = status is not None and status.get("state") in LIVE
+    prog = progress(root, repair=False, warnings=warnings, status=status)
+    has_outputs = status is None and (os.path.exists(f"{root}/checkpoints") or os.path.exists(f"{root}/metrics.jsonl"))
+    state, reason = derive_state(status, prog, now=now, host=host, pid_alive=pid_alive, has_outputs=has_outputs,
+                                 stale_s=stale_s)
+    if repair and prog.source == "recomputed" and not (live_claim and state in LIVE):
+        write_repair(root, prog, warnings)
+    meta = load_json(f"{root}/checkpoints/current.meta.json", warnings) or {}
+    hb = _num(status.get("heartbeat_at")) if status else None
+    return RunStatus(
+        name=os.path.basename(root.rstrip("/")), path=root, state=state, reason=reason,
+        completed_epochs=prog.completed_epochs, total_epochs=prog.total_epochs,
+        progress_percentage=prog.progress_percentage, early_stopped=prog.early_stopped,
+        early_stopped_at_epoch=prog.early_stopped_at_epoch, finished=prog.finished,
+        best_metric=meta.get("best_metric") if isinstance(meta.get("best_metric"), str) else None,
+        best_value=_num(meta.get("best_loss")),
+        last_loss=_num(status.get("loss")) if status else None,
+        heartbeat_age_s=None if hb is None else max(0.0, now - hb),
+        pid=_int(status.get("pid")) if status else None,
+        host=status.get("host") if status and isinstance(status.get("host"), str) else None,
+        progress_source=prog.source, warnings=warnings)
+
+
+def state(run_dir: str | Path, now: float | None = None) -> str:
+    return run_status(run_dir, now=now).state
+
+
+def find_runs(root: str | Path) -> list[str]:
+    """Folders directly under ``root`` that hold a config, resolved_config.json, progress.json or
+    training_status.json, sorted by name."""
+    out = []
+    with os.scandir(root) as it:
+        for entry in it:
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            if any(os.path.exists(f"{entry.path}/{m}") for m in RUN_MARKERS):
+                out.append(entry.path)
+    return sorted(out, key=os.path.basename)
+
+
+def scan(root: str | Path, *, now: float | None = None, repair: bool = False,
+         stale_s: float | None = None) -> list[RunStatus]:
+    now = time.time() if now is None else now
+    host = socket.gethostname()
+    return [run_status(p, now=now, repair=repair, host=host, stale_s=stale_s) for p in find_runs(root)]
+
+
+def summarize(runs: list[RunStatus]) -> dict:
+    """Counts per state and the overall progress (epoch-weighted; complete runs count in full)."""
+    counts = {s: 0 for s in STATES}
+    done = total = 0.0
+    for r in runs:
+        counts[r.state] = counts.get(r.state, 0) + 1
+        t = r.total_epochs or r.completed_epochs
+        if not t:
+            continue
+        total += t
+        done += t if r.state in COMPLETE or r.early_stopped else min(r.completed_epochs, t)
+    return {"runs": len(runs), "counts": counts, "epochs_done": done, "epochs_total": total,
+            "overall_percentage": round(done / total * 100, 2) if total else 0.0}
