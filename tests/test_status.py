@@ -277,3 +277,15 @@ def test_status_never_imports_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch imported'")
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_watch_redraws_until_ctrl_c(tmp_path, env):
+    synthetic_run(tmp_path, "a", scores=[1.0], state="stopped")
+    proc = subprocess.Popen([sys.executable, "-m", "trainkit", "status", str(tmp_path), "--watch", "--interval", "0.2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = b""
+    while seen.count(b"1 run: 1 stopped") < 2:
+        seen += proc.stdout.read1(4096)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and b"Traceback" not in err

@@ -335,3 +335,12 @@ def test_python_config_runs_and_python_m_matches_console_script(tmp_path, env):
     out = subprocess.run([script, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout
     assert trainkit("--help", cwd=tmp_path, env=env).stdout == out.stdout
+
+
+def test_only_rank_0_writes_files(tmp_path, env):
+    cfg = write_config(tmp_path / "cfg.yaml", epochs=1)
+    run = tmp_path / "run"
+    res = trainkit("train", cfg, "--run-dir", run, cwd=tmp_path, env={**env, "RANK": "1", "WORLD_SIZE": "2"})
+    assert res.returncode == 0, res.stderr
+    assert "epoch 0 [1/1]" in res.stderr  # it trained
+    assert not run.exists() or not any(run.rglob("*"))  # and wrote nothing
