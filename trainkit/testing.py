@@ -1,8 +1,8 @@
 """Synthetic run folders in the exact on-disk format the engine writes, without training.
 
 For tests, benchmarks and screenshots that need many runs in given states fast. Real runs come
-from ``trainkit train``; these only lay out the files (``training_losses.pt`` holds a placeholder
-byte string, since readers of run status only check that it exists).
+from ``trainkit train``; these only lay out the files (``training_losses.pt`` holds a few bytes,
+not a tensor: readers of run status only check that it exists).
 """
 
 from __future__ import annotations
