@@ -95,3 +95,34 @@ def count_lines(path: Path, needle: bytes = b'"kind":"step"') -> int:
         return path.read_bytes().count(needle)
     except FileNotFoundError:
         return 0
+
+
+# --- evaluation helpers ----------------------------------------------------------------------
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def eval_env(env: dict, **extra: str) -> dict:
+    """``env`` plus tests/ on PYTHONPATH (for ``--model eval_models:...``) and ``extra`` variables."""
+    e = dict(env)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), e.get("PYTHONPATH", "")) if p)
+    e.update(extra)
+    return e
+
+
+def arith_questions(n: int, **extra) -> list[dict]:
+    """``{"id": i, "question": "i+k", "answer": "..."}`` rows that ``eval_models.arith`` answers."""
+    return [{"id": i, "question": f"{i}+{i % 7}", "answer": str(i + i % 7), **extra} for i in range(n)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every line must parse (a torn or interleaved line fails the test)."""
+    data = path.read_bytes()
+    assert not data or data.endswith(b"\n"), f"{path} ends with a torn line"
+    return [orjson.loads(line) for line in data.splitlines()]

@@ -132,3 +132,46 @@ def test_describe_lists_every_key_with_help():
     for key in ("task", "epochs", "seed", "batch_size", "lr", "device", "early_stopping.patience",
                 "early_stopping.min_delta", "checkpoint.every_steps", "log_every_steps", "model", "data"):
         assert f"  {key} " in text, key
+
+
+# --- the eval section (gates) -----------------------------------------------------------------
+
+
+def test_eval_gates_section_typed_and_overridable(tmp_path):
+    cfg = resolve_text(tmp_path, "task: burgers\neval: {gates: {nrmse: {max: 0.10}}}\n",
+                       sets=["eval.gates.accuracy.min=0.8"])
+    assert cfg.eval.gates.nrmse.max == 0.1 and cfg.eval.gates.nrmse.min is None
+    assert cfg.eval.gates.accuracy.min == 0.8 and isinstance(cfg.eval.gates.accuracy.min, float)
+    plain = resolve_text(tmp_path, "task: burgers\n")
+    assert plain.eval.gates.nrmse is None and plain.eval.gates.accuracy is None
+    assert C.to_dict(plain)["eval"] == {"gates": {"nrmse": None, "accuracy": None}}
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("task: burgers\neval: {gatez: {}}\n", "unknown key eval.'gatez' (did you mean eval.'gates'?)"),
+    ("task: burgers\neval: {gates: {acuracy: {min: 1}}}\n", "did you mean eval.gates.'accuracy'"),
+    ("task: burgers\neval: {gates: {nrmse: {maximum: 1}}}\n", "unknown key eval.gates.nrmse.'maximum'"),
+    ("task: burgers\neval: {gates: {nrmse: {max: low}}}\n", "eval.gates.nrmse.max: expected a number, got 'low'"),
+    ("task: burgers\neval: [1]\n", "eval: expected a mapping"),
+])
+def test_bad_eval_section_is_one_line_and_exit_2(tmp_path, capsys, text, fragment):
+    p = tmp_path / "cfg.yaml"
+    p.write_text(text)
+    assert cli.main(["train", str(p), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_section_is_not_locked():
+    old = {"task": "burgers", "model": {}, "data": {}, "eval": {"gates": {"nrmse": None, "accuracy": None}}}
+    new = {"task": "burgers", "model": {}, "data": {},
+           "eval": {"gates": {"nrmse": {"min": None, "max": 0.1}, "accuracy": None}}}
+    assert "eval" not in C.LOCKED_FIELDS and C.locked_differences(old, new) == []
+    assert C.changed_fields(old, new) == [("eval.gates.nrmse", None, {"min": None, "max": 0.1})]
+
+
+def test_describe_lists_the_gates():
+    text = "\n".join(C.describe())
+    for key in ("eval.gates.nrmse.max", "eval.gates.accuracy.min"):
+        assert f"  {key} " in text, key

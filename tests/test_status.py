@@ -10,8 +10,8 @@ import sys
 
 import orjson
 import pytest
-
 from conftest import read_json, start_trainkit, trainkit, wait_for, write_config
+
 from trainkit import status as S
 from trainkit.launcher import plan
 from trainkit.testing import dead_pid, synthetic_run
@@ -56,7 +56,8 @@ def test_check_progress(obj, ok):
 ])
 def test_recompute_progress(values, total, es, expected):
     prog = S.recompute_progress([{"val_loss": v} for v in values], total, es)
-    assert (prog.completed_epochs, prog.progress_percentage, prog.early_stopped, prog.early_stopped_at_epoch) == expected
+    got = (prog.completed_epochs, prog.progress_percentage, prog.early_stopped, prog.early_stopped_at_epoch)
+    assert got == expected
 
 
 NOW = 10_000.0

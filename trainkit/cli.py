@@ -29,9 +29,13 @@ def fmt(text: str) -> str:
 
 def _commands():
     """Each command module adds its own subparser (``register(sub)``) and handler."""
+    import trainkit.commands.eval as eval_command
+    import trainkit.commands.run as run_command
+    import trainkit.commands.score as score_command
     from trainkit.commands import launch, status, train
 
-    return [train.register, status.register, launch.register]
+    return [train.register, status.register, launch.register, eval_command.register, score_command.register,
+            run_command.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

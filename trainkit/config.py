@@ -58,6 +58,23 @@ class ScheduleConfig:
 
 
 @dataclass
+class GateConfig:
+    min: float | None = _f(None, "the metric must be >= this")
+    max: float | None = _f(None, "the metric must be <= this")
+
+
+@dataclass
+class GatesConfig:
+    nrmse: GateConfig | None = _f(None, "gate on the evaluation NRMSE (lower is better), e.g. {max: 0.10}")
+    accuracy: GateConfig | None = _f(None, "gate on the evaluation accuracy (0..1), e.g. {min: 0.8}")
+
+
+@dataclass
+class EvalConfig:
+    gates: GatesConfig = _f(GatesConfig, "thresholds the evaluation must meet (reports/NAME.json: gates_passed)")
+
+
+@dataclass
 class TrainConfig:
     task: str = _f(help="built-in task name (burgers) or an import string module:function")
     epochs: int = _f(10, "total number of epochs (a target, never 'N more')")
@@ -78,6 +95,7 @@ class TrainConfig:
     deterministic: bool = _f(True, "deterministic CUDA kernels, for a bit-identical resume (CPU: always)")
     model: dict = _f(dict, "task-specific model settings")
     data: dict = _f(dict, "task-specific data settings")
+    eval: EvalConfig = _f(EvalConfig, "evaluation after training (trainkit eval / trainkit run)")
 
 
 _FIELD_CHECKS: dict[str, tuple[Any, str]] = {

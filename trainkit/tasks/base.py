@@ -2,13 +2,19 @@
 
 A user task plugs in by import string (``task: mypkg.tasks:make_task``): the function is called
 with no arguments and returns a :class:`Task` (subclass it, or any object with these attributes).
+
+Evaluation (``trainkit eval``) uses the optional members ``metric``, ``default_questions``,
+``predictor`` and ``build_eval_model``; a task without them still trains, and its runs are
+evaluated with ``--questions`` and ``--model``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +42,8 @@ class Task(ABC):
     model_config: type | None = None
     #: dataclass describing ``data:`` (None: free-form mapping)
     data_config: type | None = None
+    #: evaluation metric: "accuracy" (exact match, higher is better) or "nrmse" (lower is better)
+    metric: str = "accuracy"
 
     @abstractmethod
     def build_data(self, data: dict, cache_dir: Path | None) -> TaskData:
@@ -58,3 +66,21 @@ class Task(ABC):
             total += float(self.loss(model, batch)) * batch[0].shape[0]
             n += batch[0].shape[0]
         return {"val_loss": total / max(n, 1)}
+
+    # ------------------------------------------------------------------ evaluation (optional)
+    def default_questions(self, data: dict) -> list[dict] | None:
+        """The task's own evaluation set, held out from the training data and generated
+        deterministically from ``data``: ``[{"id", "question", "answer", ...}]``. None: no
+        default set (``trainkit eval`` then needs ``--questions``)."""
+        return None
+
+    def predictor(self, model: nn.Module, device: torch.device) -> Callable[[dict], Any] | None:
+        """A callable ``fn(item) -> str | dict`` answering one question with the trained ``model``
+        (already on ``device``, in eval mode); it may be called from several threads at once.
+        None: no predictor (``trainkit eval`` then needs ``--model``)."""
+        return None
+
+    def build_eval_model(self, model: dict, data: dict, cache_dir: Path | None) -> nn.Module:
+        """The model to load ``checkpoints/best.pt`` into. By default it builds the data to call
+        :meth:`build_model`; override it when the model's shape follows from the config alone."""
+        return self.build_model(model, self.build_data(data, cache_dir))

@@ -6,14 +6,21 @@ The data are generated here with a finite-difference solver (Rusanov flux for th
 term, central differences for diffusion, SSP-RK2 in time), deterministically from ``data.seed``.
 The model maps the initial condition u(x, 0) to the solution u(x, T) on the same grid; its
 validation metric is the NRMSE ``||pred - true||_2 / ||true||_2`` over the validation set.
+
+Evaluation: the default question set is ``EVAL_QUESTIONS`` initial conditions drawn from a generator
+seeded with :func:`eval_seed` (derived from ``data.seed``, never equal to it: held out from the
+training and validation data); each answer is the solver's u(x, T). The metric is ``nrmse`` pooled
+over the items (see :mod:`trainkit.scoring`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import torch
@@ -24,6 +31,7 @@ from trainkit.files import atomic_write
 from trainkit.tasks.base import Task, TaskData
 
 SOLVER_VERSION = 1
+EVAL_QUESTIONS = 64
 
 
 @dataclass
@@ -86,6 +94,25 @@ def generate(cfg: BurgersData) -> dict[str, torch.Tensor]:
     return {"u0": u0.float(), "uT": uT.float()}
 
 
+def eval_seed(seed: int) -> int:
+    """The seed of the held-out evaluation set: a hash of ``data.seed``, never ``data.seed`` itself."""
+    derived = int.from_bytes(hashlib.sha256(f"burgers-eval-{seed}".encode()).digest()[:7], "big")
+    return derived if derived != seed else derived + 1
+
+
+def eval_questions(cfg: BurgersData, n: int = EVAL_QUESTIONS) -> list[dict]:
+    """``n`` held-out questions: ``question`` is u(x, 0) on the grid, ``answer`` the solver's u(x, T).
+
+    Values are rounded to float32 (the precision the model and the training data use), so that the
+    last-bit differences float64 math may show between CPUs or libraries do not change the questions
+    (their hash identifies the evaluation's plan when it is resumed, possibly on another machine)."""
+    g = torch.Generator().manual_seed(eval_seed(cfg.seed))
+    u0 = random_initial_conditions(n, cfg.nx, cfg.modes, g)
+    uT = solve_burgers(u0, cfg.viscosity, cfg.t_final)
+    u0, uT = u0.float(), uT.float()
+    return [{"id": i, "question": u0[i].tolist(), "answer": uT[i].tolist()} for i in range(n)]
+
+
 def _cache_key(cfg: BurgersData) -> str:
     blob = orjson.dumps({"solver": SOLVER_VERSION, **cfg.__dict__}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -112,6 +139,7 @@ class BurgersTask(Task):
     name = "burgers"
     model_config = BurgersModel
     data_config = BurgersData
+    metric = "nrmse"
 
     def build_data(self, data: dict, cache_dir: Path | None) -> TaskData:
         cfg = BurgersData(**data)
@@ -144,3 +172,21 @@ class BurgersTask(Task):
             "val_loss": float(err.pow(2).mean()),
             "nrmse": float(err.norm() / y.norm()),
         }
+
+    def default_questions(self, data: dict) -> list[dict]:
+        return eval_questions(BurgersData(**data))
+
+    def build_eval_model(self, model: dict, data: dict, cache_dir: Path | None) -> nn.Module:
+        cfg = BurgersModel(**model)
+        return ResidualMLP(BurgersData(**data).nx, cfg.width, cfg.depth, cfg.dropout)
+
+    def predictor(self, model: nn.Module, device: torch.device) -> Callable[[dict], Any]:
+        def predict(item: dict) -> dict:
+            u0 = torch.as_tensor(item["question"], dtype=torch.float32)
+            if u0.ndim != 1:
+                raise ValueError(f"question must be a flat list of grid values, got shape {tuple(u0.shape)}")
+            with torch.no_grad():
+                out = model(u0.to(device)[None])[0]
+            return {"answer": out.cpu().tolist()}
+
+        return predict

@@ -1,0 +1,316 @@
+"""``trainkit eval``: decide what to evaluate (questions, model, metric), check or resume its folder,
+run what is left, then write ``test_summary.json`` and ``reports/NAME.json``.
+
+Torch is imported only to build the run's own model (``checkpoints/best.pt``) or a built-in task's
+default questions; ``--model`` with ``--questions`` needs neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainkit import report
+from trainkit.config import ConfigError
+from trainkit.eval_display import EvalProgress
+from trainkit.evalplan import METRICS, EvalPaths, Plan, check_name, check_questions, load_questions
+from trainkit.evaluate import (
+    Counts,
+    Interrupts,
+    ModelFn,
+    ProgressiveWriter,
+    RetryPolicy,
+    Runner,
+    SessionLog,
+    make_sink,
+    move_aside,
+    prepare,
+)
+from trainkit.files import FileFormatError, read_json_object, write_json
+from trainkit.lock import LockHeld, RunLock
+from trainkit.runfolder import RunPaths
+from trainkit.scoring import score_dir
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class EvalRequest:
+    run_dir: str
+    name: str | None = None
+    questions: str | None = None
+    samples: int = 1
+    model: str | None = None
+    workers: int = 1
+    fresh: bool = False
+    retry_errors: bool = False
+    durable: bool = False
+    retries: int = 2
+    backoff_s: float = 0.5
+    timeout_s: float | None = None
+    device: str | None = None
+    cache_dir: Path | None = None
+
+
+def default_name(questions: str | None) -> str:
+    """``default`` for the task's own questions, else the questions file's name without suffix."""
+    if not questions:
+        return "default"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(questions).stem).strip("-._")
+    return slug[:100] or "default"
+
+
+def import_callable(spec: str) -> ModelFn:
+    """``module:function`` (the folder trainkit runs from is importable) -> the callable."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"--model {spec!r}: expected module:function (e.g. mymodels:answer)")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # the user's module: one line
+        raise ConfigError(f"--model {spec!r}: cannot import module {module_name!r} "
+                          f"({e.__class__.__name__}: {e})") from None
+    fn: Any = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise ConfigError(f"--model {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    if not callable(fn):
+        raise ConfigError(f"--model {spec!r}: {attr!r} is not callable")
+    return fn
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_run_config(run_dir: Path) -> dict | None:
+    path = RunPaths(run_dir).resolved_config
+    try:
+        return read_json_object(path)
+    except FileNotFoundError:
+        return None
+    except (FileFormatError, OSError) as e:
+        raise ConfigError(f"{path}: cannot read the run's config ({e})") from None
+
+
+@dataclass
+class Target:
+    """What an evaluation request resolved to, before anything is written."""
+
+    plan: Plan
+    run_dir: Path
+    config: dict | None
+    task: Any
+    model_fn: ModelFn | None  # None: the run's checkpoint, built only when an item must run
+    gates: dict
+
+
+def resolve(req: EvalRequest) -> Target:
+    run_dir = Path(req.run_dir)
+    name = check_name(req.name or default_name(req.questions))
+    if req.samples < 1:
+        raise ConfigError("--samples must be >= 1")
+    if req.workers < 1:
+        raise ConfigError("--workers must be >= 1")
+    standalone = bool(req.model and req.questions)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a folder")
+    try:
+        config = read_run_config(run_dir) if run_dir.is_dir() else None
+    except ConfigError:
+        if not standalone:
+            raise
+        config = None  # --model and --questions need nothing from the folder
+    if not standalone:
+        if not run_dir.is_dir():
+            raise ConfigError(f"{run_dir}: no such run folder")
+        if config is None:
+            raise ConfigError(f"{run_dir}: not a run folder (no resolved_config.json); give both --model and "
+                              "--questions to evaluate a model without a run")
+    task_name = config.get("task") if config else None
+    model_fn = import_callable(req.model) if req.model else None  # fail fast, before any file is written
+    gates = report.gates_from_config(config, str(RunPaths(run_dir).resolved_config)) if config else {}
+
+    task = None
+    if standalone:
+        metric = "accuracy"
+    else:
+        from trainkit.tasks import get_task  # imports torch
+
+        task = get_task(str(task_name))
+        metric = getattr(task, "metric", "accuracy")
+        if metric not in METRICS:
+            raise ConfigError(f"task {task_name!r}: metric {metric!r} is not one of {', '.join(METRICS)}")
+    if req.questions:
+        questions, source = load_questions(req.questions), str(req.questions)
+    else:
+        make = getattr(task, "default_questions", None)
+        rows = make(dict(config.get("data") or {})) if make else None
+        if rows is None:
+            raise ConfigError(f"task {task_name!r} has no default question set; give --questions FILE")
+        questions, source = check_questions(list(rows), f"default questions of task {task_name!r}"), \
+            f"default:{task_name}"
+    if req.model:
+        spec = req.model
+    else:
+        best = RunPaths(run_dir).best_ckpt
+        if not best.is_file():
+            raise ConfigError(f"{best}: no trained model yet (train first, or give --model module:function)")
+        spec = f"checkpoint:checkpoints/best.pt sha256:{file_sha256(best)[:16]}"
+    plan = Plan(name, questions, source, spec, req.samples, metric, task_name)
+    return Target(plan, run_dir, config, task, model_fn, gates)
+
+
+def _checkpoint_model(t: Target, req: EvalRequest) -> ModelFn:
+    from trainkit.eval_model import checkpoint_predictor  # imports torch
+
+    cache = req.cache_dir
+    if cache is None:
+        from trainkit.commands.train import default_cache_dir
+
+        cache = default_cache_dir()
+    return checkpoint_predictor(t.run_dir, t.config or {}, t.task, device=req.device, cache_dir=cache)
+
+
+def evaluate(req: EvalRequest, display: EvalProgress | None = None) -> int:
+    """Exit code: 0 finished (error items included), 130 interrupted, 1 the run itself failed."""
+    display = display or EvalProgress()
+    try:
+        t = resolve(req)
+        paths = EvalPaths.of(t.run_dir, t.plan.name)
+        paths.root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = RunLock(paths.lock, purpose="eval").acquire()
+        except LockHeld as e:
+            raise ConfigError(f"{paths.root}: {e}") from None
+        try:
+            return _evaluate_locked(t, req, paths, display)
+        finally:
+            lock.release()
+    except KeyboardInterrupt:
+        display.close()
+        display.note("eval: interrupted; what finished is on disk (run the same command again to resume)")
+        return EXIT_INTERRUPTED
+
+
+def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: EvalProgress) -> int:
+    plan = t.plan
+    if req.fresh:
+        moved = move_aside(t.run_dir, plan.name)
+        if moved is not None:
+            display.note(f"--fresh: the earlier evaluation moved to {moved}")
+    state = prepare(paths, plan, retry_errors=req.retry_errors, durable=req.durable)
+    if state.truncated_bytes:
+        display.note(f"responses.jsonl: truncated a torn last line ({state.truncated_bytes} bytes) left by a crash")
+    if state.dropped_lines:
+        display.note(f"responses.jsonl: dropped {state.dropped_lines} line(s) that were not item records")
+    if state.rebuilt:
+        display.note(f"conversations/: rebuilt {len(state.rebuilt)} missing or empty file(s) from their lines "
+                     f"({', '.join(state.rebuilt[:3])}{', ...' if len(state.rebuilt) > 3 else ''})")
+    if state.rebuild_failed:
+        display.note(f"conversations/: could not rebuild {', '.join(state.rebuild_failed[:3])}")
+    if not state.new and state.todo:
+        display.say(f"eval {plan.name}: resuming, {state.counts.done}/{plan.planned} done"
+                    + (f", re-running {state.retrying} error item(s)" if state.retrying else ""))
+
+    if not state.todo:
+        summary = score_dir(paths.root)
+        if _read_summary(paths) == summary and report.report_path(t.run_dir, plan.name).is_file():
+            display.say(f"eval {plan.name}: already complete ({_counts_text(summary)}); nothing to do")
+            return 0
+        return _finish(t, paths, display, interrupted=False, failure=None)
+
+    interrupts = Interrupts(lambda sig: None)
+    with interrupts:
+        fn = t.model_fn or _checkpoint_model(t, req)
+        if interrupts.requested:
+            return _finish(t, paths, display, interrupted=True, failure=None)
+        counts = Counts(state.counts.done, state.counts.ok, state.counts.error)
+        writer = ProgressiveWriter(paths, plan.metric, plan.model, durable=req.durable, notify=display.note)
+        runner: Runner | None = None
+
+        def writer_failed(e: BaseException) -> None:
+            if runner is not None:
+                runner.stop()
+
+        workers = max(1, min(req.workers, len(state.todo)))
+        sink = make_sink(writer, workers, counts, on_failure=writer_failed)
+        runner = Runner(fn, state.todo, plan.metric, sink, workers=workers,
+                        policy=RetryPolicy(req.retries, req.backoff_s, req.timeout_s))
+
+        def on_stop(sig: str) -> None:
+            runner.stop()
+            display.note(f"{sig} received: finishing the items in flight (Ctrl-C again to stop at once)")
+
+        interrupts.on_stop = on_stop
+        sessions = SessionLog(paths.sessions, durable=req.durable)
+        sessions.start(workers=runner.workers, to_run=len(state.todo), retry_errors=req.retry_errors)
+        start_done = counts.done
+        display.start(name=plan.name, planned=plan.planned, done=counts.done, ok=counts.ok, error=counts.error)
+        try:
+            runner.run(tick=lambda: display.update(done=counts.done, ok=counts.ok, error=counts.error))
+        finally:
+            sink.close()
+            display.update(done=counts.done, ok=counts.ok, error=counts.error, force=True)
+            display.close()
+        failure = sink.failure or runner.worker_failure
+        interrupted = bool(interrupts.requested) or runner.abandoned
+        reason = "failed" if failure else ("interrupted" if interrupted else "completed")
+        try:
+            sessions.event("end", reason=reason, ran=counts.done - start_done)
+        except OSError as e:
+            failure = failure or e
+        if writer.conversation_failures:
+            display.note(f"{writer.conversation_failures} conversation file(s) could not be written "
+                         "(their lines are in responses.jsonl; a resume rebuilds them)")
+        return _finish(t, paths, display, interrupted=interrupted, failure=failure)
+
+
+def _read_summary(paths: EvalPaths) -> dict | None:
+    try:
+        return read_json_object(paths.summary)
+    except (FileNotFoundError, FileFormatError, OSError):
+        return None
+
+
+def _counts_text(s: dict) -> str:
+    metric = s.get("metric")
+    value = s.get(metric)
+    shown = f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+    return f"{s['done']}/{s['planned']} done, ok {s['ok']}, error {s['error']}, {metric} {shown}"
+
+
+def _finish(t: Target, paths: EvalPaths, display: EvalProgress, *, interrupted: bool,
+            failure: BaseException | None) -> int:
+    summary = score_dir(paths.root)
+    try:
+        write_json(paths.summary, summary)
+        rep = report.write_report(t.run_dir, t.plan.name, summary, t.gates)
+    except OSError as e:
+        display.note(f"eval {t.plan.name}: cannot write the summary or the report ({e.__class__.__name__}: {e}); "
+                     "`trainkit score` recomputes it from the files")
+        return 1
+    state = "complete" if summary["completed"] else "incomplete"
+    display.say(f"eval {t.plan.name}: {state}: {_counts_text(summary)} ({summary['duration_s']:.1f}s) -> "
+                f"{paths.summary}")
+    display.say(f"report {report.report_path(t.run_dir, t.plan.name)}: {report.describe(rep)}")
+    if failure is not None:
+        display.note(f"eval {t.plan.name}: stopped: {failure.__class__.__name__}: {failure}")
+        return 1
+    if interrupted and not summary["completed"]:
+        display.note(f"eval {t.plan.name}: interrupted; run the same command again to resume")
+        return EXIT_INTERRUPTED
+    return 0

@@ -1,0 +1,178 @@
+"""``trainkit run CONFIG``: train, then evaluate, then write the report.
+
+Each stage is the ordinary command in a subprocess (``python -m trainkit train|eval``), so each is
+also runnable on its own and keeps its own resume logic: re-running the pipeline resumes the stage
+that was interrupted and skips the finished ones (a complete training exits at once; a complete
+evaluation with the same plan says so and touches nothing). The pipeline stops at the first stage
+that fails, with its exit code. Ctrl-C or SIGTERM is passed to the running stage as a graceful stop.
+No torch in this process.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainkit import report
+from trainkit.config import ConfigError, apply_overrides, load_file, parse_set
+from trainkit.files import FileFormatError, read_json_object
+from trainkit.runfolder import RunPaths
+from trainkit.scoring import score_dir
+from trainkit.session import choose_run_dir
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class PipelineRequest:
+    config: str
+    run_dir: str | None = None
+    epochs: int | None = None
+    sets: list[str] = field(default_factory=list)
+    fresh: bool = False
+    cache_dir: str | None = None
+    name: str = "default"
+    samples: int | None = None
+    workers: int | None = None
+
+
+def run_folder(req: PipelineRequest) -> Path:
+    """The folder ``trainkit train`` would use; passed to every stage explicitly."""
+    target = Path(req.config)
+    if not target.exists():
+        raise ConfigError(f"{target}: no such config file or run folder")
+    if req.run_dir:
+        return Path(req.run_dir)
+    return target if target.is_dir() else choose_run_dir(target, None)
+
+
+def train_args(req: PipelineRequest, folder: Path) -> list[str]:
+    args = ["train", req.config, "--run-dir", str(folder)]
+    if req.epochs is not None:
+        args += ["--epochs", str(req.epochs)]
+    for s in req.sets:
+        args += ["--set", s]
+    if req.fresh:
+        args.append("--fresh")
+    if req.cache_dir:
+        args += ["--cache-dir", req.cache_dir]
+    return args
+
+
+def eval_args(req: PipelineRequest, folder: Path) -> list[str]:
+    args = ["eval", str(folder), "--name", req.name]
+    if req.samples is not None:
+        args += ["--samples", str(req.samples)]
+    if req.workers is not None:
+        args += ["--workers", str(req.workers)]
+    if req.cache_dir:
+        args += ["--cache-dir", req.cache_dir]
+    return args
+
+
+class Stage:
+    """One ``python -m trainkit ...`` child. A SIGINT or SIGTERM to this process is passed on as
+    SIGTERM (the child's graceful stop; after a terminal's Ctrl-C the child already has the SIGINT,
+    which it handles first, so this never counts as its second Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._proc: subprocess.Popen | None = None
+
+    def _forward(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+
+    def run(self, args: list[str]) -> int:
+        previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", "trainkit", *args])
+            return self._proc.wait()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def requested_gates(req: PipelineRequest, folder: Path) -> dict[str, dict]:
+    """The gates asked for now: CONFIG's ``eval.gates`` with the ``--set`` overrides (a complete
+    training does not rewrite resolved_config.json, so an edited gate must come from here); for a
+    run folder given as CONFIG, its resolved_config.json (read, never executed)."""
+    target = Path(req.config)
+    if target.is_dir():
+        source = RunPaths(target).resolved_config
+        try:
+            data = read_json_object(source)
+        except (FileNotFoundError, FileFormatError, OSError):
+            return report.read_gates(folder)
+    else:
+        source, data = target, load_file(target)
+    return report.gates_from_config(apply_overrides(data, parse_set(req.sets)), str(source))
+
+
+def training_finished(folder: Path) -> tuple[bool, str]:
+    paths = RunPaths(folder)
+    try:
+        progress = read_json_object(paths.progress)
+    except (FileNotFoundError, FileFormatError, OSError):
+        progress = {}
+    if progress.get("finished"):
+        return True, ""
+    try:
+        state = read_json_object(paths.status).get("state", "unknown")
+    except (FileNotFoundError, FileFormatError, OSError):
+        state = "unknown"
+    done, total = progress.get("completed_epochs", "?"), progress.get("total_epochs", "?")
+    return False, f"state {state}, {done}/{total} epochs"
+
+
+def run_pipeline(req: PipelineRequest, say: Callable[[str], None] | None = None) -> int:
+    say = say or (lambda msg: print(f"trainkit run: {msg}", file=sys.stderr, flush=True))
+    try:
+        return _run_stages(req, say)
+    except KeyboardInterrupt:
+        say("interrupted between stages; run the same command again to resume")
+        return EXIT_INTERRUPTED
+
+
+def _run_stages(req: PipelineRequest, say: Callable[[str], None]) -> int:
+    folder = run_folder(req)
+    say(f"run folder {folder}")
+
+    say("[1/3] train")
+    stage = Stage()
+    rc = stage.run(train_args(req, folder))
+    if stage.interrupted:
+        say(f"interrupted during training (exit {rc}); run the same command again to resume")
+        return EXIT_INTERRUPTED
+    if rc != 0:
+        log = RunPaths(folder).log
+        say(f"training failed (exit {rc})" + (f"; see {log}" if log.exists() else ""))
+        return rc
+    finished, why = training_finished(folder)
+    if not finished:
+        say(f"training stopped before the end ({why}); run the same command again to resume")
+        return 1
+
+    say(f"[2/3] eval {req.name}")
+    stage = Stage()
+    rc = stage.run(eval_args(req, folder))
+    if stage.interrupted or rc == EXIT_INTERRUPTED:
+        say(f"interrupted during evaluation (exit {rc}); run the same command again to resume")
+        return EXIT_INTERRUPTED if rc in (0, EXIT_INTERRUPTED) else rc
+    if rc != 0:
+        say(f"evaluation failed (exit {rc})")
+        return rc
+
+    say("[3/3] report")
+    summary = score_dir(folder / "evals" / req.name)
+    if not summary["completed"]:
+        say(f"evaluation incomplete ({summary['done']}/{summary['planned']}); run the same command again")
+        return 1
+    rep = report.write_report(folder, req.name, summary, requested_gates(req, folder))
+    say(f"{report.report_path(folder, req.name)}: {report.describe(rep)}")
+    return 0
