@@ -20,7 +20,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/trainkit train examples/burgers.yaml
+	$(BIN)/trainkit run examples/burgers.yaml
+	$(BIN)/trainkit status experiments
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
