@@ -35,16 +35,9 @@ from pathlib import Path
 
 import orjson
 
+from trainkit.eval_writer import ProgressiveWriter, conversation_bytes, conversation_record, line_record, make_sink
 from trainkit.evalplan import EvalPaths, Plan, load_questions, write_precheck
-from trainkit.evaluate import (
-    ProgressiveWriter,
-    Runner,
-    conversation_bytes,
-    conversation_record,
-    line_record,
-    make_sink,
-    prepare,
-)
+from trainkit.evaluate import Runner, prepare
 from trainkit.files import dumps
 
 

@@ -15,21 +15,10 @@ from conftest import arith_questions, read_jsonl
 from trainkit import report
 from trainkit.config import ConfigError
 from trainkit.eval_display import EvalProgress, rate_eta
+from trainkit.eval_items import Garbage, RetryPolicy, extract_answer, run_item
+from trainkit.eval_writer import Counts, InlineWriter, ProgressiveWriter, WriterThread, make_sink
 from trainkit.evalplan import EvalPaths, Plan, check_questions, conversation_name, key_of, read_precheck, safe_id
-from trainkit.evaluate import (
-    Counts,
-    Garbage,
-    InlineWriter,
-    ProgressiveWriter,
-    RetryPolicy,
-    Runner,
-    WriterThread,
-    extract_answer,
-    make_sink,
-    prepare,
-    repair_responses,
-    run_item,
-)
+from trainkit.evaluate import Runner, prepare, repair_responses
 from trainkit.scoring import Unscorable, item_fields, metric_value, score_dir, session_duration, summarize
 
 # --------------------------------------------------------------------------------------------- scoring

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 from trainkit import __version__
 from trainkit.config import ConfigError
@@ -25,6 +26,21 @@ class _Parser(argparse.ArgumentParser):
 
 def fmt(text: str) -> str:
     return textwrap.dedent(text).strip("\n")
+
+
+def add_root_arguments(p: argparse.ArgumentParser) -> None:
+    """ROOT and --stale-after, shared by the commands that read a folder of runs."""
+    p.add_argument("root", nargs="?", default="experiments", metavar="ROOT",
+                   help="folder holding run folders (default: ./experiments)")
+    p.add_argument("--stale-after", type=float, metavar="S",
+                   help="heartbeat age after which a running run is crashed (default: 3 x its interval, >= 60)")
+
+
+def existing_folder(path: str) -> Path:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
+    return folder
 
 
 def _commands():

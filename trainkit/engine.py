@@ -12,8 +12,6 @@ import logging
 import math
 import os
 import random
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from trainkit.files import (
     read_json_object,
     write_json,
 )
+from trainkit.interrupts import Interrupts
 from trainkit.live import Heartbeat, LiveStatus
 from trainkit.runfolder import (
     EARLY_STOPPED,
@@ -110,39 +109,6 @@ def optimizer_summary(opt: torch.optim.Optimizer) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# interrupts
-
-
-class Interrupts:
-    """SIGINT/SIGTERM: the first asks for a graceful stop after the current step; a second
-    SIGINT raises KeyboardInterrupt at once (the last checkpoint still stands)."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self.signal_name = ""
-        self.hard = False  # a second Ctrl-C arrived: whatever fails next is its doing
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested.is_set() and signum == signal.SIGINT:
-            self.hard = True
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
-        self.requested.set()
-        log.warning("%s received: stopping after this step (Ctrl-C again to exit at once)", self.signal_name)
-
-    def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._previous.items():
-            signal.signal(s, h)
-
-
-# --------------------------------------------------------------------------------------------
 # the trainer
 
 
@@ -167,7 +133,8 @@ class Trainer:
         self.writes = self.rank == 0
         self.config_dict = to_dict(cfg)
         self.live = LiveStatus(paths.status, heartbeat_s=cfg.heartbeat_s, enabled=self.writes)
-        self.interrupts = Interrupts()
+        self.interrupts = Interrupts(lambda name: log.warning(
+            "%s received: stopping after this step (Ctrl-C again to exit at once)", name))
         self.control = ControlPoller(paths.control)
         self.monitor = cfg.early_stopping.metric if cfg.early_stopping else "val_loss"
         self.monitor_mode = cfg.early_stopping.mode if cfg.early_stopping else "min"

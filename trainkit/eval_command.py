@@ -19,23 +19,16 @@ from typing import Any
 from trainkit import report
 from trainkit.config import ConfigError
 from trainkit.eval_display import EvalProgress
+from trainkit.eval_items import ModelFn, RetryPolicy
+from trainkit.eval_writer import Counts, ProgressiveWriter, make_sink
 from trainkit.evalplan import METRICS, EvalPaths, Plan, check_name, check_questions, load_questions
-from trainkit.evaluate import (
-    Counts,
-    Interrupts,
-    ModelFn,
-    ProgressiveWriter,
-    RetryPolicy,
-    Runner,
-    SessionLog,
-    make_sink,
-    move_aside,
-    prepare,
-)
+from trainkit.evaluate import Runner, SessionLog, prepare
 from trainkit.files import FileFormatError, read_json_object, write_json
+from trainkit.interrupts import Interrupts
 from trainkit.lock import LockHeld, RunLock
 from trainkit.runfolder import RunPaths
 from trainkit.scoring import score_dir
+from trainkit.session import move_aside
 
 EXIT_INTERRUPTED = 130
 
@@ -209,7 +202,7 @@ def evaluate(req: EvalRequest, display: EvalProgress | None = None) -> int:
 def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: EvalProgress) -> int:
     plan = t.plan
     if req.fresh:
-        moved = move_aside(t.run_dir, plan.name)
+        moved = move_aside(t.run_dir, [paths.root, report.report_path(t.run_dir, plan.name)])
         if moved is not None:
             display.note(f"--fresh: the earlier evaluation moved to {moved}")
     state = prepare(paths, plan, retry_errors=req.retry_errors, durable=req.durable)
@@ -233,10 +226,10 @@ def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: Eva
             return 0
         return _finish(t, paths, display, interrupted=False, failure=None)
 
-    interrupts = Interrupts(lambda sig: None)
+    interrupts = Interrupts()
     with interrupts:
         fn = t.model_fn or _checkpoint_model(t, req)
-        if interrupts.requested:
+        if interrupts.requested.is_set():
             return _finish(t, paths, display, interrupted=True, failure=None)
         counts = Counts(state.counts.done, state.counts.ok, state.counts.error)
         writer = ProgressiveWriter(paths, plan.metric, plan.model, durable=req.durable, notify=display.note)
@@ -267,7 +260,7 @@ def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: Eva
             display.update(done=counts.done, ok=counts.ok, error=counts.error, force=True)
             display.close()
         failure = sink.failure or runner.worker_failure
-        interrupted = bool(interrupts.requested) or runner.abandoned
+        interrupted = interrupts.requested.is_set() or runner.abandoned
         reason = "failed" if failure else ("interrupted" if interrupted else "completed")
         try:
             sessions.event("end", reason=reason, ran=counts.done - start_done)

@@ -12,7 +12,7 @@ import torch
 from trainkit.checkpoint import CHECKPOINT_VERSION
 from trainkit.config import ConfigError
 from trainkit.device import resolve_device
-from trainkit.evaluate import ModelFn
+from trainkit.eval_items import ModelFn
 from trainkit.runfolder import RunPaths
 
 

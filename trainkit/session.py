@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainkit import config as C
-from trainkit.files import FileFormatError, read_json_object, write_json
+from trainkit.files import FileFormatError, fsync_dir, read_json_object, write_json
 from trainkit.runfolder import FORMAT_VERSION, RunPaths
 
 RUN_NAME = re.compile(r"\d{4}-\d{2}-\d{2}-.+")
@@ -132,19 +132,27 @@ def snapshot_config(req: Request) -> None:
         shutil.copy2(req.config_file, dest)
 
 
-def move_outputs_aside(paths: RunPaths, *, now: float | None = None) -> Path | None:
-    """``--fresh``: move every training output into ``superseded/<UTC time>/`` (never delete).
-    Returns that folder, or None when there was nothing to move."""
-    present = [p for p in paths.outputs() if p.exists()]
+def move_aside(run_dir: Path, items: list[Path], *, now: float | None = None) -> Path | None:
+    """Move each existing path of ``items`` (inside ``run_dir``) into a new
+    ``superseded/<UTC time>/`` folder, keeping its path relative to the run folder. Never deletes,
+    never overwrites. Returns that folder, or None when there was nothing to move."""
+    present = [p for p in items if p.exists()]
     if not present:
         return None
     stamp = dt.datetime.fromtimestamp(now or time.time(), dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    dest = paths.superseded / stamp
-    n = 1
+    base = RunPaths(run_dir).superseded
+    dest, n = base / stamp, 1
     while dest.exists():
         n += 1
-        dest = paths.superseded / f"{stamp}-{n}"
-    dest.mkdir(parents=True)
+        dest = base / f"{stamp}-{n}"
     for p in present:
-        os.replace(p, dest / p.name)
+        target = dest / p.relative_to(run_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(p, target)
+    fsync_dir(run_dir)
     return dest
+
+
+def move_outputs_aside(paths: RunPaths, *, now: float | None = None) -> Path | None:
+    """``--fresh`` for training: move every training output aside (inputs stay in place)."""
+    return move_aside(paths.root, paths.outputs(), now=now)

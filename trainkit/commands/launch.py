@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import orjson
 
-from trainkit.cli import UsageError, fmt
+from trainkit.cli import UsageError, add_root_arguments, existing_folder, fmt
 
 EPILOG = fmt("""
 examples:
@@ -25,10 +24,10 @@ train.log. A run that crashed --max-crashes times in a row without progress is m
 
 
 def register(sub) -> None:
-    p = sub.add_parser("launch", help="start pending runs, relaunch failed and crashed ones", description=__doc__,
+    p = sub.add_parser("launch", help="start pending runs, relaunch failed and crashed ones",
+                       description="Start pending runs and relaunch failed or crashed ones (as resumes).",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    p.add_argument("root", nargs="?", default="experiments", metavar="ROOT",
-                   help="folder holding run folders (default: ./experiments)")
+    add_root_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--json", action="store_true", help="print the plan (or what was started) as JSON")
     p.add_argument("--max-parallel", type=int, default=1, metavar="N",
@@ -36,17 +35,13 @@ def register(sub) -> None:
     p.add_argument("--wait", action="store_true", help="keep running to start queued runs as others finish")
     p.add_argument("--max-crashes", type=int, default=3, metavar="N",
                    help="mark a run failed after N crashes in a row without progress (default: 3)")
-    p.add_argument("--stale-after", type=float, metavar="S",
-                   help="heartbeat age after which a running run is crashed (default: 3 x its interval, >= 60)")
     p.set_defaults(func=cmd_launch)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
     from trainkit.launcher import Launcher, plan
 
-    root = Path(args.root)
-    if not root.is_dir():
-        raise UsageError(f"{root}: no such folder" if not root.exists() else f"{root}: not a folder")
+    root = existing_folder(args.root)
     if args.max_parallel < 1:
         raise UsageError("--max-parallel must be >= 1")
     if args.max_crashes < 1:

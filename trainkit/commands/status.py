@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from trainkit.cli import UsageError, fmt
+from trainkit.cli import UsageError, add_root_arguments, existing_folder, fmt
 
 SYMBOLS = {"pending": "○", "running": "▶", "paused": "‖", "finished": "✓", "early_stopped": "✓",
            "stopped": "■", "failed": "✗", "crashed": "!"}
@@ -28,25 +28,21 @@ host). finished and early_stopped are complete: 100 %. Exit code 0 whatever the 
 
 
 def register(sub) -> None:
-    p = sub.add_parser("status", help="state and progress of every run under ROOT", description=__doc__,
+    p = sub.add_parser("status", help="state and progress of every run under ROOT",
+                       description="Show every run's state and exact progress.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    p.add_argument("root", nargs="?", default="experiments", metavar="ROOT",
-                   help="folder holding run folders (default: ./experiments)")
+    add_root_arguments(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of runs instead of a table")
     p.add_argument("--repair", action="store_true", help="write recomputed progress.json back (atomically)")
     p.add_argument("--watch", action="store_true", help="redraw the table every --interval seconds until Ctrl-C")
     p.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between redraws (--watch)")
-    p.add_argument("--stale-after", type=float, metavar="S",
-                   help="heartbeat age after which a running run is crashed (default: 3 x its interval, >= 60)")
     p.set_defaults(func=cmd_status)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from trainkit import status as S
 
-    root = Path(args.root)
-    if not root.is_dir():
-        raise UsageError(f"{root}: no such folder" if not root.exists() else f"{root}: not a folder")
+    root = existing_folder(args.root)
     if args.interval <= 0:
         raise UsageError("--interval must be > 0")
     if args.watch and args.json:

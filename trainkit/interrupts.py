@@ -1,0 +1,43 @@
+"""Ctrl-C and SIGTERM for long commands: the first asks for a graceful stop, a second Ctrl-C stops
+at once.
+
+The first signal sets ``requested`` (and calls ``on_stop`` with the signal's name): the command
+finishes what is in flight, saves, and exits. A second SIGINT raises KeyboardInterrupt where the
+main thread is and sets ``hard``, so whatever fails next (some libraries turn the interrupt into
+their own error) is known to be its doing. Handlers are installed only from the main thread.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+
+class Interrupts:
+    def __init__(self, on_stop: Callable[[str], None] | None = None) -> None:
+        self.on_stop = on_stop
+        self.requested = threading.Event()
+        self.signal_name = ""
+        self.hard = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested.is_set() and signum == signal.SIGINT:
+            self.hard = True
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        self.requested.set()
+        if self.on_stop is not None:
+            self.on_stop(self.signal_name)
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous.clear()
