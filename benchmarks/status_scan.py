@@ -78,9 +78,12 @@ def main() -> None:
 
         cmd = [sys.executable, "-m", "trainkit", "status", str(root), "--json"]
         subprocess.run(cmd, capture_output=True, check=True)  # warm-up (imports from disk)
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, check=True)
-        e2e_s = time.perf_counter() - t0
+        e2e = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, check=True)
+            e2e.append(time.perf_counter() - t0)
+        e2e_s = min(e2e)
         assert len(orjson.loads(out.stdout)) == args.runs
 
         for r in runs:
@@ -97,7 +100,8 @@ def main() -> None:
           f"({slow_s:.3f} s for {n:,}; same answers as the fast path: {same})")
     print(f"slow / fast time ratio: {slow_s / fast_s:.1f}x")
     verdict = "met" if (e2e_s < 2.0 and n >= 10_000) else ("NOT met" if n >= 10_000 else "n/a below 10,000 runs")
-    print(f"`trainkit status --json` end to end: {e2e_s:.3f} s for {n:,} runs ({n / e2e_s:,.0f} runs/s); "
+    print(f"`trainkit status --json` end to end: {e2e_s:.3f} s best of 3 ({', '.join(f'{t:.3f}' for t in e2e)}) "
+          f"for {n:,} runs ({n / e2e_s:,.0f} runs/s); "
           f"ratio to the 2 s goal: {e2e_s / 2.0:.2f} (goal < 2 s: {verdict})")
 
 

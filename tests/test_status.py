@@ -290,3 +290,9 @@ def test_watch_redraws_until_ctrl_c(tmp_path, env):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and b"Traceback" not in err
+
+
+def test_json_output_is_to_json(tmp_path):
+    synthetic_run(tmp_path, "a", scores=[1.0, 0.5], state="running")
+    runs = S.scan(tmp_path)
+    assert orjson.loads(orjson.dumps(runs)) == [r.to_json() for r in runs]

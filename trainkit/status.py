@@ -13,7 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -337,7 +337,7 @@ class RunStatus:
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"warnings": list(self.warnings)}
 
 
 def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = False,

@@ -49,7 +49,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         raise UsageError("--watch draws a table; it does not combine with --json")
     if args.json:
         runs = S.scan(root, repair=args.repair, stale_s=args.stale_after)
-        sys.stdout.buffer.write(orjson.dumps([r.to_json() for r in runs], option=orjson.OPT_INDENT_2) + b"\n")
+        # orjson serializes the RunStatus dataclasses natively (as their fields, like to_json())
+        sys.stdout.buffer.write(orjson.dumps(runs, option=orjson.OPT_INDENT_2) + b"\n")
         return 0
     if not args.watch:
         print(render(S.scan(root, repair=args.repair, stale_s=args.stale_after), root))
