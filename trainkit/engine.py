@@ -26,16 +26,15 @@ from trainkit.device import describe as describe_device
 from trainkit.display import ProgressDisplay, fmt_duration, fmt_num
 from trainkit.early_stopping import EarlyStopping
 from trainkit.files import (
-    FileFormatError,
     JsonlWriter,
     atomic_write,
     cleanup_temp_files,
     dumps,
     iter_jsonl,
-    read_json_object,
+    read_json_object_or_none,
     write_json,
 )
-from trainkit.interrupts import Interrupts
+from trainkit.interrupts import EXIT_INTERRUPTED, Interrupts
 from trainkit.live import Heartbeat, LiveStatus
 from trainkit.runfolder import (
     EARLY_STOPPED,
@@ -269,7 +268,7 @@ class Trainer:
         log.warning("interrupted: exiting at once; the last checkpoint stands")
         self.live.update(stop_reason="interrupted by a second Ctrl-C")
         self._final_status(STOPPED)
-        return Outcome(STOPPED, 130)
+        return Outcome(STOPPED, EXIT_INTERRUPTED)
 
     def _loop(self) -> Outcome:
         cfg, st = self.cfg, self.state
@@ -481,14 +480,8 @@ def finalize_complete_run(paths: RunPaths, ck: checkpoint.Loaded, total_epochs: 
     st = ck.state
     early = st.early_stopped_at_epoch
     want_state = EARLY_STOPPED if early is not None else FINISHED
-    try:
-        status = read_json_object(paths.status)
-    except (FileNotFoundError, FileFormatError, OSError):
-        status = {}
-    try:
-        progress = read_json_object(paths.progress)
-    except (FileNotFoundError, FileFormatError, OSError):
-        progress = {}
+    status = read_json_object_or_none(paths.status) or {}
+    progress = read_json_object_or_none(paths.progress) or {}
     repaired = False
     if progress.get("finished") is not True or progress.get("completed_epochs") != st.epoch:
         write_json(paths.progress, progress_record(st.epoch, max(total_epochs, st.epoch) if early is None else

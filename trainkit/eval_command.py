@@ -23,14 +23,12 @@ from trainkit.eval_items import ModelFn, RetryPolicy
 from trainkit.eval_writer import Counts, ProgressiveWriter, make_sink
 from trainkit.evalplan import METRICS, EvalPaths, Plan, check_name, check_questions, load_questions
 from trainkit.evaluate import Runner, SessionLog, prepare
-from trainkit.files import FileFormatError, read_json_object, write_json
-from trainkit.interrupts import Interrupts
+from trainkit.files import FileFormatError, read_json_object, read_json_object_or_none, write_json
+from trainkit.interrupts import EXIT_INTERRUPTED, Interrupts
 from trainkit.lock import LockHeld, RunLock
 from trainkit.runfolder import RunPaths
 from trainkit.scoring import score_dir
 from trainkit.session import move_aside
-
-EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -273,10 +271,7 @@ def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: Eva
 
 
 def _read_summary(paths: EvalPaths) -> dict | None:
-    try:
-        return read_json_object(paths.summary)
-    except (FileNotFoundError, FileFormatError, OSError):
-        return None
+    return read_json_object_or_none(paths.summary)
 
 
 def _counts_text(s: dict) -> str:

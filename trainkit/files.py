@@ -97,6 +97,15 @@ def read_json_object(path: str | os.PathLike) -> dict:
     return obj
 
 
+def read_json_object_or_none(path: str | os.PathLike) -> dict | None:
+    """The JSON object in ``path``, or None when it is missing, unreadable or not an object (for
+    readers that fall back quietly; those that must say why call :func:`read_json_object`)."""
+    try:
+        return read_json_object(path)
+    except (FileNotFoundError, FileFormatError, OSError):
+        return None
+
+
 def cleanup_temp_files(folder: str | os.PathLike) -> int:
     """Remove ``.*.tmp`` leftovers of writes that a crash interrupted. Returns how many."""
     n = 0

@@ -13,6 +13,8 @@ import signal
 import threading
 from collections.abc import Callable
 
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
 
 class Interrupts:
     def __init__(self, on_stop: Callable[[str], None] | None = None) -> None:

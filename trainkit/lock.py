@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import psutil
 
-from trainkit.files import FileFormatError, read_json_object, write_json
+from trainkit.files import read_json_object_or_none, write_json
 
 HANDOFF_ENV = "TRAINKIT_LOCK_TOKEN"
 
@@ -32,10 +32,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_lock(path: Path) -> dict | None:
-    try:
-        return read_json_object(path)
-    except (FileNotFoundError, FileFormatError, OSError):
-        return None
+    return read_json_object_or_none(path)
 
 
 def lock_is_stale(info: dict | None, *, host: str | None = None) -> bool:

@@ -19,12 +19,11 @@ from pathlib import Path
 
 from trainkit import report
 from trainkit.config import ConfigError, apply_overrides, load_file, parse_set
-from trainkit.files import FileFormatError, read_json_object
+from trainkit.files import read_json_object_or_none
+from trainkit.interrupts import EXIT_INTERRUPTED
 from trainkit.runfolder import RunPaths
 from trainkit.scoring import score_dir
 from trainkit.session import choose_run_dir
-
-EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -105,9 +104,8 @@ def requested_gates(req: PipelineRequest, folder: Path) -> dict[str, dict]:
     target = Path(req.config)
     if target.is_dir():
         source = RunPaths(target).resolved_config
-        try:
-            data = read_json_object(source)
-        except (FileNotFoundError, FileFormatError, OSError):
+        data = read_json_object_or_none(source)
+        if data is None:
             return report.read_gates(folder)
     else:
         source, data = target, load_file(target)
@@ -116,16 +114,10 @@ def requested_gates(req: PipelineRequest, folder: Path) -> dict[str, dict]:
 
 def training_finished(folder: Path) -> tuple[bool, str]:
     paths = RunPaths(folder)
-    try:
-        progress = read_json_object(paths.progress)
-    except (FileNotFoundError, FileFormatError, OSError):
-        progress = {}
+    progress = read_json_object_or_none(paths.progress) or {}
     if progress.get("finished"):
         return True, ""
-    try:
-        state = read_json_object(paths.status).get("state", "unknown")
-    except (FileNotFoundError, FileFormatError, OSError):
-        state = "unknown"
+    state = (read_json_object_or_none(paths.status) or {}).get("state", "unknown")
     done, total = progress.get("completed_epochs", "?"), progress.get("total_epochs", "?")
     return False, f"state {state}, {done}/{total} epochs"
 
