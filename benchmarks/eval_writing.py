@@ -1,7 +1,7 @@
 """Progressive evaluation writing vs keeping everything in memory and writing at the end.
 
 10,000 items with an instant model (a dict lookup), in one process, through the same runner
-(trainkit.evaluate.Runner, one worker thread). Only the sink differs:
+(trainkit.evaluation.runner.Runner, one worker thread). Only the sink differs:
 
 * progressive (what `trainkit eval` ships): the writer thread writes each finished item's
   conversation file (temp file + rename) and appends + flushes its line to responses.jsonl the
@@ -35,9 +35,15 @@ from pathlib import Path
 
 import orjson
 
-from trainkit.eval_writer import ProgressiveWriter, conversation_bytes, conversation_record, line_record, make_sink
-from trainkit.evalplan import EvalPaths, Plan, load_questions, write_precheck
-from trainkit.evaluate import Runner, prepare
+from trainkit.evaluation.plan import EvalPaths, Plan, load_questions, write_precheck
+from trainkit.evaluation.runner import Runner, prepare
+from trainkit.evaluation.writer import (
+    ProgressiveWriter,
+    conversation_bytes,
+    conversation_record,
+    line_record,
+    make_sink,
+)
 from trainkit.files import dumps
 
 

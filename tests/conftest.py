@@ -90,6 +90,26 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.01, what: str
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def read_until(stream, predicate, timeout: float = 60.0, what: str = "output") -> bytes:
+    """Read a pipe until ``predicate(everything read so far)`` holds, with a deadline (a process
+    that dies or never prints fails the test instead of hanging it)."""
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while not predicate(seen):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out waiting for {what}; got {seen[-500:]!r}")
+        ready, _, _ = select.select([stream], [], [], min(left, 0.5))
+        if ready:
+            chunk = stream.read1(4096)
+            if not chunk:
+                raise AssertionError(f"stream closed while waiting for {what}; got {seen[-500:]!r}")
+            seen += chunk
+    return seen
+
+
 def count_lines(path: Path, needle: bytes = b'"kind":"step"') -> int:
     try:
         return path.read_bytes().count(needle)

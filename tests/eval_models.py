@@ -31,7 +31,10 @@ def _gate(item: dict) -> None:
     gate = os.environ.get("EVAL_GATE_DIR")
     if gate and int(item["id"]) >= int(os.environ.get("EVAL_GATE_FROM", "0")):
         path = Path(gate) / str(item["id"])
+        deadline = time.monotonic() + 120  # a test that never opens the gate fails, it does not hang
         while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {path} never opened")
             time.sleep(0.005)
 
 

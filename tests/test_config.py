@@ -6,14 +6,17 @@ import json
 
 import pytest
 
-from trainkit import cli
-from trainkit import config as C
+from trainkit import cli, config
+from trainkit.tasks import get_task
 
 
-def resolve_text(tmp_path, text: str, name: str = "cfg.yaml", **kw) -> C.TrainConfig:
+def resolve_text(tmp_path, text: str, name: str = "cfg.yaml", **kw) -> config.TrainConfig:
+    """As the train session does: the config, then model/data checked by the task's schemas."""
     p = tmp_path / name
     p.write_text(text)
-    return C.resolve(C.load_file(p), source=str(p), **kw)
+    cfg = config.resolve(config.load_file(p), source=str(p), **kw)
+    task = get_task(cfg.task)
+    return config.resolve_sections(cfg, model_schema=task.model_config, data_schema=task.data_config, source=str(p))
 
 
 def test_task_only_config_is_valid_and_filled_with_defaults(tmp_path):
@@ -122,13 +125,13 @@ def test_locked_and_changed_fields():
            "early_stopping": None, "_meta": {"x": 1}}
     new = {"task": "burgers", "epochs": 10, "lr": 0.002, "model": {"width": 128}, "data": {"nx": 32},
            "early_stopping": {"patience": 2}}
-    assert C.locked_differences(old, new) == ["model.width: 64 (run) vs 128 (requested)"]
-    changed = dict((f, (a, b)) for f, a, b in C.changed_fields(old, new))
+    assert config.locked_differences(old, new) == ["model.width: 64 (run) vs 128 (requested)"]
+    changed = dict((f, (a, b)) for f, a, b in config.changed_fields(old, new))
     assert changed == {"epochs": (4, 10), "lr": (0.001, 0.002), "early_stopping": (None, {"patience": 2})}
 
 
-def test_describe_lists_every_key_with_help():
-    text = "\n".join(C.describe())
+def test_schema_help_lists_every_key_with_help():
+    text = "\n".join(config.schema_help())
     for key in ("task", "epochs", "seed", "batch_size", "lr", "device", "early_stopping.patience",
                 "early_stopping.min_delta", "checkpoint.every_steps", "log_every_steps", "model", "data"):
         assert f"  {key} " in text, key
@@ -144,7 +147,7 @@ def test_eval_gates_section_typed_and_overridable(tmp_path):
     assert cfg.eval.gates.accuracy.min == 0.8 and isinstance(cfg.eval.gates.accuracy.min, float)
     plain = resolve_text(tmp_path, "task: burgers\n")
     assert plain.eval.gates.nrmse is None and plain.eval.gates.accuracy is None
-    assert C.to_dict(plain)["eval"] == {"gates": {"nrmse": None, "accuracy": None}}
+    assert config.to_dict(plain)["eval"] == {"gates": {"nrmse": None, "accuracy": None}}
 
 
 @pytest.mark.parametrize("text,fragment", [
@@ -167,11 +170,11 @@ def test_eval_section_is_not_locked():
     old = {"task": "burgers", "model": {}, "data": {}, "eval": {"gates": {"nrmse": None, "accuracy": None}}}
     new = {"task": "burgers", "model": {}, "data": {},
            "eval": {"gates": {"nrmse": {"min": None, "max": 0.1}, "accuracy": None}}}
-    assert "eval" not in C.LOCKED_FIELDS and C.locked_differences(old, new) == []
-    assert C.changed_fields(old, new) == [("eval.gates.nrmse", None, {"min": None, "max": 0.1})]
+    assert "eval" not in config.LOCKED_FIELDS and config.locked_differences(old, new) == []
+    assert config.changed_fields(old, new) == [("eval.gates.nrmse", None, {"min": None, "max": 0.1})]
 
 
 def test_describe_lists_the_gates():
-    text = "\n".join(C.describe())
+    text = "\n".join(config.schema_help())
     for key in ("eval.gates.nrmse.max", "eval.gates.accuracy.min"):
         assert f"  {key} " in text, key

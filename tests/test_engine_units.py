@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainkit import checkpoint, session
-from trainkit.config import ConfigError, resolve
-from trainkit.engine import epoch_permutation, get_lr
-from trainkit.runfolder import RunPaths, progress_record
+from trainkit.config import resolve
+from trainkit.errors import UserError
+from trainkit.runfolder import RunPaths, choose_run_dir, move_aside, progress_record
+from trainkit.train import checkpoint, session
+from trainkit.train.engine import epoch_permutation, get_lr
 
 
 def cfg_with(**kw):
@@ -54,16 +55,16 @@ def test_progress_record(completed, total, early, finished, pct):
 
 def test_choose_run_dir(tmp_path):
     day = dt.date(2026, 11, 22)
-    assert session.choose_run_dir(Path("cfgs/base line.yaml"), None, today=day) == \
+    assert choose_run_dir(Path("cfgs/base line.yaml"), None, today=day) == \
         Path("experiments/2026-11-22-base-line")
-    assert session.choose_run_dir(Path("x.yaml"), "runs/a", today=day) == Path("runs/a")
+    assert choose_run_dir(Path("x.yaml"), "runs/a", today=day) == Path("runs/a")
     run = tmp_path / "experiments" / "2026-11-20-thing"
     run.mkdir(parents=True)
     (run / "config.yaml").write_text("task: burgers\n")
-    assert session.choose_run_dir(run / "config.yaml", None, today=day) == run
+    assert choose_run_dir(run / "config.yaml", None, today=day) == run
     other = tmp_path / "configs"
     other.mkdir()
-    assert session.choose_run_dir(other / "config.yaml", None, today=day) == Path("experiments/2026-11-22-config")
+    assert choose_run_dir(other / "config.yaml", None, today=day) == Path("experiments/2026-11-22-config")
 
 
 def test_move_outputs_aside_keeps_inputs_and_never_overwrites(tmp_path):
@@ -73,18 +74,18 @@ def test_move_outputs_aside_keeps_inputs_and_never_overwrites(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "current.pt").write_bytes(b"x")
-    first = session.move_outputs_aside(paths, now=0)
+    first = move_aside(paths.root, paths.outputs(), now=0)
     assert sorted(p.name for p in first.iterdir()) == ["checkpoints", "metrics.jsonl"]
     assert (tmp_path / "config.yaml").exists() and (tmp_path / "notes.md").exists()
     (tmp_path / "metrics.jsonl").write_text("{}\n")
-    second = session.move_outputs_aside(paths, now=0)  # same second: a new folder, nothing overwritten
+    second = move_aside(paths.root, paths.outputs(), now=0)  # same second: a new folder, nothing overwritten
     assert second != first and (first / "metrics.jsonl").exists()
-    assert session.move_outputs_aside(paths) is None
+    assert move_aside(paths.root, paths.outputs()) is None
 
 
 def test_resume_from_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="not a run folder"):
-        session.resolve_request(str(tmp_path), run_dir=None, epochs=None, sets=[])
+    with pytest.raises(UserError, match="not a run folder"):
+        session.prepare(session.TrainRequest(str(tmp_path)))
 
 
 def test_checkpoint_refuses_unknown_content_and_newer_format(tmp_path):

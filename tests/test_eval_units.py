@@ -12,14 +12,15 @@ import orjson
 import pytest
 from conftest import arith_questions, read_jsonl
 
-from trainkit import report
-from trainkit.config import ConfigError
-from trainkit.eval_display import EvalProgress, rate_eta
-from trainkit.eval_items import Garbage, RetryPolicy, extract_answer, run_item
-from trainkit.eval_writer import Counts, InlineWriter, ProgressiveWriter, WriterThread, make_sink
-from trainkit.evalplan import EvalPaths, Plan, check_questions, conversation_name, key_of, read_precheck, safe_id
-from trainkit.evaluate import Runner, prepare, repair_responses
-from trainkit.scoring import Unscorable, item_fields, metric_value, score_dir, session_duration, summarize
+from trainkit.errors import UserError
+from trainkit.evaluation import report
+from trainkit.evaluation.display import EvalProgress, rate_eta
+from trainkit.evaluation.items import Garbage, RetryPolicy, extract_answer, run_item
+from trainkit.evaluation.plan import Plan, check_questions, conversation_name, key_of, read_precheck, safe_id
+from trainkit.evaluation.runner import Runner, prepare, repair_responses
+from trainkit.evaluation.scoring import Unscorable, item_fields, metric_value, score_dir, session_duration, summarize
+from trainkit.evaluation.writer import Counts, InlineWriter, ProgressiveWriter, WriterThread, make_sink
+from trainkit.runfolder import EvalPaths
 
 # --------------------------------------------------------------------------------------------- scoring
 
@@ -171,7 +172,7 @@ def test_conversation_names_are_file_safe(qid, name):
     ([{"id": 1, "question": "q", "answer": 1}, {"id": "1", "question": "q", "answer": 1}], "duplicate id '1'"),
 ])
 def test_bad_questions(rows, fragment):
-    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+    with pytest.raises(UserError, match=fragment.replace("(", r"\(")):
         check_questions(rows, "qs.jsonl")
 
 
@@ -203,7 +204,7 @@ GATES = [
 def test_gates(gates, summary, passed, fragment):
     rep = report.build_report("default", summary, gates)
     assert rep["gates_passed"] is passed and rep["gates"] == gates and rep["version"] == 1
-    assert fragment in report.describe(rep)
+    assert fragment in report.one_line(rep)
     assert ("final_nrmse" in rep) == (summary["metric"] == "nrmse")
 
 
@@ -224,7 +225,7 @@ def test_gates_from_config(config, want):
     ({"eval": {"gates": [1]}}, "eval.gates: expected a mapping"),
 ])
 def test_bad_gates_in_a_resolved_config(config, fragment):
-    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+    with pytest.raises(UserError, match=fragment.replace("(", r"\(")):
         report.gates_from_config(config)
 
 

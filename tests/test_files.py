@@ -48,13 +48,14 @@ def test_concurrent_reader_never_sees_half_a_file(tmp_path):
     bad = []
     reads = [0]
 
-    def reader():
+    def reader():  # records every problem (an assert here would only end the thread, unseen)
         while not stop.is_set():
             try:
                 obj = orjson.loads(p.read_bytes())
-                assert isinstance(obj["i"], int)
+                if not isinstance(obj.get("i"), int):
+                    bad.append(obj)
                 reads[0] += 1
-            except (orjson.JSONDecodeError, KeyError) as e:
+            except Exception as e:
                 bad.append(e)
 
     t = threading.Thread(target=reader)

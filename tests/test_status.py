@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -10,7 +11,7 @@ import sys
 
 import orjson
 import pytest
-from conftest import read_json, start_trainkit, trainkit, wait_for, write_config
+from conftest import read_json, read_until, start_trainkit, trainkit, wait_for, write_config
 
 from trainkit import status as S
 from trainkit.launcher import plan
@@ -284,15 +285,16 @@ def test_watch_redraws_until_ctrl_c(tmp_path, env):
     synthetic_run(tmp_path, "a", scores=[1.0], state="stopped")
     proc = subprocess.Popen([sys.executable, "-m", "trainkit", "status", str(tmp_path), "--watch", "--interval", "0.2"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    seen = b""
-    while seen.count(b"1 run: 1 stopped") < 2:
-        seen += proc.stdout.read1(4096)
-    proc.send_signal(signal.SIGINT)
+    try:
+        read_until(proc.stdout, lambda seen: seen.count(b"1 run: 1 stopped") >= 2, timeout=60,
+                   what="two redraws")
+    finally:
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and b"Traceback" not in err
 
 
-def test_json_output_is_to_json(tmp_path):
+def test_json_output_is_every_field_of_run_status(tmp_path):
     synthetic_run(tmp_path, "a", scores=[1.0, 0.5], state="running")
     runs = S.scan(tmp_path)
-    assert orjson.loads(orjson.dumps(runs)) == [r.to_json() for r in runs]
+    assert orjson.loads(orjson.dumps(runs)) == [dataclasses.asdict(r) for r in runs]

@@ -39,10 +39,10 @@ def test_resume_runs_to_the_total_target_each_epoch_once(tmp_path, env):
     assert first.returncode == 0, first.stderr
     assert read_json(run / "checkpoints/current.meta.json")["last_epoch"] == 3
 
+    before_second = len(records(run, "epoch"))
     second = trainkit("train", cfg, "--run-dir", run, "--epochs", 10, cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
-    ran = [int(line.split("epoch ", 1)[1].split(" ", 1)[0]) for line in second.stderr.splitlines()
-           if " epoch " in line and "[" in line]
+    ran = [r["epoch"] for r in records(run, "epoch")[before_second:]]
     assert ran == [4, 5, 6, 7, 8, 9]  # epochs 4..9 ran once each, nothing before 4 again
     assert read_json(run / "checkpoints/current.meta.json")["last_epoch"] == 9
     assert_each_once(run, 10)
@@ -119,7 +119,8 @@ def test_kill9_and_signals_at_any_moment_resume_bit_identical(tmp_path, env):
     assert strip(records(run, "epoch")) == strip(records(ref, "epoch"))
     a, b = model_weights(ref / "checkpoints/current.pt"), model_weights(run / "checkpoints/current.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert read_json(run / "training_status.json")["state"] == "finished"
+    status = read_json(run / "training_status.json")
+    assert (status["state"], status["current_epoch"], status["eta_s"]) == ("finished", 2, 0)
 
 
 def test_second_ctrl_c_exits_at_once_and_the_checkpoint_stands(tmp_path, env):
@@ -155,7 +156,9 @@ def test_early_stopping_counts_as_complete(tmp_path, env):
     assert progress["completed_epochs"] == 3
     assert progress["progress_percentage"] == 100
     assert progress["finished"] is True
-    assert read_json(run / "training_status.json")["state"] == "early_stopped"
+    status = read_json(run / "training_status.json")
+    assert status["state"] == "early_stopped"
+    assert status["current_epoch"] == 2 and status["eta_s"] == 0  # the last trained epoch; nothing left
     assert len(list((run / "epochs").iterdir())) == 3
 
     before = snapshot(run)
@@ -344,3 +347,52 @@ def test_only_rank_0_writes_files(tmp_path, env):
     assert res.returncode == 0, res.stderr
     assert "epoch 0 [1/1]" in res.stderr  # it trained
     assert not run.exists() or not any(run.rglob("*"))  # and wrote nothing
+
+
+def test_status_replays_early_stopping_on_any_key_of_the_epoch_record(tmp_path, env):
+    """Early stopping on train_loss (not a validation score): with progress.json gone, status
+    recomputes from the epoch folders the same stop epoch the engine used, and --repair writes it."""
+    cfg = write_config(tmp_path / "cfg.yaml", epochs=12, lr=0.05,
+                       early_stopping={"metric": "train_loss", "patience": 2, "min_delta": 0.02})
+    run = tmp_path / "runs" / "r"
+    assert trainkit("train", cfg, "--run-dir", run, cwd=tmp_path, env=env).returncode == 0
+    engine = read_json(run / "progress.json")
+    assert engine["early_stopped"] is True and engine["completed_epochs"] < 12  # the rule did trigger
+    (run / "progress.json").unlink()
+    out = trainkit("status", tmp_path / "runs", "--json", "--repair", cwd=tmp_path, env=env)
+    row = orjson.loads(out.stdout)[0]
+    assert (row["state"], row["completed_epochs"], row["early_stopped_at_epoch"]) == \
+        ("early_stopped", engine["completed_epochs"], engine["early_stopped_at_epoch"])
+    repaired = read_json(run / "progress.json")
+    assert {k: repaired[k] for k in ("completed_epochs", "early_stopped_at_epoch", "progress_percentage")} == \
+        {k: engine[k] for k in ("completed_epochs", "early_stopped_at_epoch", "progress_percentage")}
+
+
+def test_progress_display_ends_on_the_last_epoch_complete(tmp_path, env):
+    """On a terminal the bar ends at 'epoch 3/3 ... 16/16', never 'epoch 4/3 ... 0/16'."""
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path / "cfg.yaml", epochs=3)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "trainkit", "train", str(cfg), "--run-dir", str(tmp_path / "r")],
+                            cwd=tmp_path, env={**env, "COLUMNS": "160", "TERM": "xterm"}, stdin=follower,
+                            stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
+    shown = re.findall(r"epoch (\d+)/3\D+?(\d+)/16", text)
+    assert shown and shown[-1] == ("3", "16"), shown[-5:]
+    assert all(int(e) <= 3 for e, _ in shown) and ("4", "0") not in shown

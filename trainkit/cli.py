@@ -6,17 +6,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
-from pathlib import Path
 
 from trainkit import __version__
-from trainkit.config import ConfigError
-
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input found after parsing; one line, exit 2."""
+from trainkit.errors import EXIT_USAGE, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,34 +16,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def fmt(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
-
-
-def add_root_arguments(p: argparse.ArgumentParser) -> None:
-    """ROOT and --stale-after, shared by the commands that read a folder of runs."""
-    p.add_argument("root", nargs="?", default="experiments", metavar="ROOT",
-                   help="folder holding run folders (default: ./experiments)")
-    p.add_argument("--stale-after", type=float, metavar="S",
-                   help="heartbeat age after which a running run is crashed (default: 3 x its interval, >= 60)")
-
-
-def existing_folder(path: str) -> Path:
-    folder = Path(path)
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
-    return folder
-
-
 def _commands():
     """Each command module adds its own subparser (``register(sub)``) and handler."""
-    import trainkit.commands.eval as eval_command
-    import trainkit.commands.run as run_command
-    import trainkit.commands.score as score_command
-    from trainkit.commands import launch, status, train
+    from trainkit.commands import eval, launch, run, score, status, train
 
-    return [train.register, status.register, launch.register, eval_command.register, score_command.register,
-            run_command.register]
+    return [train.register, status.register, launch.register, eval.register, score.register, run.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.func(args)
-    except (ConfigError, UsageError) as e:
+    except UserError as e:
         print(f"trainkit {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `trainkit status | head`: the reader left; not an error

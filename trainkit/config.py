@@ -1,8 +1,8 @@
 """Typed training configuration: schema, file loaders, ``--set`` overrides, resume checks.
 
 Precedence: CLI (``--epochs``, ``--set key.sub=value``) > config file > defaults. Every field has
-a docstring in its ``metadata["help"]``; ``describe()`` turns the schema into help text.
-Bad input raises :class:`ConfigError` with a one-line message (the CLI exits 2 with it).
+a docstring in its ``metadata["help"]``; ``schema_help()`` turns the schema into help text.
+Bad input raises :class:`UserError` with a one-line message (the CLI exits 2 with it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import importlib.util
 import math
+import os
 import sys
 import tomllib
 import types
@@ -22,16 +23,16 @@ from typing import Any, Literal
 import orjson
 import yaml
 
-CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml", ".py")
+from trainkit.errors import UserError, first_line
+from trainkit.files import FileFormatError, read_json_object
+from trainkit.runfolder import CONFIG_SUFFIXES, RunPaths
+
 LOCKED_FIELDS = ("task", "model", "data")
 
 
-class ConfigError(ValueError):
-    """Bad configuration input; the message is one line meant for the user."""
-
-
-def _f(default: Any = dataclasses.MISSING, help: str = "") -> Any:
-    """A field with a help text; a callable default (a class, ``dict``) is a default factory."""
+def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:
+    """A dataclass field with a help text (shown by ``schema_help`` and ``trainkit train --help``);
+    a callable default (a class, ``dict``) is a default factory. Task and profile schemas use it too."""
     if callable(default):
         return field(default_factory=default, metadata={"help": help})
     return field(default=default, metadata={"help": help})
@@ -39,63 +40,63 @@ def _f(default: Any = dataclasses.MISSING, help: str = "") -> Any:
 
 @dataclass
 class EarlyStoppingConfig:
-    metric: str = _f("val_loss", "epoch metric to monitor (a key of the epoch record, e.g. val_loss, nrmse)")
-    mode: Literal["min", "max"] = _f("min", "min: lower is better; max: higher is better")
-    patience: int = _f(5, "epochs without an improvement of more than min_delta before stopping")
-    min_delta: float = _f(0.0, "smallest change that counts as an improvement")
+    metric: str = setting("val_loss", "epoch metric to monitor (a key of the epoch record, e.g. val_loss, nrmse)")
+    mode: Literal["min", "max"] = setting("min", "min: lower is better; max: higher is better")
+    patience: int = setting(5, "epochs without an improvement of more than min_delta before stopping")
+    min_delta: float = setting(0.0, "smallest change that counts as an improvement")
 
 
 @dataclass
 class CheckpointConfig:
-    every_steps: int = _f(0, "also checkpoint every N optimizer steps (0 = at epoch ends only)")
+    every_steps: int = setting(0, "also checkpoint every N optimizer steps (0 = at epoch ends only)")
 
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["constant", "cosine", "linear"] = _f("constant", "learning-rate decay after warmup")
-    warmup_steps: int = _f(0, "linear warmup from 0 to lr over this many steps")
-    min_lr: float = _f(0.0, "floor of the decayed learning rate")
+    name: Literal["constant", "cosine", "linear"] = setting("constant", "learning-rate decay after warmup")
+    warmup_steps: int = setting(0, "linear warmup from 0 to lr over this many steps")
+    min_lr: float = setting(0.0, "floor of the decayed learning rate")
 
 
 @dataclass
 class GateConfig:
-    min: float | None = _f(None, "the metric must be >= this")
-    max: float | None = _f(None, "the metric must be <= this")
+    min: float | None = setting(None, "the metric must be >= this")
+    max: float | None = setting(None, "the metric must be <= this")
 
 
 @dataclass
 class GatesConfig:
-    nrmse: GateConfig | None = _f(None, "gate on the evaluation NRMSE (lower is better), e.g. {max: 0.10}")
-    accuracy: GateConfig | None = _f(None, "gate on the evaluation accuracy (0..1), e.g. {min: 0.8}")
+    nrmse: GateConfig | None = setting(None, "gate on the evaluation NRMSE (lower is better), e.g. {max: 0.10}")
+    accuracy: GateConfig | None = setting(None, "gate on the evaluation accuracy (0..1), e.g. {min: 0.8}")
 
 
 @dataclass
 class EvalConfig:
-    gates: GatesConfig = _f(GatesConfig, "thresholds the evaluation must meet (reports/NAME.json: gates_passed)")
+    gates: GatesConfig = setting(GatesConfig, "thresholds the evaluation must meet (reports/NAME.json: gates_passed)")
 
 
 @dataclass
 class TrainConfig:
-    task: str = _f(help="built-in task name (burgers) or an import string module:function")
-    epochs: int = _f(10, "total number of epochs (a target, never 'N more')")
-    seed: int = _f(0, "seed of model init, data generation and data order")
-    batch_size: int = _f(32, "samples per optimizer step")
-    lr: float = _f(1e-3, "peak learning rate")
-    optimizer: Literal["adamw", "adam", "sgd"] = _f("adamw", "optimizer")
-    weight_decay: float = _f(0.0, "weight decay")
-    momentum: float = _f(0.9, "momentum (sgd only)")
-    grad_clip: float = _f(0.0, "clip the gradient norm to this value (0 = off)")
-    lr_schedule: ScheduleConfig = _f(ScheduleConfig, "learning rate as a pure function of the step")
-    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
-    early_stopping: EarlyStoppingConfig | None = _f(None, "absent or null = no early stopping")
-    checkpoint: CheckpointConfig = _f(CheckpointConfig, "checkpoint interval")
-    log_every_steps: int = _f(10, "write a step record to metrics.jsonl every N steps")
-    heartbeat_s: float = _f(5.0, "rewrite training_status.json at least this often (seconds)")
-    system_every_s: float = _f(10.0, "append a system.jsonl sample this often (seconds)")
-    deterministic: bool = _f(True, "deterministic CUDA kernels, for a bit-identical resume (CPU: always)")
-    model: dict = _f(dict, "task-specific model settings")
-    data: dict = _f(dict, "task-specific data settings")
-    eval: EvalConfig = _f(EvalConfig, "evaluation after training (trainkit eval / trainkit run)")
+    task: str = setting(help="built-in task name (burgers) or an import string module:function")
+    epochs: int = setting(10, "total number of epochs (a target, never 'N more')")
+    seed: int = setting(0, "seed of model init, data generation and data order")
+    batch_size: int = setting(32, "samples per optimizer step")
+    lr: float = setting(1e-3, "peak learning rate")
+    optimizer: Literal["adamw", "adam", "sgd"] = setting("adamw", "optimizer")
+    weight_decay: float = setting(0.0, "weight decay")
+    momentum: float = setting(0.9, "momentum (sgd only)")
+    grad_clip: float = setting(0.0, "clip the gradient norm to this value (0 = off)")
+    lr_schedule: ScheduleConfig = setting(ScheduleConfig, "learning rate as a pure function of the step")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N")
+    early_stopping: EarlyStoppingConfig | None = setting(None, "absent or null = no early stopping")
+    checkpoint: CheckpointConfig = setting(CheckpointConfig, "checkpoint interval")
+    log_every_steps: int = setting(10, "write a step record to metrics.jsonl every N steps")
+    heartbeat_s: float = setting(5.0, "rewrite training_status.json at least this often (seconds)")
+    system_every_s: float = setting(10.0, "append a system.jsonl sample this often (seconds)")
+    deterministic: bool = setting(True, "deterministic CUDA kernels, for a bit-identical resume (CPU: always)")
+    model: dict = setting(dict, "task-specific model settings")
+    data: dict = setting(dict, "task-specific data settings")
+    eval: EvalConfig = setting(EvalConfig, "evaluation after training (trainkit eval / trainkit run)")
 
 
 _FIELD_CHECKS: dict[str, tuple[Any, str]] = {
@@ -153,7 +154,7 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
             return str(value)
         near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ConfigError(f"{source}: {where}: {value!r} is not one of {_type_name(tp)}{hint}")
+        raise UserError(f"{source}: {where}: {value!r} is not one of {_type_name(tp)}{hint}")
     if isinstance(value, CliValue):
         return _from_cli(value, tp, where, source)
     if tp is bool:
@@ -208,11 +209,11 @@ def _from_cli(raw: CliValue, tp: Any, where: str, source: str) -> Any:
     return _parse_scalar(raw)
 
 
-def _type_error(value: Any, tp: Any, where: str, source: str) -> ConfigError:
+def _type_error(value: Any, tp: Any, where: str, source: str) -> UserError:
     shown = repr(str(value)) if isinstance(value, CliValue) else f"{value!r} ({type(value).__name__})"
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return ConfigError(f"{source}: {where}: expected {_type_name(tp)}, got {shown}")
+    return UserError(f"{source}: {where}: expected {_type_name(tp)}, got {shown}")
 
 
 def _parse_scalar(raw: str) -> Any:
@@ -232,7 +233,7 @@ def build(cls: type, values: dict, source: str, prefix: str = "") -> Any:
         if key not in fields:
             near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
             hint = f" (did you mean {prefix}{near[0]!r}?)" if near else ""
-            raise ConfigError(f"{source}: unknown key {prefix}{key!r}{hint}")
+            raise UserError(f"{source}: unknown key {prefix}{key!r}{hint}")
     kwargs = {}
     for name, f in fields.items():
         where = prefix + name
@@ -240,10 +241,10 @@ def build(cls: type, values: dict, source: str, prefix: str = "") -> Any:
             v = _coerce(values[name], hints[name], where, source)
             check = _FIELD_CHECKS.get(name)
             if check and isinstance(v, (int, float)) and not check[0](v):
-                raise ConfigError(f"{source}: {where}: {v!r} {check[1]}")
+                raise UserError(f"{source}: {where}: {v!r} {check[1]}")
             kwargs[name] = v
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{source}: missing required key {where!r}")
+            raise UserError(f"{source}: missing required key {where!r}")
     return cls(**kwargs)
 
 
@@ -251,7 +252,7 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def describe(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+def schema_help(cls: type = TrainConfig, prefix: str = "") -> list[str]:
     """``key (type, default): help`` lines for the schema, nested sections indented by their path."""
     lines = []
     hints = typing.get_type_hints(cls)
@@ -269,7 +270,7 @@ def describe(cls: type = TrainConfig, prefix: str = "") -> list[str]:
         lines.append(f"  {prefix}{f.name:<{28 - len(prefix)}} {type_text}{', ' + default if default else ''}: "
                      f"{f.metadata.get('help', '')}")
         if nested:
-            lines.extend(describe(nested, prefix + f.name + "."))
+            lines.extend(schema_help(nested, prefix + f.name + "."))
     return lines
 
 
@@ -283,10 +284,10 @@ def load_file(path: str | Path) -> dict:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in CONFIG_SUFFIXES:
-        raise ConfigError(f"{path}: unsupported config type {suffix or '(none)'!r}; use one of "
+        raise UserError(f"{path}: unsupported config type {suffix or '(none)'!r}; use one of "
                           + ", ".join(CONFIG_SUFFIXES))
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file" if not path.exists() else f"{path}: not a file")
+        raise UserError(f"{path}: no such config file" if not path.exists() else f"{path}: not a file")
     try:
         if suffix == ".py":
             data = _load_py(path)
@@ -298,19 +299,19 @@ def load_file(path: str | Path) -> dict:
                 data = orjson.loads(text) if text.strip() else None
             else:
                 data = tomllib.loads(text)
-    except ConfigError:
+    except UserError:
         raise
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config ({e.__class__.__name__}: {e})") from None
+        raise UserError(f"{path}: cannot read config ({first_line(e)})") from None
     except (yaml.YAMLError, orjson.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        first = str(e).strip().splitlines()
-        raise ConfigError(f"{path}: cannot parse config: {' '.join(s.strip() for s in first[:3])}") from None
+        detail = first_line(e, lines=3).partition(": ")[2]  # the parser's own words, without its class
+        raise UserError(f"{path}: cannot parse config: {detail}") from None
     if data is None:
-        raise ConfigError(f"{path}: config is empty (at least 'task: <name>' is needed)")
+        raise UserError(f"{path}: config is empty (at least 'task: <name>' is needed)")
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         data = to_dict(data)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: config must be a mapping of keys, found {type(data).__name__}")
+        raise UserError(f"{path}: config must be a mapping of keys, found {type(data).__name__}")
     return data
 
 
@@ -318,16 +319,16 @@ def _load_py(path: Path) -> Any:
     name = f"trainkit_user_config_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ConfigError(f"{path}: cannot load as a Python module")
+        raise UserError(f"{path}: cannot load as a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # the user's code: report it as one line
-        raise ConfigError(f"{path}: error while executing config: {e.__class__.__name__}: {e}") from None
+        raise UserError(f"{path}: error while executing config: {first_line(e)}") from None
     finally:
         sys.modules.pop(name, None)
     if not hasattr(module, "config"):
-        raise ConfigError(f"{path}: a .py config must define a variable named 'config'")
+        raise UserError(f"{path}: a .py config must define a variable named 'config'")
     return module.config
 
 
@@ -336,10 +337,10 @@ def parse_set(items: list[str]) -> list[tuple[list[str], CliValue]]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. --set lr=3e-4)")
+            raise UserError(f"--set {item!r}: expected key=value (e.g. --set lr=3e-4)")
         parts = key.strip().split(".")
         if any(not p for p in parts):
-            raise ConfigError(f"--set {item!r}: empty part in key {key!r}")
+            raise UserError(f"--set {item!r}: empty part in key {key!r}")
         out.append((parts, CliValue(raw.strip())))
     return out
 
@@ -368,17 +369,20 @@ def _deepcopy(d: Any) -> Any:
 
 
 def resolve(file_data: dict, *, source: str, epochs: int | None = None, sets: list[str] = ()) -> TrainConfig:
-    """defaults < file < CLI. Task-specific ``model``/``data`` are checked by the task's schema."""
+    """defaults < file < CLI. ``model`` and ``data`` stay as given (command-line values still raw
+    strings) until :func:`resolve_sections` checks them against the task's own schemas."""
     data = apply_overrides(file_data, parse_set(list(sets)))
     if epochs is not None:
         data["epochs"] = epochs
     src = source if not sets and epochs is None else f"{source} (with command-line overrides)"
-    cfg = build(TrainConfig, data, src)
-    from trainkit.tasks import get_task  # tasks import config; keep the dependency one-way at import
+    return build(TrainConfig, data, src)
 
-    task = get_task(cfg.task)
-    cfg.model = _resolve_section(task.model_config, cfg.model, "model", src)
-    cfg.data = _resolve_section(task.data_config, cfg.data, "data", src)
+
+def resolve_sections(cfg: TrainConfig, *, model_schema: type | None, data_schema: type | None,
+                     source: str) -> TrainConfig:
+    """Check (and type) ``cfg.model`` and ``cfg.data`` against the task's schemas, in place."""
+    cfg.model = _resolve_section(model_schema, cfg.model, "model", source)
+    cfg.data = _resolve_section(data_schema, cfg.data, "data", source)
     return cfg
 
 
@@ -388,9 +392,38 @@ def _resolve_section(schema: type | None, values: dict, name: str, source: str) 
     return to_dict(build(schema, values, source, prefix=name + "."))
 
 
-def from_resolved(data: dict) -> TrainConfig:
-    """Rebuild a TrainConfig from ``resolved_config.json`` content (its ``_meta`` key ignored)."""
-    return build(TrainConfig, {k: v for k, v in data.items() if not k.startswith("_")}, "resolved_config.json")
+def check_value(name: str, value: Any, source: str) -> Any:
+    """The range check of a top-level numeric key (``epochs``...) on its own, e.g. for an argument
+    that is only passed on to another command."""
+    check = _FIELD_CHECKS.get(name)
+    if check and isinstance(value, (int, float)) and not check[0](value):
+        raise UserError(f"{source}: {value!r} {check[1]}")
+    return value
+
+
+def default_cache_dir() -> Path:
+    """``$TRAINKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/trainkit``, else ``~/.cache/trainkit``."""
+    env = os.environ.get("TRAINKIT_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trainkit"
+
+
+def read_resolved(paths: RunPaths) -> dict | None:
+    """The run's ``resolved_config.json`` (``_meta`` included); None when the run has none yet. An
+    unreadable or malformed one raises :class:`UserError` naming the file (the one loud reader;
+    ``trainkit status`` reads it tolerantly instead)."""
+    try:
+        return read_json_object(paths.resolved_config)
+    except FileNotFoundError:
+        return None
+    except (FileFormatError, OSError) as e:
+        raise UserError(f"{paths.resolved_config}: cannot read the run's config ({e})") from None
+
+
+def without_meta(data: dict) -> dict:
+    """A resolved config's settings, without ``_meta`` (and any other ``_`` key)."""
+    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def locked_differences(old: dict, new: dict) -> list[str]:

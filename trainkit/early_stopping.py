@@ -8,7 +8,23 @@ stops. The first epoch always sets the best. With patience 2 and no improvement 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+
+
+def finite(value: object) -> bool:
+    """A number that can be compared: int or float, not bool, not NaN or infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_better(value: object, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """The one rule for "better": ``value`` beats ``best`` by more than ``min_delta`` in the
+    direction of ``mode`` (min: lower is better). Anything beats no best; a missing or non-finite
+    value never is better (a NaN loss never becomes best)."""
+    if not finite(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
 @dataclass
@@ -26,13 +42,6 @@ class EarlyStopping:
     def should_stop(self) -> bool:
         return self.stopped_epoch is not None
 
-    def improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
-
     def update(self, epoch: int, metrics: dict) -> bool:
         """Feed one epoch's metrics; True when training should stop after this epoch.
 
@@ -41,8 +50,7 @@ class EarlyStopping:
         if self.should_stop:
             return True
         value = metrics.get(self.metric)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and self.improved(float(value)):
+        if is_better(value, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch, self.bad_epochs = float(value), epoch, 0
         else:
             self.bad_epochs += 1
@@ -54,8 +62,10 @@ class EarlyStopping:
         return asdict(self)
 
     @classmethod
-    def from_state(cls, state: dict) -> EarlyStopping:
-        return cls(**state)
+    def from_state(cls, state: dict, **settings: object) -> EarlyStopping:
+        """Rebuild from :meth:`state_dict`; ``settings`` (e.g. a patience changed on resume) win."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in {**state, **settings}.items() if k in known})
 
 
 def replay(values: list[float | None], *, metric: str = "val_loss", mode: str = "min", patience: int = 5,

@@ -140,9 +140,6 @@ class JsonlWriter:
         if self.durable:
             os.fsync(self._fd)
 
-    def sync(self) -> None:
-        os.fsync(self._fd)
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -153,6 +150,64 @@ class JsonlWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def truncate_tail(path: str | os.PathLike, drop: Callable[[dict], bool], *, block: int = 1 << 16) -> int:
+    """Cut the records that ``drop`` selects off the end of an append-only JSONL file, in place.
+
+    Reads backwards from the end, a block at a time, until the first line (from the end) that is
+    kept: everything after it (dropped records, a torn last line, unparseable tail lines) is cut
+    with one ``truncate``. The cost follows the size of the cut, not of the file, and the inode
+    stays: a reader that keeps an offset sees the file shrink and re-reads from the start (see
+    :class:`JsonlTail`). Returns the number of complete lines dropped; a missing file is 0.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        end = _complete_end(fd, size, block)  # a torn last line (no newline) always goes
+        pos, dropped = end, 0
+        carry = None  # the end of the line that the previous block began inside (None: none yet)
+        while pos > 0:  # complete lines before `end`, from the last backwards
+            start = max(0, pos - block)
+            data = os.pread(fd, pos - start, start)
+            lines = (data + carry if carry is not None else data[:-1]).split(b"\n")  # data[:-1]: the final newline
+            pos = start
+            carry = lines.pop(0) if start > 0 else None
+            for line in reversed(lines):
+                rec = _parse(line)
+                if rec is not None and not drop(rec):
+                    pos = -1
+                    break
+                end -= len(line) + 1
+                dropped += bool(line.strip())
+        if end < size:
+            os.ftruncate(fd, end)
+        return dropped
+    finally:
+        os.close(fd)
+
+
+def _complete_end(fd: int, size: int, block: int) -> int:
+    """The offset just after the last newline of the file (0 when it has none)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - block)
+        i = os.pread(fd, pos - start, start).rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        pos = start
+    return 0
+
+
+def _parse(line: bytes) -> dict | None:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:

@@ -21,10 +21,9 @@ from pathlib import Path
 
 from trainkit.files import write_json
 from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock, read_lock
-from trainkit.runfolder import FORMAT_VERSION, RunPaths
-from trainkit.status import CRASHED, FAILED, PENDING, RunStatus, load_json, run_status, scan
+from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LIVE, PENDING, RunPaths
+from trainkit.status import RunStatus, load_json, run_status, scan
 
-LAUNCH_FILE = "launch.json"
 DEFAULT_MAX_CRASHES = 3
 
 
@@ -44,7 +43,7 @@ class Action:
 
 
 def read_history(run_dir: Path, warnings: list[str] | None = None) -> dict:
-    data = load_json(Path(run_dir) / LAUNCH_FILE, [] if warnings is None else warnings) or {}
+    data = load_json(RunPaths(Path(run_dir)).launch, [] if warnings is None else warnings) or {}
     launches = data.get("launches") if isinstance(data.get("launches"), list) else []
     return {"version": FORMAT_VERSION, "launches": [x for x in launches if isinstance(x, dict)],
             "given_up": data.get("given_up") if isinstance(data.get("given_up"), dict) else None}
@@ -98,7 +97,7 @@ def give_up(action: Action) -> None:
     write_json(paths.status, status)
     history = read_history(paths.root)
     history["given_up"] = {"t": now, "reason": action.reason, "host": socket.gethostname()}
-    write_json(paths.root / LAUNCH_FILE, history)
+    write_json(paths.launch, history)
 
 
 @dataclass
@@ -124,7 +123,7 @@ class Launcher:
         """Runs under ROOT that are running or paused and not started by this launcher."""
         ours = {Path(c.action.path).resolve() for c in self.children if c.process.poll() is None}
         return sum(1 for r in scan(self.root, stale_s=self.stale_s)
-                   if r.state in ("running", "paused") and Path(r.path).resolve() not in ours)
+                   if r.state in LIVE and Path(r.path).resolve() not in ours)
 
     def alive(self) -> list[Launched]:
         return [c for c in self.children if c.process.poll() is None]
@@ -167,7 +166,7 @@ class Launcher:
                                     "reason": action.reason, "launcher_pid": os.getpid(),
                                     "host": socket.gethostname()})
         history["given_up"] = None
-        write_json(paths.root / LAUNCH_FILE, history)
+        write_json(paths.launch, history)
         action.pid = proc.pid
         self.children.append(Launched(action, proc, lock))
         return action

@@ -18,7 +18,8 @@ from typing import Any
 import psutil
 
 from trainkit.files import JsonlWriter, write_json
-from trainkit.runfolder import FORMAT_VERSION
+from trainkit.formatting import eta_seconds
+from trainkit.runfolder import FORMAT_VERSION, LIVE
 
 log = logging.getLogger("trainkit")
 
@@ -81,17 +82,20 @@ class LiveStatus:
                 prev = self.fields["throughput"]
                 self.fields["throughput"] = rate if prev is None else 0.7 * prev + 0.3 * rate
                 self._last_t, self._last_step = now, step
-            elapsed = now - self._rate_t0
-            done = step - self._rate_step0
-            if done > 0 and elapsed > 0 and self.total_steps:
-                self.fields["eta_s"] = max(0.0, (self.total_steps - step) * elapsed / done)
+            if self.total_steps:
+                eta = eta_seconds(step - self._rate_step0, self.total_steps - step, now - self._rate_t0)
+                if eta is not None:
+                    self.fields["eta_s"] = eta
 
     def write(self, **kw: Any) -> None:
+        """Rewrite the file (atomically). Rates are refreshed only while the run is live, and
+        before ``kw`` applies, so a final ``eta_s=0`` is what the file says."""
         if not self.enabled:
             return
         with self._lock:
+            if self.fields["state"] in LIVE:
+                self.refresh_rates()
             self.fields.update(kw)
-            self.refresh_rates()
             self.fields["heartbeat_at"] = self.clock()
             write_json(self.path, self.fields)
 

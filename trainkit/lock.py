@@ -24,10 +24,16 @@ class LockHeld(RuntimeError):
     """The run is locked by a live process; the message names it."""
 
 
-def pid_alive(pid: int) -> bool:
+def pid_alive(pid: int, started_at: float | None = None) -> bool:
+    """Whether ``pid`` is a live process on this host (not a zombie) and, when ``started_at`` is
+    given, not a newer process that reused the pid (it must have started before ``started_at``,
+    give or take 5 s of clock rounding). The one liveness check of trainkit."""
     try:
-        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_at is None or p.create_time() <= started_at + 5.0
+    except (psutil.Error, ValueError, OverflowError, OSError):
         return False
 
 

@@ -4,8 +4,9 @@ Each stage is the ordinary command in a subprocess (``python -m trainkit train|e
 also runnable on its own and keeps its own resume logic: re-running the pipeline resumes the stage
 that was interrupted and skips the finished ones (a complete training exits at once; a complete
 evaluation with the same plan says so and touches nothing). The pipeline stops at the first stage
-that fails, with its exit code. Ctrl-C or SIGTERM is passed to the running stage as a graceful stop.
-No torch in this process.
+that fails, with its exit code; when every stage ran it exits 0 if the gates passed and
+:data:`~trainkit.errors.EXIT_GATES` if they did not (a gating pipeline fails like a test run).
+Ctrl-C or SIGTERM is passed to the running stage as a graceful stop. No torch in this process.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import report
-from trainkit.config import ConfigError, apply_overrides, load_file, parse_set
+from trainkit.config import apply_overrides, check_value, load_file, parse_set, read_resolved
+from trainkit.errors import EXIT_GATES, EXIT_INTERRUPTED, UserError
+from trainkit.evaluation import report
+from trainkit.evaluation.plan import check_name
+from trainkit.evaluation.run import EvalRequest
+from trainkit.evaluation.scoring import score_dir
 from trainkit.files import read_json_object_or_none
-from trainkit.interrupts import EXIT_INTERRUPTED
-from trainkit.runfolder import RunPaths
-from trainkit.scoring import score_dir
-from trainkit.session import choose_run_dir
+from trainkit.runfolder import RunPaths, choose_run_dir
 
 
 @dataclass
@@ -38,12 +40,19 @@ class PipelineRequest:
     samples: int | None = None
     workers: int | None = None
 
+    def __post_init__(self) -> None:
+        """Bad options fail now, before training starts (each check is the stage's own)."""
+        if self.epochs is not None:
+            check_value("epochs", self.epochs, "--epochs")
+        check_name(self.name)
+        EvalRequest(".", samples=self.samples or 1, workers=self.workers or 1)
+
 
 def run_folder(req: PipelineRequest) -> Path:
     """The folder ``trainkit train`` would use; passed to every stage explicitly."""
     target = Path(req.config)
     if not target.exists():
-        raise ConfigError(f"{target}: no such config file or run folder")
+        raise UserError(f"{target}: no such config file or run folder")
     if req.run_dir:
         return Path(req.run_dir)
     return target if target.is_dir() else choose_run_dir(target, None)
@@ -63,7 +72,7 @@ def train_args(req: PipelineRequest, folder: Path) -> list[str]:
 
 
 def eval_args(req: PipelineRequest, folder: Path) -> list[str]:
-    args = ["eval", str(folder), "--name", req.name]
+    args = ["eval", str(folder), "--name", req.name, "--no-report"]  # the report is stage 3
     if req.samples is not None:
         args += ["--samples", str(req.samples)]
     if req.workers is not None:
@@ -104,9 +113,9 @@ def requested_gates(req: PipelineRequest, folder: Path) -> dict[str, dict]:
     target = Path(req.config)
     if target.is_dir():
         source = RunPaths(target).resolved_config
-        data = read_json_object_or_none(source)
+        data = read_resolved(RunPaths(target))
         if data is None:
-            return report.read_gates(folder)
+            return report.gates_from_config(read_resolved(RunPaths(folder)))
     else:
         source, data = target, load_file(target)
     return report.gates_from_config(apply_overrides(data, parse_set(req.sets)), str(source))
@@ -161,10 +170,10 @@ def _run_stages(req: PipelineRequest, say: Callable[[str], None]) -> int:
         return rc
 
     say("[3/3] report")
-    summary = score_dir(folder / "evals" / req.name)
+    summary = score_dir(RunPaths(folder).eval_paths(req.name).root)
     if not summary["completed"]:
         say(f"evaluation incomplete ({summary['done']}/{summary['planned']}); run the same command again")
         return 1
     rep = report.write_report(folder, req.name, summary, requested_gates(req, folder))
-    say(f"{report.report_path(folder, req.name)}: {report.describe(rep)}")
-    return 0
+    say(f"{RunPaths(folder).report(req.name)}: {report.one_line(rep)}")
+    return 0 if rep["gates_passed"] else EXIT_GATES

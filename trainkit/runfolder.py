@@ -1,18 +1,96 @@
-"""Names of the files in a run folder (the contract of DESIGN.md), in one place."""
+"""The run-folder contract of DESIGN.md, written once: every file and folder name, the run states,
+the config suffixes, the content of ``progress.json``, and moving outputs aside.
+
+Every reader and writer takes its names from here (a grep for a contract file name outside this
+module finds only docs and tests). Readers that scan thousands of runs join the ``*_FILE`` names
+onto a string root; everything else uses :class:`RunPaths` / :class:`EvalPaths`.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainkit.files import fsync_dir
+
 FORMAT_VERSION = 1
 
-# Run states written to training_status.json; `crashed` and `pending` are only ever derived by readers.
+# ---------------------------------------------------------------------------------------------
+# names
+
+CONFIG_STEM = "config"
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml", ".py")
+CONFIG_FILES = tuple(CONFIG_STEM + s for s in CONFIG_SUFFIXES)
+NOTES_FILE = "notes.md"
+METADATA_FILE = "metadata.json"
+RESOLVED_CONFIG_FILE = "resolved_config.json"
+STATUS_FILE = "training_status.json"
+PROGRESS_FILE = "progress.json"
+METRICS_FILE = "metrics.jsonl"
+SYSTEM_FILE = "system.jsonl"
+CONTROL_FILE = "control.json"
+LOG_FILE = "train.log"
+LAUNCH_FILE = "launch.json"
+LOCK_FILE = ".trainkit.lock"
+EPOCHS_DIR = "epochs"
+CHECKPOINTS_DIR = "checkpoints"
+CURRENT_CKPT_FILE = "current.pt"
+CURRENT_META_FILE = "current.meta.json"
+BEST_CKPT_FILE = "best.pt"
+EVALS_DIR = "evals"
+REPORTS_DIR = "reports"
+SUPERSEDED_DIR = "superseded"
+# per epoch, in epochs/epoch_NNNN/: an epoch counts as complete when all three exist
+EPOCH_FILES = ("training_losses.pt", "optimizer_buffer.json", "validation_scores.json")
+VALIDATION_SCORES_FILE = EPOCH_FILES[2]
+# per evaluation, in evals/<name>/
+PRECHECK_FILE = "precheck.jsonl"
+RESPONSES_FILE = "responses.jsonl"
+CONVERSATIONS_DIR = "conversations"
+SUMMARY_FILE = "test_summary.json"
+SESSIONS_FILE = "sessions.jsonl"
+
+# beside ROOT (experiments/): the archive, promoted production configs, the leaderboard
+ARCHIVE_SUFFIX = "-archive"  # experiments -> experiments-archive
+PRODUCTION_DIR = "configs"
+LEADERBOARD_FILE = "leaderboard.csv"  # in reports/ beside ROOT
+
+# A folder directly under ROOT holding one of these is a run.
+RUN_MARKERS = (RESOLVED_CONFIG_FILE, PROGRESS_FILE, STATUS_FILE, *CONFIG_FILES)
+
+
+EPOCH_PREFIX = "epoch_"
+
+
+def epoch_dir_name(epoch: int) -> str:
+    return f"{EPOCH_PREFIX}{epoch:04d}"
+
+
+def epoch_dir(root: str, epoch: int) -> str:
+    """``root/epochs/epoch_NNNN`` as a string (the fast path of scanners)."""
+    return f"{root}/{EPOCHS_DIR}/{epoch_dir_name(epoch)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# states
+
+# written to training_status.json by a trainer
 RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED = (
     "running", "paused", "finished", "early_stopped", "stopped", "failed")
+# only ever derived by readers
+PENDING, CRASHED = "pending", "crashed"
+STATES = (PENDING, RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED, CRASHED)
+WRITTEN_STATES = (RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED)
+COMPLETE = (FINISHED, EARLY_STOPPED)  # 100 %, never relaunched
+LIVE = (RUNNING, PAUSED)
 
-EPOCH_FILES = ("training_losses.pt", "optimizer_buffer.json", "validation_scores.json")
+
+# ---------------------------------------------------------------------------------------------
+# paths
 
 
 @dataclass(frozen=True)
@@ -23,80 +101,122 @@ class RunPaths:
     def name(self) -> str:
         return self.root.name
 
-    @property
-    def resolved_config(self) -> Path:
-        return self.root / "resolved_config.json"
+    def _(self, name: str) -> Path:
+        return self.root / name
 
-    @property
-    def status(self) -> Path:
-        return self.root / "training_status.json"
-
-    @property
-    def progress(self) -> Path:
-        return self.root / "progress.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def system(self) -> Path:
-        return self.root / "system.jsonl"
-
-    @property
-    def epochs(self) -> Path:
-        return self.root / "epochs"
+    resolved_config = property(lambda self: self._(RESOLVED_CONFIG_FILE))
+    status = property(lambda self: self._(STATUS_FILE))
+    progress = property(lambda self: self._(PROGRESS_FILE))
+    metrics = property(lambda self: self._(METRICS_FILE))
+    system = property(lambda self: self._(SYSTEM_FILE))
+    control = property(lambda self: self._(CONTROL_FILE))
+    log = property(lambda self: self._(LOG_FILE))
+    launch = property(lambda self: self._(LAUNCH_FILE))
+    lock = property(lambda self: self._(LOCK_FILE))
+    notes = property(lambda self: self._(NOTES_FILE))
+    metadata = property(lambda self: self._(METADATA_FILE))
+    epochs = property(lambda self: self._(EPOCHS_DIR))
+    checkpoints = property(lambda self: self._(CHECKPOINTS_DIR))
+    evals = property(lambda self: self._(EVALS_DIR))
+    reports = property(lambda self: self._(REPORTS_DIR))
+    superseded = property(lambda self: self._(SUPERSEDED_DIR),
+                          doc="Where ``--fresh`` moves earlier outputs (one timestamped folder per fresh start).")
+    current_ckpt = property(lambda self: self.checkpoints / CURRENT_CKPT_FILE)
+    current_meta = property(lambda self: self.checkpoints / CURRENT_META_FILE)
+    best_ckpt = property(lambda self: self.checkpoints / BEST_CKPT_FILE)
 
     def epoch_dir(self, epoch: int) -> Path:
-        return self.epochs / f"epoch_{epoch:04d}"
+        return self.epochs / epoch_dir_name(epoch)
 
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+    def epoch_dirs(self) -> list[tuple[int, Path]]:
+        """The ``epoch_NNNN`` folders that exist, as (epoch, path), in order."""
+        found = []
+        for p in self.epochs.glob(EPOCH_PREFIX + "*"):
+            n = p.name[len(EPOCH_PREFIX):]
+            if n.isdigit() and p.name == epoch_dir_name(int(n)):
+                found.append((int(n), p))
+        return sorted(found)
 
-    @property
-    def current_ckpt(self) -> Path:
-        return self.checkpoints / "current.pt"
+    def report(self, name: str) -> Path:
+        """``reports/<name>.json``: the report of evaluation ``name``."""
+        return self.reports / f"{name}.json"
 
-    @property
-    def current_meta(self) -> Path:
-        return self.checkpoints / "current.meta.json"
-
-    @property
-    def best_ckpt(self) -> Path:
-        return self.checkpoints / "best.pt"
-
-    @property
-    def control(self) -> Path:
-        return self.root / "control.json"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "train.log"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".trainkit.lock"
-
-    @property
-    def superseded(self) -> Path:
-        """Where ``--fresh`` moves earlier outputs (one timestamped folder per fresh start)."""
-        return self.root / "superseded"
+    def eval_paths(self, name: str) -> EvalPaths:
+        return EvalPaths(self.evals / name)
 
     def config_file(self) -> Path | None:
         """The run's own config (``config.yaml``, ``.yml``, ``.json``, ``.toml`` or ``.py``)."""
-        for suffix in (".yaml", ".yml", ".json", ".toml", ".py"):
-            p = self.root / f"config{suffix}"
+        for name in CONFIG_FILES:
+            p = self.root / name
             if p.is_file():
                 return p
         return None
 
-    # Outputs of training; `--fresh` moves exactly these aside. Inputs (config, notes.md,
-    # metadata.json) stay where they are.
     def outputs(self) -> list[Path]:
-        return [self.resolved_config, self.status, self.progress, self.metrics, self.system,
-                self.epochs, self.checkpoints, self.control, self.log, self.root / "evals",
-                self.root / "reports"]
+        """Outputs of training; ``--fresh`` moves exactly these aside. Inputs (config, notes.md,
+        metadata.json) and the launcher's record stay where they are."""
+        return [self.resolved_config, self.status, self.progress, self.metrics, self.system, self.epochs,
+                self.checkpoints, self.control, self.log, self.evals, self.reports]
+
+
+@dataclass(frozen=True)
+class EvalPaths:
+    """The files of one evaluation, ``RUN_DIR/evals/NAME/``."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, run_dir: Path, name: str) -> EvalPaths:
+        return RunPaths(Path(run_dir)).eval_paths(name)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    precheck = property(lambda self: self.root / PRECHECK_FILE)
+    responses = property(lambda self: self.root / RESPONSES_FILE)
+    conversations = property(lambda self: self.root / CONVERSATIONS_DIR)
+    summary = property(lambda self: self.root / SUMMARY_FILE)
+    sessions = property(lambda self: self.root / SESSIONS_FILE,
+                        doc="One ``start`` and one ``end`` line per ``trainkit eval`` session (for ``duration_s``).")
+
+    @property
+    def lock(self) -> Path:
+        """Beside the folder, so that ``--fresh`` can move the folder while holding the lock."""
+        return self.root.parent / f".{self.root.name}.lock"
+
+
+# ---------------------------------------------------------------------------------------------
+# where a config's run folder goes
+
+RUN_NAME = re.compile(r"\d{4}-\d{2}-\d{2}-.+")  # YYYY-MM-DD-slug
+DEFAULT_ROOT = Path("experiments")
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return slug or "run"
+
+
+def looks_like_run_dir(folder: Path) -> bool:
+    return (RUN_NAME.fullmatch(folder.name) is not None or folder.parent.name == DEFAULT_ROOT.name
+            or (folder / RESOLVED_CONFIG_FILE).exists() or (folder / CHECKPOINTS_DIR).is_dir())
+
+
+def choose_run_dir(config_path: Path, run_dir: str | None, *, today: dt.date | None = None,
+                   root: Path = DEFAULT_ROOT) -> Path:
+    """``--run-dir``; else the config's folder when it is a run folder's ``config.*``;
+    else ``experiments/<date>-<config stem>``."""
+    if run_dir:
+        return Path(run_dir)
+    if config_path.stem == CONFIG_STEM and looks_like_run_dir(config_path.parent.resolve()):
+        return config_path.parent
+    today = today or dt.date.today()
+    return root / f"{today.isoformat()}-{slugify(config_path.stem)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# progress.json
 
 
 def progress_percentage(completed: int, total: int | None, early_stopped: bool) -> float:
@@ -122,3 +242,28 @@ def progress_record(completed: int, total: int | None, *, early_stopped_at: int 
         "finished": bool(finished or early),
         "updated_at": time.time(),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# moving outputs aside (never deleting)
+
+
+def move_aside(run_dir: Path, items: list[Path], *, now: float | None = None) -> Path | None:
+    """Move each existing path of ``items`` (inside ``run_dir``) into a new
+    ``superseded/<UTC time>/`` folder, keeping its path relative to the run folder. Never deletes,
+    never overwrites. Returns that folder, or None when there was nothing to move."""
+    present = [p for p in items if p.exists()]
+    if not present:
+        return None
+    stamp = dt.datetime.fromtimestamp(now or time.time(), dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = RunPaths(run_dir).superseded
+    dest, n = base / stamp, 1
+    while dest.exists():
+        n += 1
+        dest = base / f"{stamp}-{n}"
+    for p in present:
+        target = dest / p.relative_to(run_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(p, target)
+    fsync_dir(run_dir)
+    return dest

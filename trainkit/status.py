@@ -13,24 +13,47 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from trainkit.early_stopping import replay
-from trainkit.files import write_json
-from trainkit.runfolder import EPOCH_FILES, FORMAT_VERSION, RunPaths, progress_percentage, progress_record
+from trainkit.files import iter_jsonl, write_json
+from trainkit.formatting import format_age
+from trainkit.lock import pid_alive as pid_running
+from trainkit.runfolder import (
+    CHECKPOINTS_DIR,
+    COMPLETE,
+    CRASHED,
+    CURRENT_META_FILE,
+    EARLY_STOPPED,
+    EPOCH_FILES,
+    FAILED,
+    FINISHED,
+    FORMAT_VERSION,
+    LIVE,
+    METRICS_FILE,
+    PENDING,
+    PROGRESS_FILE,
+    RESOLVED_CONFIG_FILE,
+    RUN_MARKERS,
+    RUNNING,
+    STATES,
+    STATUS_FILE,
+    STOPPED,
+    VALIDATION_SCORES_FILE,
+    RunPaths,
+    epoch_dir,
+    progress_percentage,
+    progress_record,
+)
 
-PENDING, RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED, CRASHED = (
-    "pending", "running", "paused", "finished", "early_stopped", "stopped", "failed", "crashed")
-STATES = (PENDING, RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED, CRASHED)
-COMPLETE = (FINISHED, EARLY_STOPPED)
-LIVE = (RUNNING, PAUSED)
+__all__ = ["COMPLETE", "CRASHED", "LIVE", "PENDING", "STATES", "Progress", "RunStatus", "derive_state",
+           "find_runs", "progress", "run_status", "scan", "summarize"]
+
 MIN_STALE_S = 60.0
-RUN_MARKERS = ("resolved_config.json", "progress.json", "training_status.json", "config.yaml", "config.yml",
-               "config.json", "config.toml", "config.py")
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +135,7 @@ def check_progress(obj: dict) -> tuple[Progress | None, str | None]:
     if finished is not None and finished is not is_finished:
         return None, f"finished {finished} inconsistent with {completed}/{total}"
     return Progress(completed, total, progress_percentage(completed, total, early), early, at if early else None,
-                    is_finished, "progress.json"), None
+                    is_finished, PROGRESS_FILE), None
 
 
 def recompute_progress(scores: list[dict | None], total: int | None, early_stopping: dict | None) -> Progress:
@@ -134,10 +157,6 @@ def recompute_progress(scores: list[dict | None], total: int | None, early_stopp
                     early or (total is not None and completed >= total), "recomputed")
 
 
-def epoch_dir(root: str, epoch: int) -> str:
-    return f"{root}/epochs/epoch_{epoch:04d}"
-
-
 def epoch_complete(root: str, epoch: int) -> bool:
     d = epoch_dir(root, epoch)
     return all(os.path.exists(f"{d}/{f}") for f in EPOCH_FILES)
@@ -154,14 +173,15 @@ def complete_epochs(root: str) -> int:
 def config_file_settings(root: str, warnings: list[str]) -> dict:
     """A pending run's settings from its config file: YAML/JSON/TOML are read (never a ``.py``,
     which would mean executing it); ``epochs`` falls back to the schema's default."""
-    from trainkit.config import ConfigError, TrainConfig, load_file
+    from trainkit.config import TrainConfig, load_file
+    from trainkit.errors import UserError
 
     path = RunPaths(Path(root)).config_file()
     data: dict = {}
     if path is not None and path.suffix != ".py":
         try:
             data = load_file(path)
-        except ConfigError as e:
+        except UserError as e:
             warnings.append(f"{path.name}: {str(e).split(': ', 1)[-1]}")
     if "epochs" not in data and (path is None or path.suffix != ".py"):
         data = {**data, "epochs": TrainConfig.__dataclass_fields__["epochs"].default}
@@ -170,7 +190,7 @@ def config_file_settings(root: str, warnings: list[str]) -> dict:
 
 def run_total_and_es(root: str, warnings: list[str], status: dict | None) -> tuple[int | None, dict | None]:
     """Total epochs and early-stopping settings from ``resolved_config.json`` (or the status)."""
-    cfg = load_json(f"{root}/resolved_config.json", warnings)
+    cfg = load_json(f"{root}/{RESOLVED_CONFIG_FILE}", warnings)
     if cfg is None:
         cfg = config_file_settings(root, warnings)
     total = _int(cfg.get("epochs"))
@@ -178,7 +198,7 @@ def run_total_and_es(root: str, warnings: list[str], status: dict | None) -> tup
         total = _int(status.get("total_epochs"))
     es = cfg.get("early_stopping")
     if es is not None and not isinstance(es, dict):
-        warnings.append("resolved_config.json: early_stopping is not a mapping; ignored")
+        warnings.append(f"{RESOLVED_CONFIG_FILE}: early_stopping is not a mapping; ignored")
         es = None
     return total, es
 
@@ -190,7 +210,7 @@ def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] |
     recomputed value is written back atomically. (:func:`run_status` never repairs a live run.)"""
     root = os.fspath(run_dir)
     warnings = [] if warnings is None else warnings
-    obj = load_json(f"{root}/progress.json", warnings)
+    obj = load_json(f"{root}/{PROGRESS_FILE}", warnings)
     if obj is not None:
         prog, why = check_progress(obj)
         if prog is not None and prog.completed_epochs > 0 and not epoch_complete(root, prog.completed_epochs - 1):
@@ -198,25 +218,40 @@ def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] |
                                "is incomplete")
         if prog is not None:
             return prog
-        warnings.append(f"progress.json: {why}; recomputed from the epoch folders")
+        warnings.append(f"{PROGRESS_FILE}: {why}; recomputed from the epoch folders")
     total, es = run_total_and_es(root, warnings, status)
     n = complete_epochs(root)
     if obj is None and n == 0:
         return Progress(0, total, 0.0, source="none")
-    scores = [load_json(f"{epoch_dir(root, i)}/validation_scores.json", warnings) for i in range(n)]
+    scores = [load_json(f"{epoch_dir(root, i)}/{VALIDATION_SCORES_FILE}", warnings) for i in range(n)]
+    scores = with_monitored_values(root, scores, es)
     prog = recompute_progress(scores, total, es)
     if repair:
         write_repair(root, prog, warnings)
     return prog
 
 
+def with_monitored_values(root: str, scores: list[dict | None], es: dict | None) -> list[dict | None]:
+    """The epoch folders hold every number of the epoch record (so any monitored key replays);
+    folders written by an older trainkit hold the validation scores only: then the monitored
+    value comes from the epoch records of ``metrics.jsonl`` (the last record of each epoch)."""
+    metric = es.get("metric", "val_loss") if es else None
+    if not isinstance(metric, str) or all(isinstance(s, dict) and metric in s for s in scores):
+        return scores
+    from_log: dict[int, dict] = {}
+    for rec in iter_jsonl(f"{root}/{METRICS_FILE}"):
+        if rec.get("kind") == "epoch" and isinstance(rec.get("epoch"), int):
+            from_log[rec["epoch"]] = rec
+    return [s if isinstance(s, dict) and metric in s else from_log.get(i, s) for i, s in enumerate(scores)]
+
+
 def write_repair(root: str, prog: Progress, warnings: list[str]) -> None:
     try:
-        write_json(f"{root}/progress.json", prog.record())
+        write_json(f"{root}/{PROGRESS_FILE}", prog.record())
     except OSError as e:
-        warnings.append(f"progress.json: could not repair ({e.strerror or e})")
+        warnings.append(f"{PROGRESS_FILE}: could not repair ({e.strerror or e})")
     else:
-        warnings.append("progress.json: repaired")
+        warnings.append(f"{PROGRESS_FILE}: repaired")
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,11 +264,11 @@ STATUS_TYPES = {"state": (str,), "pid": (int,), "host": (str,), "heartbeat_at": 
 
 def status_problems(status: dict) -> list[str]:
     """Fields of ``training_status.json`` whose type is wrong (each then reads as absent)."""
-    out = [] if "state" in status else ["training_status.json: no 'state' field"]
+    out = [] if "state" in status else [f"{STATUS_FILE}: no 'state' field"]
     for key, types in STATUS_TYPES.items():
         v = status.get(key)
         if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
-            out.append(f"training_status.json: {key} is {type(v).__name__}, expected {types[0].__name__}")
+            out.append(f"{STATUS_FILE}: {key} is {type(v).__name__}, expected {types[0].__name__}")
     return out
 
 
@@ -241,19 +276,6 @@ def stale_after(status: dict) -> float:
     """3 x the run's heartbeat interval, at least 60 s."""
     interval = _num(status.get("heartbeat_interval_s")) or 5.0
     return max(MIN_STALE_S, 3 * interval)
-
-
-def pid_running(pid: int, started_at: float | None) -> bool:
-    """Whether ``pid`` is a live process on this host that is not a newer process reusing the pid."""
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started_at is None or p.create_time() <= started_at + 5.0
-    except (psutil.Error, ValueError):
-        return False
 
 
 def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
@@ -266,7 +288,7 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
         if prog.finished:
             return FINISHED, "all epochs done (from the epoch files)"
         if has_outputs or prog.completed_epochs:
-            return CRASHED, "outputs but no training_status.json: the run died early or the file was lost"
+            return CRASHED, f"outputs but no {STATUS_FILE}: the run died early or the file was lost"
         return PENDING, "never started"
     state = status.get("state")
     if state in LIVE:
@@ -276,7 +298,7 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
         if same_host and pid is not None and (pid <= 0 or not pid_alive(pid, _num(status.get("started_at")))):
             dead = f"pid {pid} is gone on {host}"
         elif hb is None:
-            dead = "training_status.json has no heartbeat_at"
+            dead = f"{STATUS_FILE} has no heartbeat_at"
         elif now - hb > limit:
             dead = f"no heartbeat for {format_age(now - hb)} (limit {limit:.0f} s)"
         else:
@@ -295,20 +317,7 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
         return STOPPED, status.get("stop_reason") or "stopped on request"
     if state == FAILED:
         return FAILED, status.get("error") or "training failed"
-    return FAILED, f"unknown state {state!r} in training_status.json"
-
-
-def format_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
+    return FAILED, f"unknown state {state!r} in {STATUS_FILE}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,9 +345,6 @@ class RunStatus:
     progress_source: str = "none"
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"warnings": list(self.warnings)}
-
 
 def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = False,
                host: str | None = None, stale_s: float | None = None,
@@ -347,17 +353,18 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
     now = time.time() if now is None else now
     host = host or socket.gethostname()
     warnings: list[str] = []
-    status = load_json(f"{root}/training_status.json", warnings)
+    status = load_json(f"{root}/{STATUS_FILE}", warnings)
     if status is not None:
         warnings.extend(status_problems(status))
     live_claim = status is not None and status.get("state") in LIVE
     prog = progress(root, repair=False, warnings=warnings, status=status)
-    has_outputs = status is None and (os.path.exists(f"{root}/checkpoints") or os.path.exists(f"{root}/metrics.jsonl"))
+    has_outputs = status is None and (os.path.exists(f"{root}/{CHECKPOINTS_DIR}")
+                                      or os.path.exists(f"{root}/{METRICS_FILE}"))
     state, reason = derive_state(status, prog, now=now, host=host, pid_alive=pid_alive, has_outputs=has_outputs,
                                  stale_s=stale_s)
     if repair and prog.source == "recomputed" and not (live_claim and state in LIVE):
         write_repair(root, prog, warnings)
-    meta = load_json(f"{root}/checkpoints/current.meta.json", warnings) or {}
+    meta = load_json(f"{root}/{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", warnings) or {}
     hb = _num(status.get("heartbeat_at")) if status else None
     return RunStatus(
         name=os.path.basename(root.rstrip("/")), path=root, state=state, reason=reason,
@@ -371,10 +378,6 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
         pid=_int(status.get("pid")) if status else None,
         host=status.get("host") if status and isinstance(status.get("host"), str) else None,
         progress_source=prog.source, warnings=warnings)
-
-
-def state(run_dir: str | Path, now: float | None = None) -> str:
-    return run_status(run_dir, now=now).state
 
 
 def find_runs(root: str | Path) -> list[str]:

@@ -1,11 +1,11 @@
-"""``trainkit eval`` arguments (the evaluation itself lives in :mod:`trainkit.eval_command`)."""
+"""``trainkit eval`` arguments (the evaluation itself lives in :mod:`trainkit.evaluation.run`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from trainkit.cli import UsageError, fmt
+from trainkit.commands._args import add_eval_size_arguments, fmt
 
 EVAL_EPILOG = fmt("""
 examples:
@@ -42,12 +42,13 @@ def register(sub) -> None:
     e.add_argument("--name", metavar="NAME", help="evaluation name: evals/NAME/ and reports/NAME.json")
     e.add_argument("--questions", metavar="FILE", help='JSONL, one {"id", "question", "answer", ...} per line '
                    "(default: the task's own held-out set)")
-    e.add_argument("--samples", type=int, default=1, metavar="K", help="samples per question (default 1)")
     e.add_argument("--model", metavar="SPEC", help="module:function answering one item (default: the run's "
                    "checkpoints/best.pt through the task's predictor)")
-    e.add_argument("--workers", type=int, default=1, metavar="N", help="items evaluated concurrently (threads)")
+    add_eval_size_arguments(e)
     e.add_argument("--fresh", action="store_true", help="start over: move the old evaluation aside first")
     e.add_argument("--retry-errors", action="store_true", help="also re-run items whose last record is an error")
+    e.add_argument("--no-report", dest="report", action="store_false",
+                   help="write the evaluation folder only, not reports/NAME.json (trainkit run writes it itself)")
     e.add_argument("--durable", action="store_true", help="fsync every line and file (power-loss safety; slower)")
     e.add_argument("--retries", type=int, default=2, metavar="N", help="retries of a failing item (default 2)")
     e.add_argument("--backoff", type=float, default=0.5, metavar="SECONDS",
@@ -60,20 +61,10 @@ def register(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from trainkit.eval_command import EvalRequest, evaluate
+    from trainkit.evaluation.run import EvalRequest, evaluate
 
-    if args.samples < 1:
-        raise UsageError("--samples must be >= 1")
-    if args.workers < 1:
-        raise UsageError("--workers must be >= 1")
-    if args.retries < 0:
-        raise UsageError("--retries must be >= 0")
-    if args.backoff < 0:
-        raise UsageError("--backoff must be >= 0")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError("--timeout must be > 0")
     return evaluate(EvalRequest(
         run_dir=args.run_dir, name=args.name, questions=args.questions, samples=args.samples, model=args.model,
         workers=args.workers, fresh=args.fresh, retry_errors=args.retry_errors, durable=args.durable,
         retries=args.retries, backoff_s=args.backoff, timeout_s=args.timeout, device=args.device,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None))
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None, report=args.report))

@@ -7,7 +7,8 @@ import sys
 
 import orjson
 
-from trainkit.cli import UsageError, add_root_arguments, existing_folder, fmt
+from trainkit.commands._args import add_root_arguments, existing_folder, fmt
+from trainkit.errors import UserError
 
 EPILOG = fmt("""
 examples:
@@ -43,11 +44,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
     root = existing_folder(args.root)
     if args.max_parallel < 1:
-        raise UsageError("--max-parallel must be >= 1")
+        raise UserError("--max-parallel must be >= 1")
     if args.max_crashes < 1:
-        raise UsageError("--max-crashes must be >= 1")
+        raise UserError("--max-crashes must be >= 1")
     if args.dry_run and args.wait:
-        raise UsageError("--dry-run changes nothing; it does not combine with --wait")
+        raise UserError("--dry-run changes nothing; it does not combine with --wait")
     actions = plan(root, max_crashes=args.max_crashes, stale_s=args.stale_after)
     if args.dry_run:
         if args.json:

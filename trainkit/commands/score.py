@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from trainkit.cli import UsageError, fmt
+from trainkit.commands._args import fmt
+from trainkit.errors import UserError
+from trainkit.runfolder import PRECHECK_FILE, RunPaths
 
 SCORE_EPILOG = fmt("""
 examples:
@@ -28,11 +30,11 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_score)
 
 
-def _not_an_eval(folder: Path) -> UsageError:
-    evals = sorted(p for p in (folder / "evals").glob("*/precheck.jsonl")) if folder.is_dir() else []
+def _not_an_eval(folder: Path) -> UserError:
+    evals = sorted(RunPaths(folder).evals.glob(f"*/{PRECHECK_FILE}")) if folder.is_dir() else []
     hint = (" evaluations there: " + ", ".join(str(p.parent) for p in evals[:5])) if evals else ""
     what = "no such folder" if not folder.exists() else "not an evaluation folder (no precheck.jsonl)"
-    return UsageError(f"{folder}: {what}{';' + hint if hint else ''}")
+    return UserError(f"{folder}: {what}{';' + hint if hint else ''}")
 
 
 def format_summary(folder: Path, s: dict) -> list[str]:
@@ -53,8 +55,8 @@ def format_summary(folder: Path, s: dict) -> list[str]:
 def cmd_score(args: argparse.Namespace) -> int:
     import orjson
 
+    from trainkit.evaluation.scoring import read_eval_dir, summarize
     from trainkit.files import FileFormatError
-    from trainkit.scoring import read_eval_dir, summarize
 
     folder = Path(args.eval_dir)
     try:
@@ -62,7 +64,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise _not_an_eval(folder) from None
     except (FileFormatError, OSError) as e:
-        raise UsageError(f"{folder}: cannot score: {e}") from None
+        raise UserError(f"{folder}: cannot score: {e}") from None
     summary = summarize(files.header, files.planned, files.records, files.sessions)
     for note in files.notes:
         print(f"trainkit score: note: {note}", file=sys.stderr)

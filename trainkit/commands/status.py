@@ -9,7 +9,8 @@ from pathlib import Path
 
 import orjson
 
-from trainkit.cli import UsageError, add_root_arguments, existing_folder, fmt
+from trainkit.commands._args import add_root_arguments, existing_folder, fmt
+from trainkit.errors import UserError
 
 SYMBOLS = {"pending": "○", "running": "▶", "paused": "‖", "finished": "✓", "early_stopped": "✓",
            "stopped": "■", "failed": "✗", "crashed": "!"}
@@ -44,9 +45,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     root = existing_folder(args.root)
     if args.interval <= 0:
-        raise UsageError("--interval must be > 0")
+        raise UserError("--interval must be > 0")
     if args.watch and args.json:
-        raise UsageError("--watch draws a table; it does not combine with --json")
+        raise UserError("--watch draws a table; it does not combine with --json")
     if args.json:
         runs = S.scan(root, repair=args.repair, stale_s=args.stale_after)
         # orjson serializes the RunStatus dataclasses natively (as their fields, like to_json())
@@ -71,7 +72,8 @@ def _pct(v: float) -> str:
 
 def render(runs, root: Path) -> str:
     """A plain table (readable without colour: each state has a symbol and its name)."""
-    from trainkit.status import format_age, summarize
+    from trainkit.formatting import format_age
+    from trainkit.status import summarize
 
     if not runs:
         return f"no runs under {root}"

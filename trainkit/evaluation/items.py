@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
-from trainkit.evalplan import PlanItem
-from trainkit.scoring import Unscorable, item_fields
+from trainkit.errors import first_line
+from trainkit.evaluation.plan import PlanItem
+from trainkit.evaluation.scoring import Unscorable, item_fields
 
 ModelFn = Callable[[dict], Any]
 
@@ -115,8 +116,7 @@ def describe_error(e: BaseException) -> str:
         return str(e)
     if isinstance(e, (Garbage, Unscorable)):
         return f"garbage: {e}"
-    text = f"{e.__class__.__name__}: {e}".strip().splitlines()
-    return (text[0] if text else e.__class__.__name__)[:500]
+    return first_line(e)
 
 
 def run_item(fn: ModelFn, item: PlanItem, metric: str, policy: RetryPolicy,

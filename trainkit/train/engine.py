@@ -1,9 +1,11 @@
 """The training loop: setup, resume, then epochs of steps with logging, checkpoints and stops.
 
 Reads top to bottom (nanoGPT's shape): :meth:`Trainer.setup` builds data, model and optimizer
-and restores a checkpoint; :meth:`Trainer.run` loops over epochs and steps; at every step
-boundary it honours signals and control requests; at every epoch end it validates, writes the
-epoch artifacts, checkpoints and updates ``progress.json``. Only rank 0 writes files.
+and restores the checkpoint; :meth:`Trainer.run` loops over epochs and steps; between two steps it
+asks :class:`~trainkit.control.Controls` whether to go on; at every epoch end it measures the epoch
+(validation, best value, early stopping), then writes the epoch's files, checkpoints and updates
+``progress.json``. The session (:mod:`trainkit.train.session`) has prepared the folder. Only rank 0
+writes files.
 """
 
 from __future__ import annotations
@@ -14,40 +16,32 @@ import os
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from trainkit import checkpoint
-from trainkit.checkpoint import TrainState
 from trainkit.config import TrainConfig, to_dict
-from trainkit.control import ControlPoller
-from trainkit.device import describe as describe_device
-from trainkit.display import ProgressDisplay, fmt_duration, fmt_num
-from trainkit.early_stopping import EarlyStopping
-from trainkit.files import (
-    JsonlWriter,
-    atomic_write,
-    cleanup_temp_files,
-    dumps,
-    iter_jsonl,
-    read_json_object_or_none,
-    write_json,
-)
-from trainkit.interrupts import EXIT_INTERRUPTED, Interrupts
+from trainkit.control import Controls
+from trainkit.early_stopping import EarlyStopping, is_better
+from trainkit.errors import EXIT_FAILED, EXIT_INTERRUPTED, first_line
+from trainkit.files import JsonlWriter, atomic_write, cleanup_temp_files, write_json
+from trainkit.formatting import fmt_duration, fmt_num
+from trainkit.interrupts import Interrupts
 from trainkit.live import Heartbeat, LiveStatus
 from trainkit.runfolder import (
     EARLY_STOPPED,
+    EPOCH_FILES,
     FAILED,
     FINISHED,
     FORMAT_VERSION,
-    PAUSED,
     RUNNING,
     STOPPED,
-    RunPaths,
     progress_record,
 )
-from trainkit.tasks import Task
+from trainkit.train import checkpoint
+from trainkit.train.checkpoint import TrainState
+from trainkit.train.device import device_label
+from trainkit.train.display import ProgressDisplay
+from trainkit.train.session import Prepared, dist_rank
 
 log = logging.getLogger("trainkit")
 
@@ -76,11 +70,6 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The data order of ``epoch``: a function of (seed, epoch) only, so resume needs no state."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
     return torch.randperm(n, generator=g)
-
-
-def dist_rank() -> tuple[int, int]:
-    """(rank, world_size) from the torchrun environment; (0, 1) otherwise."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -117,26 +106,52 @@ class Outcome:
     exit_code: int
 
 
+@dataclass
+class EpochResult:
+    """What an epoch measured: its record (as in ``metrics.jsonl``), the validation scores, the
+    per-step losses, whether it is the best so far and whether early stopping triggered."""
+
+    record: dict
+    scores: dict
+    losses: torch.Tensor
+    improved: bool
+    stop: bool
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, paths: RunPaths, task: Task, device: torch.device, *,
-                 display: ProgressDisplay, resume: checkpoint.Loaded | None = None,
-                 cache_dir: Path | None = None) -> None:
+    def __init__(self, prep: Prepared, device: torch.device, *, display: ProgressDisplay) -> None:
+        cfg = prep.config
         self.cfg = cfg
-        self.paths = paths
-        self.task = task
+        self.paths = prep.paths
+        self.task = prep.task
         self.device = device
         self.display = display
-        self.resume_from = resume
-        self.cache_dir = cache_dir
+        self.resume_from = prep.resume
+        self.cache_dir = prep.cache_dir
         self.rank, self.world_size = dist_rank()
-        self.writes = self.rank == 0
+        self.writes = prep.writes
         self.config_dict = to_dict(cfg)
-        self.live = LiveStatus(paths.status, heartbeat_s=cfg.heartbeat_s, enabled=self.writes)
-        self.interrupts = Interrupts(lambda name: log.warning(
-            "%s received: stopping after this step (Ctrl-C again to exit at once)", name))
-        self.control = ControlPoller(paths.control)
         self.monitor = cfg.early_stopping.metric if cfg.early_stopping else "val_loss"
         self.monitor_mode = cfg.early_stopping.mode if cfg.early_stopping else "min"
+        self.live = LiveStatus(self.paths.status, heartbeat_s=cfg.heartbeat_s, enabled=self.writes)
+        self.interrupts = Interrupts(lambda name: log.warning(
+            "%s received: stopping after this step (Ctrl-C again to exit at once)", name))
+        self.controls = Controls(self.paths.control, self.interrupts, checkpoint=self.save_checkpoint,
+                                 report=self._control_report, enabled=self.writes,
+                                 step=lambda: self.state.global_step)
+        # built by setup()
+        self.heartbeat: Heartbeat | None = None
+        self.metrics: JsonlWriter | None = None
+        self.state = TrainState()
+        self.early: EarlyStopping | None = None
+        self.epoch_losses: list[torch.Tensor] = []
+        self.train_data: tuple[torch.Tensor, ...] = ()
+        self.val_data: tuple[torch.Tensor, ...] = ()
+        self.n_train = 0
+        self.steps_per_epoch = 0
+        self.total_steps = 0
+        self.model: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -175,19 +190,15 @@ class Trainer:
 
         self.model = self.task.build_model(dict(cfg.model), data).to(self.device)
         n_params = sum(p.numel() for p in self.model.parameters())
-        log.info("device: %s; model on %s (%s parameters)", describe_device(self.device),
+        log.info("device: %s; model on %s (%s parameters)", device_label(self.device),
                  next(self.model.parameters()).device, f"{n_params:,}")
         self.optimizer = make_optimizer(cfg, self.model.parameters())
-        self.state = TrainState()
-        self.epoch_losses: list[torch.Tensor] = []
-
         if self.resume_from is not None:
             self._restore(self.resume_from)
             self.resume_from = None
         self.early = self._early_stopping()
 
         if self.writes:
-            self._drop_records_after_checkpoint()
             self.metrics = JsonlWriter(self.paths.metrics)
         self.live.batch_size = cfg.batch_size
         self.live.total_steps = self.total_steps
@@ -209,43 +220,14 @@ class Trainer:
         es_cfg = self.cfg.early_stopping
         if es_cfg is None:
             return None
-        es = EarlyStopping(es_cfg.metric, es_cfg.mode, es_cfg.patience, es_cfg.min_delta)
+        settings = {"metric": es_cfg.metric, "mode": es_cfg.mode, "patience": es_cfg.patience,
+                    "min_delta": es_cfg.min_delta}
         saved = self.state.early_stopping
-        if saved and saved.get("metric") == es.metric and saved.get("mode") == es.mode:
-            es.best, es.best_epoch, es.bad_epochs = saved["best"], saved["best_epoch"], saved["bad_epochs"]
-        elif saved:
-            log.info("early stopping now monitors %s (%s): its history starts over", es.metric, es.mode)
-        return es
-
-    def _drop_records_after_checkpoint(self) -> None:
-        """Make metrics.jsonl agree with the checkpoint: records written after it (before a crash)
-        are dropped, and epoch folders past it are removed, so each step and epoch appears once."""
-        st = self.state
-        path = self.paths.metrics
-        if path.exists():
-            raw = path.read_bytes()
-            keep = []
-            dropped = 0
-            for rec in iter_jsonl(path):
-                kind = rec.get("kind")
-                if (kind == "step" and rec.get("step", 0) >= st.global_step) or \
-                        (kind == "epoch" and rec.get("epoch", 0) >= st.epoch):
-                    dropped += 1
-                else:
-                    keep.append(rec)
-            new = b"".join(dumps(r) + b"\n" for r in keep)
-            if new != raw:
-                atomic_write(path, lambda f: f.write(new))
-                log.info("metrics.jsonl: dropped %d record(s) written after the checkpoint", dropped)
-        for d in sorted(self.paths.epochs.glob("epoch_*")):
-            try:
-                n = int(d.name.split("_", 1)[1])
-            except ValueError:
-                continue
-            if n >= st.epoch:
-                for f in d.iterdir():
-                    f.unlink()
-                d.rmdir()
+        if saved and saved.get("metric") == es_cfg.metric and saved.get("mode") == es_cfg.mode:
+            return EarlyStopping.from_state(saved, **settings)
+        if saved:
+            log.info("early stopping now monitors %s (%s): its history starts over", es_cfg.metric, es_cfg.mode)
+        return EarlyStopping(**settings)
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> Outcome:
@@ -259,8 +241,8 @@ class Trainer:
             if self.interrupts.hard:  # e.g. torch.save turns the KeyboardInterrupt into a RuntimeError
                 return self._interrupted()
             log.exception("training failed: %s", e)
-            self._final_status(FAILED, error=f"{e.__class__.__name__}: {e}".splitlines()[0][:500])
-            return Outcome(FAILED, 1)
+            self._final_status(FAILED, error=first_line(e))
+            return Outcome(FAILED, EXIT_FAILED)
         finally:
             self._cleanup()
 
@@ -309,96 +291,68 @@ class Trainer:
                     self._show()
                 if cfg.checkpoint.every_steps and st.global_step % cfg.checkpoint.every_steps == 0:
                     self.save_checkpoint()
-                stop = self._between_steps()
-                if stop is not None:
-                    return stop
-            self._end_epoch(time.monotonic() - epoch_t0)
-            self._show()
-            if self.early is not None and self.early.should_stop:
+                why = self.controls.check()
+                if why is not None:
+                    return self._stop(why)
+            result = self._measure_epoch(time.monotonic() - epoch_t0)
+            self._end_epoch(result)
+            if result.stop:
                 return self._finish(EARLY_STOPPED)
         return self._finish(FINISHED)
 
     def _show(self) -> None:
+        """The terminal display; after an epoch's end it shows that epoch complete (not the next
+        one at step 0, nor an epoch past the last)."""
         self.live.refresh_rates()
-        f = self.live.fields
-        self.display.update(epoch=self.state.epoch, step_in_epoch=len(self.epoch_losses),
-                            steps_per_epoch=self.steps_per_epoch, loss=f["loss"], throughput=f["throughput"],
-                            eta_s=f["eta_s"])
+        f, st = self.live.fields, self.state
+        epoch, step = st.epoch, len(self.epoch_losses)
+        if step == 0 and st.epoch > 0:
+            epoch, step = st.epoch - 1, self.steps_per_epoch
+        self.display.update(epoch=epoch, step_in_epoch=step, steps_per_epoch=self.steps_per_epoch, loss=f["loss"],
+                            throughput=f["throughput"], eta_s=f["eta_s"])
 
-    def _between_steps(self) -> Outcome | None:
-        """Signals and control requests, honoured between two steps. Returns an outcome to stop."""
-        if self.interrupts.requested.is_set():
-            return self._stop(f"{self.interrupts.signal_name} received")
-        req = self.control.poll() if self.writes else None
-        if req is None:
-            return None
-        what = req["request"]
-        self.control.consume()
-        ack = {"request": what, "id": req.get("id"), "done_at": time.time()}
-        if what == "stop":
+    def _control_report(self, state: str | None, ack: dict) -> None:
+        """What :class:`~trainkit.control.Controls` did, into ``training_status.json``."""
+        if state is None:
             self.live.update(control=ack)
-            return self._stop("stop requested through control.json")
-        if what == "checkpoint":
-            self.save_checkpoint()
-            log.info("checkpoint written on request (global step %d)", self.state.global_step)
-        elif what == "pause":
-            self.save_checkpoint()
-            log.info("paused on request at global step %d (checkpoint written); waiting for resume",
-                     self.state.global_step)
-            self.live.write(state=PAUSED, control=ack)
-            while True:
-                if self.interrupts.requested.is_set():
-                    return self._stop(f"{self.interrupts.signal_name} received while paused")
-                nxt = self.control.poll(force=True)
-                if nxt is not None:
-                    self.control.consume()
-                    ack = {"request": nxt["request"], "id": nxt.get("id"), "done_at": time.time()}
-                    if nxt["request"] == "stop":
-                        self.live.update(control=ack)
-                        return self._stop("stop requested through control.json while paused")
-                    if nxt["request"] == "resume":
-                        log.info("resumed on request")
-                        self.live.start_rates(self.state.global_step)
-                        self.live.write(state=RUNNING, control=ack)
-                        return None
-                time.sleep(0.2)
-        self.live.update(control=ack)
-        return None
+            return
+        if state == RUNNING:
+            self.live.start_rates(self.state.global_step)
+        self.live.write(state=state, control=ack)
 
-    def _end_epoch(self, duration_s: float) -> None:
-        cfg, st = self.cfg, self.state
-        epoch = st.epoch
+    # ---------------------------------------------------------------- epoch end
+    def _measure_epoch(self, duration_s: float) -> EpochResult:
+        """Validate, then decide: best so far? early stop? Touches no file."""
+        st = self.state
         losses = torch.stack(self.epoch_losses).float().cpu() if self.epoch_losses else torch.zeros(0)
         self.model.eval()
-        scores = self.task.validate(self.model, self.val_data, cfg.batch_size)
+        scores = {k: float(v) for k, v in self.task.validate(self.model, self.val_data, self.cfg.batch_size).items()}
         self.model.train()
-        record = {"kind": "epoch", "epoch": epoch, "train_loss": float(losses.double().mean()) if len(losses) else None,
-                  **{k: float(v) for k, v in scores.items()},
+        record = {"kind": "epoch", "epoch": st.epoch,
+                  "train_loss": float(losses.double().mean()) if len(losses) else None, **scores,
                   "lr": self.optimizer.param_groups[0]["lr"], "global_step": st.global_step,
                   "duration_s": duration_s, "t": time.time()}
-
-        improved = self._is_better(record.get(self.monitor))
+        improved = is_better(record.get(self.monitor), st.best_value, self.monitor_mode)
         if improved:
-            st.best_value, st.best_epoch = float(record[self.monitor]), epoch
-        stop_now = False
+            st.best_value, st.best_epoch = float(record[self.monitor]), st.epoch
+        stop = False
         if self.early is not None:
-            stop_now = self.early.update(epoch, record)
+            stop = self.early.update(st.epoch, record)
             st.early_stopping = self.early.state_dict()
-            if stop_now:
-                st.early_stopped_at_epoch = epoch
+            if stop:
+                st.early_stopped_at_epoch = st.epoch
+        return EpochResult(record, scores, losses, improved, stop)
 
+    def _end_epoch(self, result: EpochResult) -> None:
+        """Write the epoch's files, move the counters on, checkpoint, update the progress."""
+        cfg, st = self.cfg, self.state
+        epoch, record = st.epoch, result.record
         if self.writes:
-            edir = self.paths.epoch_dir(epoch)
-            edir.mkdir(parents=True, exist_ok=True)
-            atomic_write(edir / "training_losses.pt", lambda f: torch.save(losses, f))
-            write_json(edir / "optimizer_buffer.json", {**optimizer_summary(self.optimizer), "epoch": epoch})
-            write_json(edir / "validation_scores.json", {"version": FORMAT_VERSION, "epoch": epoch,
-                                                         **{k: record[k] for k in scores}})
+            self._write_epoch_files(result)
             self.metrics.write(record)
-            if improved:
+            if result.improved:
                 checkpoint.save_best(self.paths.best_ckpt, model=self.model, epoch=epoch, metric=self.monitor,
                                      value=st.best_value, config=self.config_dict)
-
         st.epoch += 1
         st.samples_in_epoch = 0
         self.epoch_losses = []
@@ -407,22 +361,31 @@ class Trainer:
             write_json(self.paths.progress, progress_record(st.epoch, cfg.epochs,
                                                             early_stopped_at=st.early_stopped_at_epoch,
                                                             finished=st.epoch >= cfg.epochs))
-        self.live.write(current_epoch=min(st.epoch, cfg.epochs - 1), step=st.global_step)
-        shown = "  ".join(f"{k} {fmt_num(record[k])}" for k in ("train_loss", *scores) if record.get(k) is not None)
-        note = f"  (best {self.monitor} so far)" if improved else ""
-        if stop_now:
+        last = result.stop or st.epoch >= cfg.epochs
+        self.live.write(current_epoch=epoch if last else st.epoch, step=st.global_step)
+        self._show()
+        shown = "  ".join(f"{k} {fmt_num(record[k])}" for k in ("train_loss", *result.scores)
+                          if record.get(k) is not None)
+        note = f"  (best {self.monitor} so far)" if result.improved else ""
+        if result.stop:
             note += f"  early stopping: no improvement in {self.early.patience} epoch(s)"
-        log.info("epoch %d [%d/%d]  %s  %.1fs  ETA %s%s", epoch, epoch + 1, cfg.epochs, shown, duration_s,
+        log.info("epoch %d [%d/%d]  %s  %.1fs  ETA %s%s", epoch, epoch + 1, cfg.epochs, shown, record["duration_s"],
                  fmt_duration(self.live.fields["eta_s"]), note)
 
-    def _is_better(self, value: object) -> bool:
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return False
-        best = self.state.best_value
-        if best is None:
-            return True
-        return value < best if self.monitor_mode == "min" else value > best
+    def _write_epoch_files(self, result: EpochResult) -> None:
+        """``epochs/epoch_NNNN/``: the per-step losses, the optimizer's summary, and the scores:
+        the validation scores plus every other number of the epoch record, so that early stopping
+        on any key of the record (e.g. ``train_loss``) can be replayed from the folders alone."""
+        epoch = self.state.epoch
+        edir = self.paths.epoch_dir(epoch)
+        edir.mkdir(parents=True, exist_ok=True)
+        losses_file, optimizer_file, scores_file = EPOCH_FILES
+        atomic_write(edir / losses_file, lambda f: torch.save(result.losses, f))
+        write_json(edir / optimizer_file, {**optimizer_summary(self.optimizer), "epoch": epoch})
+        values = {k: v for k, v in result.record.items() if k not in ("kind", "epoch", "t")}
+        write_json(edir / scores_file, {"version": FORMAT_VERSION, "epoch": epoch, **values})
 
+    # ---------------------------------------------------------------- checkpoints and the end
     def save_checkpoint(self) -> None:
         if not self.writes:
             return
@@ -456,40 +419,23 @@ class Trainer:
         return Outcome(state, 0)
 
     def _final_status(self, state: str, error: str | None = None) -> None:
-        if hasattr(self, "steps_per_epoch"):
+        if self.model is not None:
             self._show()
         self.display.close()
+        complete = state in (FINISHED, EARLY_STOPPED)
+        final = {"state": state, "error": error}
+        if complete:  # the last trained epoch, and nothing left to wait for
+            final.update(current_epoch=max(self.state.epoch - 1, 0), eta_s=0.0)
+        else:
+            final.update(eta_s=None)
         try:
-            self.live.write(state=state, error=error, eta_s=0.0 if state in (FINISHED, EARLY_STOPPED) else None)
+            self.live.write(**final)
         except Exception as e:  # the disk may be why we are failing
             log.warning("could not write the final status: %s", e)
 
     def _cleanup(self) -> None:
         self.display.close()
-        hb = getattr(self, "heartbeat", None)
-        if hb is not None:
-            hb.stop()
-        metrics = getattr(self, "metrics", None)
-        if metrics is not None:
-            metrics.close()
-
-
-def finalize_complete_run(paths: RunPaths, ck: checkpoint.Loaded, total_epochs: int) -> bool:
-    """A checkpoint that is complete, but status/progress files that don't say so (a crash between
-    the last checkpoint and the final status): rewrite them. Returns True if anything was repaired."""
-    st = ck.state
-    early = st.early_stopped_at_epoch
-    want_state = EARLY_STOPPED if early is not None else FINISHED
-    status = read_json_object_or_none(paths.status) or {}
-    progress = read_json_object_or_none(paths.progress) or {}
-    repaired = False
-    if progress.get("finished") is not True or progress.get("completed_epochs") != st.epoch:
-        write_json(paths.progress, progress_record(st.epoch, max(total_epochs, st.epoch) if early is None else
-                                                   total_epochs, early_stopped_at=early, finished=True))
-        repaired = True
-    if status.get("state") != want_state:
-        status.update({"version": FORMAT_VERSION, "state": want_state, "current_epoch": max(st.epoch - 1, 0),
-                       "step": st.global_step, "heartbeat_at": time.time(), "eta_s": 0.0})
-        write_json(paths.status, status)
-        repaired = True
-    return repaired
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.metrics is not None:
+            self.metrics.close()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from trainkit.display import fmt_duration, fmt_num
+from trainkit.formatting import eta_seconds, fmt_duration, fmt_num
 
 
 def rate_eta(done_now: int, done_at_start: int, planned: int, elapsed_s: float) -> tuple[float | None, float | None]:
@@ -21,8 +21,7 @@ def rate_eta(done_now: int, done_at_start: int, planned: int, elapsed_s: float) 
     ran = done_now - done_at_start
     if ran <= 0 or elapsed_s <= 0:
         return None, None
-    rate = ran / elapsed_s
-    return rate, max(planned - done_now, 0) / rate
+    return ran / elapsed_s, eta_seconds(ran, max(planned - done_now, 0), elapsed_s)
 
 
 def status_text(done: int, planned: int, ok: int, error: int, rate: float | None, eta_s: float | None) -> str:

@@ -8,27 +8,25 @@ default questions; ``--model`` with ``--questions`` needs neither.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainkit import report
-from trainkit.config import ConfigError
-from trainkit.eval_display import EvalProgress
-from trainkit.eval_items import ModelFn, RetryPolicy
-from trainkit.eval_writer import Counts, ProgressiveWriter, make_sink
-from trainkit.evalplan import METRICS, EvalPaths, Plan, check_name, check_questions, load_questions
-from trainkit.evaluate import Runner, SessionLog, prepare
-from trainkit.files import FileFormatError, read_json_object, read_json_object_or_none, write_json
-from trainkit.interrupts import EXIT_INTERRUPTED, Interrupts
+from trainkit.config import default_cache_dir, read_resolved
+from trainkit.errors import EXIT_INTERRUPTED, UserError, first_line
+from trainkit.evaluation import report
+from trainkit.evaluation.display import EvalProgress
+from trainkit.evaluation.items import ModelFn, RetryPolicy
+from trainkit.evaluation.plan import METRICS, Plan, check_name, check_questions, load_questions
+from trainkit.evaluation.runner import Runner, SessionLog, prepare
+from trainkit.evaluation.scoring import score_dir
+from trainkit.evaluation.writer import Counts, ProgressiveWriter, make_sink
+from trainkit.files import read_json_object_or_none, write_json
+from trainkit.interrupts import Interrupts
 from trainkit.lock import LockHeld, RunLock
-from trainkit.runfolder import RunPaths
-from trainkit.scoring import score_dir
-from trainkit.session import move_aside
+from trainkit.registry import import_string
+from trainkit.runfolder import RESOLVED_CONFIG_FILE, EvalPaths, RunPaths, move_aside
 
 
 @dataclass
@@ -47,6 +45,18 @@ class EvalRequest:
     timeout_s: float | None = None
     device: str | None = None
     cache_dir: Path | None = None
+    report: bool = True  # write reports/NAME.json (``trainkit run`` writes it itself, with its gates)
+
+    def __post_init__(self) -> None:
+        """The checks of the eval options, for the CLI and the Python API alike."""
+        for opt, value, least in (("--samples", self.samples, 1), ("--workers", self.workers, 1),
+                                  ("--retries", self.retries, 0)):
+            if not isinstance(value, int) or value < least:
+                raise UserError(f"{opt} must be >= {least} (got {value!r})")
+        if self.backoff_s < 0:
+            raise UserError("--backoff must be >= 0")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise UserError("--timeout must be > 0")
 
 
 def default_name(questions: str | None) -> str:
@@ -59,23 +69,9 @@ def default_name(questions: str | None) -> str:
 
 def import_callable(spec: str) -> ModelFn:
     """``module:function`` (the folder trainkit runs from is importable) -> the callable."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"--model {spec!r}: expected module:function (e.g. mymodels:answer)")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:  # the user's module: one line
-        raise ConfigError(f"--model {spec!r}: cannot import module {module_name!r} "
-                          f"({e.__class__.__name__}: {e})") from None
-    fn: Any = module
-    for part in attr.split("."):
-        fn = getattr(fn, part, None)
-        if fn is None:
-            raise ConfigError(f"--model {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    fn = import_string(spec, what=f"--model {spec!r}")
     if not callable(fn):
-        raise ConfigError(f"--model {spec!r}: {attr!r} is not callable")
+        raise UserError(f"--model {spec!r}: {spec.partition(':')[2]!r} is not callable")
     return fn
 
 
@@ -85,16 +81,6 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def read_run_config(run_dir: Path) -> dict | None:
-    path = RunPaths(run_dir).resolved_config
-    try:
-        return read_json_object(path)
-    except FileNotFoundError:
-        return None
-    except (FileFormatError, OSError) as e:
-        raise ConfigError(f"{path}: cannot read the run's config ({e})") from None
 
 
 @dataclass
@@ -112,25 +98,21 @@ class Target:
 def resolve(req: EvalRequest) -> Target:
     run_dir = Path(req.run_dir)
     name = check_name(req.name or default_name(req.questions))
-    if req.samples < 1:
-        raise ConfigError("--samples must be >= 1")
-    if req.workers < 1:
-        raise ConfigError("--workers must be >= 1")
     standalone = bool(req.model and req.questions)
     if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: not a folder")
+        raise UserError(f"{run_dir}: not a folder")
     try:
-        config = read_run_config(run_dir) if run_dir.is_dir() else None
-    except ConfigError:
+        config = read_resolved(RunPaths(run_dir)) if run_dir.is_dir() else None
+    except UserError:
         if not standalone:
             raise
         config = None  # --model and --questions need nothing from the folder
     if not standalone:
         if not run_dir.is_dir():
-            raise ConfigError(f"{run_dir}: no such run folder")
+            raise UserError(f"{run_dir}: no such run folder")
         if config is None:
-            raise ConfigError(f"{run_dir}: not a run folder (no resolved_config.json); give both --model and "
-                              "--questions to evaluate a model without a run")
+            raise UserError(f"{run_dir}: not a run folder (no {RESOLVED_CONFIG_FILE}); give both --model and "
+                            "--questions to evaluate a model without a run")
     task_name = config.get("task") if config else None
     model_fn = import_callable(req.model) if req.model else None  # fail fast, before any file is written
     gates = report.gates_from_config(config, str(RunPaths(run_dir).resolved_config)) if config else {}
@@ -144,14 +126,14 @@ def resolve(req: EvalRequest) -> Target:
         task = get_task(str(task_name))
         metric = getattr(task, "metric", "accuracy")
         if metric not in METRICS:
-            raise ConfigError(f"task {task_name!r}: metric {metric!r} is not one of {', '.join(METRICS)}")
+            raise UserError(f"task {task_name!r}: metric {metric!r} is not one of {', '.join(METRICS)}")
     if req.questions:
         questions, source = load_questions(req.questions), str(req.questions)
     else:
         make = getattr(task, "default_questions", None)
         rows = make(dict(config.get("data") or {})) if make else None
         if rows is None:
-            raise ConfigError(f"task {task_name!r} has no default question set; give --questions FILE")
+            raise UserError(f"task {task_name!r} has no default question set; give --questions FILE")
         questions, source = check_questions(list(rows), f"default questions of task {task_name!r}"), \
             f"default:{task_name}"
     if req.model:
@@ -159,19 +141,17 @@ def resolve(req: EvalRequest) -> Target:
     else:
         best = RunPaths(run_dir).best_ckpt
         if not best.is_file():
-            raise ConfigError(f"{best}: no trained model yet (train first, or give --model module:function)")
-        spec = f"checkpoint:checkpoints/best.pt sha256:{file_sha256(best)[:16]}"
+            raise UserError(f"{best}: no trained model yet (train first, or give --model module:function)")
+        spec = f"checkpoint:{best.relative_to(run_dir)} sha256:{file_sha256(best)[:16]}"
     plan = Plan(name, questions, source, spec, req.samples, metric, task_name)
     return Target(plan, run_dir, config, task, model_fn, gates)
 
 
 def _checkpoint_model(t: Target, req: EvalRequest) -> ModelFn:
-    from trainkit.eval_model import checkpoint_predictor  # imports torch
+    from trainkit.evaluation.model import checkpoint_predictor  # imports torch
 
     cache = req.cache_dir
     if cache is None:
-        from trainkit.commands.train import default_cache_dir
-
         cache = default_cache_dir()
     return checkpoint_predictor(t.run_dir, t.config or {}, t.task, device=req.device, cache_dir=cache)
 
@@ -186,7 +166,7 @@ def evaluate(req: EvalRequest, display: EvalProgress | None = None) -> int:
         try:
             lock = RunLock(paths.lock, purpose="eval").acquire()
         except LockHeld as e:
-            raise ConfigError(f"{paths.root}: {e}") from None
+            raise UserError(f"{paths.root}: {e}") from None
         try:
             return _evaluate_locked(t, req, paths, display)
         finally:
@@ -200,7 +180,7 @@ def evaluate(req: EvalRequest, display: EvalProgress | None = None) -> int:
 def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: EvalProgress) -> int:
     plan = t.plan
     if req.fresh:
-        moved = move_aside(t.run_dir, [paths.root, report.report_path(t.run_dir, plan.name)])
+        moved = move_aside(t.run_dir, [paths.root, RunPaths(t.run_dir).report(plan.name)])
         if moved is not None:
             display.note(f"--fresh: the earlier evaluation moved to {moved}")
     state = prepare(paths, plan, retry_errors=req.retry_errors, durable=req.durable)
@@ -219,16 +199,16 @@ def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: Eva
 
     if not state.todo:
         summary = score_dir(paths.root)
-        if _read_summary(paths) == summary and report.report_path(t.run_dir, plan.name).is_file():
+        if _read_summary(paths) == summary and (not req.report or RunPaths(t.run_dir).report(plan.name).is_file()):
             display.say(f"eval {plan.name}: already complete ({_counts_text(summary)}); nothing to do")
             return 0
-        return _finish(t, paths, display, interrupted=False, failure=None)
+        return _finish(t, paths, display, interrupted=False, failure=None, write_report=req.report)
 
     interrupts = Interrupts()
     with interrupts:
         fn = t.model_fn or _checkpoint_model(t, req)
         if interrupts.requested.is_set():
-            return _finish(t, paths, display, interrupted=True, failure=None)
+            return _finish(t, paths, display, interrupted=True, failure=None, write_report=req.report)
         counts = Counts(state.counts.done, state.counts.ok, state.counts.error)
         writer = ProgressiveWriter(paths, plan.metric, plan.model, durable=req.durable, notify=display.note)
         runner: Runner | None = None
@@ -267,7 +247,7 @@ def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: Eva
         if writer.conversation_failures:
             display.note(f"{writer.conversation_failures} conversation file(s) could not be written "
                          "(their lines are in responses.jsonl; a resume rebuilds them)")
-        return _finish(t, paths, display, interrupted=interrupted, failure=failure)
+        return _finish(t, paths, display, interrupted=interrupted, failure=failure, write_report=req.report)
 
 
 def _read_summary(paths: EvalPaths) -> dict | None:
@@ -282,19 +262,20 @@ def _counts_text(s: dict) -> str:
 
 
 def _finish(t: Target, paths: EvalPaths, display: EvalProgress, *, interrupted: bool,
-            failure: BaseException | None) -> int:
+            failure: BaseException | None, write_report: bool) -> int:
     summary = score_dir(paths.root)
     try:
         write_json(paths.summary, summary)
-        rep = report.write_report(t.run_dir, t.plan.name, summary, t.gates)
+        rep = report.write_report(t.run_dir, t.plan.name, summary, t.gates) if write_report else None
     except OSError as e:
-        display.note(f"eval {t.plan.name}: cannot write the summary or the report ({e.__class__.__name__}: {e}); "
+        display.note(f"eval {t.plan.name}: cannot write the summary or the report ({first_line(e)}); "
                      "`trainkit score` recomputes it from the files")
         return 1
     state = "complete" if summary["completed"] else "incomplete"
     display.say(f"eval {t.plan.name}: {state}: {_counts_text(summary)} ({summary['duration_s']:.1f}s) -> "
                 f"{paths.summary}")
-    display.say(f"report {report.report_path(t.run_dir, t.plan.name)}: {report.describe(rep)}")
+    if rep is not None:
+        display.say(f"report {RunPaths(t.run_dir).report(t.plan.name)}: {report.one_line(rep)}")
     if failure is not None:
         display.note(f"eval {t.plan.name}: stopped: {failure.__class__.__name__}: {failure}")
         return 1

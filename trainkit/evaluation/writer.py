@@ -18,9 +18,12 @@ from typing import Any
 
 import orjson
 
-from trainkit.eval_items import ItemResult
-from trainkit.evalplan import EVAL_FORMAT_VERSION, EvalPaths, PlanItem
+from trainkit.errors import first_line
+from trainkit.evaluation.items import ItemResult
+from trainkit.evaluation.plan import EVAL_FORMAT_VERSION, PlanItem
+from trainkit.evaluation.scoring import score_key
 from trainkit.files import dumps
+from trainkit.runfolder import CONVERSATIONS_DIR, EvalPaths
 
 
 def line_record(r: ItemResult, metric: str) -> dict:
@@ -28,8 +31,8 @@ def line_record(r: ItemResult, metric: str) -> dict:
     it = r.item
     rec = {"question_id": it.question_id, "sample_number": it.sample_number, "status": r.status,
            "response": r.response, "expected": it.expected}
-    score_key = "correct" if metric == "accuracy" else "score"
-    rec[score_key] = r.fields.get(score_key)
+    key = score_key(metric)
+    rec[key] = r.fields.get(key)
     rec.update(latency_s=round(r.latency_s, 6), error=r.error, attempts=r.attempts, t=r.t)
     return rec
 
@@ -49,8 +52,8 @@ def conversation_record(r: ItemResult, metric: str, model: str) -> dict:
     rec = {"version": EVAL_FORMAT_VERSION, "question_id": it.question_id, "sample_number": it.sample_number,
            "status": r.status, "model": model, "messages": _messages(it.question, r.messages, r.status, r.response),
            "raw_output": r.raw, "response": r.response, "expected": it.expected}
-    score_key = "correct" if metric == "accuracy" else "score"
-    rec[score_key] = r.fields.get(score_key)
+    key = score_key(metric)
+    rec[key] = r.fields.get(key)
     rec.update(error=r.error, errors=r.errors, traceback=r.traceback, attempts=r.attempts,
                latency_s=round(r.latency_s, 6), t=r.t)
     return rec
@@ -59,11 +62,11 @@ def conversation_record(r: ItemResult, metric: str, model: str) -> dict:
 def rebuilt_conversation(line: dict, item: PlanItem, metric: str, model: str) -> dict:
     """A conversation file rebuilt from its line (the file was lost or left empty by a crash)."""
     status = line.get("status")
-    score_key = "correct" if metric == "accuracy" else "score"
+    key = score_key(metric)
     return {"version": EVAL_FORMAT_VERSION, "question_id": item.question_id, "sample_number": item.sample_number,
             "status": status, "model": model,
             "messages": _messages(item.question, None, status, line.get("response")), "raw_output": None,
-            "response": line.get("response"), "expected": item.expected, score_key: line.get(score_key),
+            "response": line.get("response"), "expected": item.expected, key: line.get(key),
             "error": line.get("error"), "errors": [line["error"]] if line.get("error") else [], "traceback": None,
             "attempts": line.get("attempts"), "latency_s": line.get("latency_s"), "t": line.get("t"),
             "rebuilt": True}
@@ -146,7 +149,7 @@ class ProgressiveWriter:
             self.write_conversation(e.file, e.conversation)
         except OSError as err:
             self.conversation_failures += 1
-            self.notify(f"could not write conversations/{e.file} ({err.__class__.__name__}: {err}); "
+            self.notify(f"could not write {CONVERSATIONS_DIR}/{e.file} ({first_line(err)}); "
                         "its line is written, a resume rebuilds the file")
         _write_all(self._lines_fd, e.line)
         if self.durable:

@@ -17,8 +17,9 @@ from typing import Any
 
 import orjson
 
-from trainkit.config import ConfigError
+from trainkit.errors import UserError, first_line
 from trainkit.files import FileFormatError, atomic_write, dumps
+from trainkit.runfolder import EvalPaths
 
 EVAL_FORMAT_VERSION = 1
 METRICS = ("accuracy", "nrmse")
@@ -27,50 +28,9 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,80}")
 _RESERVED = ("id", "question", "answer", "sample_number")
 
 
-@dataclass(frozen=True)
-class EvalPaths:
-    """The files of one evaluation, ``RUN_DIR/evals/NAME/`` (the contract of DESIGN.md)."""
-
-    root: Path
-
-    @classmethod
-    def of(cls, run_dir: Path, name: str) -> EvalPaths:
-        return cls(Path(run_dir) / "evals" / name)
-
-    @property
-    def name(self) -> str:
-        return self.root.name
-
-    @property
-    def precheck(self) -> Path:
-        return self.root / "precheck.jsonl"
-
-    @property
-    def responses(self) -> Path:
-        return self.root / "responses.jsonl"
-
-    @property
-    def conversations(self) -> Path:
-        return self.root / "conversations"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "test_summary.json"
-
-    @property
-    def sessions(self) -> Path:
-        """One ``start`` and one ``end`` line per ``trainkit eval`` session (for ``duration_s``)."""
-        return self.root / "sessions.jsonl"
-
-    @property
-    def lock(self) -> Path:
-        """Beside the folder, so that ``--fresh`` can move the folder while holding the lock."""
-        return self.root.parent / f".{self.root.name}.lock"
-
-
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
-        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (starting with a letter "
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (starting with a letter "
                           "or digit, at most 100 characters)")
     return name
 
@@ -104,26 +64,26 @@ def key_of(question_id: Any, sample_number: Any) -> tuple[str, int] | None:
 
 def check_questions(rows: list[Any], source: str) -> list[dict]:
     """Each row must be an object with ``id`` (string or integer, unique), ``question`` and
-    ``answer``; other keys are kept. Raises :class:`ConfigError` naming the row."""
+    ``answer``; other keys are kept. Raises :class:`UserError` naming the row."""
     seen: dict[str, int] = {}
     for n, row in enumerate(rows, 1):
         where = f"{source}: line {n}"
         if not isinstance(row, dict):
-            raise ConfigError(f"{where}: expected a JSON object, found {type(row).__name__}")
+            raise UserError(f"{where}: expected a JSON object, found {type(row).__name__}")
         missing = [k for k in ("id", "question", "answer") if k not in row]
         if missing:
-            raise ConfigError(f"{where}: missing {', '.join(repr(k) for k in missing)} "
+            raise UserError(f"{where}: missing {', '.join(repr(k) for k in missing)} "
                               "(each line is {\"id\", \"question\", \"answer\", ...})")
         qid = row["id"]
         if isinstance(qid, bool) or not isinstance(qid, (str, int)) or qid == "":
-            raise ConfigError(f"{where}: 'id' must be a non-empty string or an integer, got {qid!r}")
+            raise UserError(f"{where}: 'id' must be a non-empty string or an integer, got {qid!r}")
         if "sample_number" in row:
-            raise ConfigError(f"{where}: 'sample_number' is reserved (trainkit sets it for each sample)")
+            raise UserError(f"{where}: 'sample_number' is reserved (trainkit sets it for each sample)")
         if str(qid) in seen:
-            raise ConfigError(f"{where}: duplicate id {qid!r} (first on line {seen[str(qid)]})")
+            raise UserError(f"{where}: duplicate id {qid!r} (first on line {seen[str(qid)]})")
         seen[str(qid)] = n
     if not rows:
-        raise ConfigError(f"{source}: no questions")
+        raise UserError(f"{source}: no questions")
     return rows
 
 
@@ -133,9 +93,9 @@ def load_questions(path: str | Path) -> list[dict]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such questions file") from None
+        raise UserError(f"{path}: no such questions file") from None
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read questions ({e.__class__.__name__}: {e})") from None
+        raise UserError(f"{path}: cannot read questions ({first_line(e)})") from None
     rows = []
     for n, line in enumerate(data.split(b"\n"), 1):
         if not line.strip():
@@ -143,7 +103,7 @@ def load_questions(path: str | Path) -> list[dict]:
         try:
             rows.append(orjson.loads(line))
         except orjson.JSONDecodeError as e:
-            raise ConfigError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
+            raise UserError(f"{path}: line {n}: not valid JSON ({e.msg})") from None
     return check_questions(rows, str(path))
 
 
@@ -196,9 +156,7 @@ class Plan:
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
-            raise ConfigError(f"unknown metric {self.metric!r}; one of {', '.join(METRICS)}")
-        if self.samples < 1:
-            raise ConfigError("--samples must be >= 1")
+            raise UserError(f"unknown metric {self.metric!r}; one of {', '.join(METRICS)}")
         self.questions_hash = questions_hash(self.questions)
         self.plan_hash = plan_hash(self.questions_hash, self.model, self.samples, self.metric)
         # Sample-major order: every question once before any question twice, so that a partial

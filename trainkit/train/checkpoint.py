@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from trainkit.errors import first_line
 from trainkit.files import atomic_write
 
 CHECKPOINT_VERSION = 1
@@ -36,10 +37,6 @@ class TrainState:
     best_epoch: int | None = None
     early_stopping: dict | None = None
     early_stopped_at_epoch: int | None = None
-
-    @property
-    def epochs_done(self) -> int:
-        return self.epoch
 
     @property
     def last_epoch(self) -> int | None:
@@ -113,13 +110,13 @@ class Loaded:
     config: dict
 
 
-def load(path: Path) -> Loaded:
-    """Read a checkpoint (on the CPU) without executing anything; refuses unknown content."""
+def _read(path: Path) -> dict:
+    """The checkpoint's dict (on the CPU, ``weights_only``: nothing is executed), its format
+    version checked and popped."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot load checkpoint ({e.__class__.__name__}: "
-                              f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'})") from None
+    except Exception as e:  # a damaged or foreign file: one line
+        raise CheckpointError(f"{path}: cannot load checkpoint ({first_line(e, limit=300)})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a trainkit checkpoint (top level is {type(ckpt).__name__})")
     ckpt = dict(ckpt)
@@ -127,6 +124,12 @@ def load(path: Path) -> Loaded:
     if version != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {version!r} is not supported by this trainkit "
                               f"(it reads format {CHECKPOINT_VERSION})")
+    return ckpt
+
+
+def load(path: Path) -> Loaded:
+    """Read a checkpoint (on the CPU) without executing anything; refuses unknown content."""
+    ckpt = _read(path)
     try:
         raw = dict(ckpt.pop("state"))
         loaded = Loaded(model=ckpt.pop("model"), optimizer=ckpt.pop("optimizer"), rng=ckpt.pop("rng"),
@@ -145,6 +148,26 @@ def load(path: Path) -> Loaded:
     if leftovers:
         raise CheckpointError(f"{path}: checkpoint holds entries this trainkit does not know: {', '.join(leftovers)}")
     return loaded
+
+
+@dataclass
+class Best:
+    """``checkpoints/best.pt``: the model at the best value of the monitored metric."""
+
+    model: dict
+    epoch: int | None
+    metric: str | None
+    value: float | None
+    config: dict
+
+
+def load_best(path: Path) -> Best:
+    """Read ``best.pt`` without executing anything. Raises :class:`CheckpointError`."""
+    ckpt = _read(path)
+    if not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path}: not a trainkit best-model checkpoint (no model weights)")
+    return Best(model=ckpt["model"], epoch=ckpt.get("epoch"), metric=ckpt.get("metric"), value=ckpt.get("value"),
+                config=ckpt.get("config") or {})
 
 
 def save_best(path: Path, *, model: torch.nn.Module, epoch: int, metric: str, value: float, config: dict) -> None:

@@ -1,6 +1,6 @@
 """The evaluation runner: resume a plan's folder, evaluate the remaining items on worker threads
-with retries and timeouts (:mod:`trainkit.eval_items`), and hand each finished item to the one
-writer (:mod:`trainkit.eval_writer`).
+with retries and timeouts (:mod:`trainkit.evaluation.items`), and hand each finished item to the one
+writer (:mod:`trainkit.evaluation.writer`).
 
 Data flow: ``prepare`` (plan check, repair, what is left) -> ``Runner`` (N worker threads call the
 model) -> one ``ProgressiveWriter`` (the only owner of the files: for each finished item it writes
@@ -24,19 +24,20 @@ from typing import Any
 
 import orjson
 
-from trainkit.config import ConfigError
-from trainkit.eval_items import ModelFn, RetryPolicy, run_item
-from trainkit.eval_writer import Counts, conversation_bytes, rebuilt_conversation
-from trainkit.evalplan import (
+from trainkit.errors import UserError, first_line
+from trainkit.evaluation.items import ModelFn, RetryPolicy, run_item
+from trainkit.evaluation.plan import (
     EVAL_FORMAT_VERSION,
-    EvalPaths,
     Plan,
     PlanItem,
     key_of,
     read_precheck_header,
     write_precheck,
 )
+from trainkit.evaluation.scoring import last_records
+from trainkit.evaluation.writer import Counts, conversation_bytes, rebuilt_conversation
 from trainkit.files import FileFormatError, JsonlWriter, atomic_write, cleanup_temp_files
+from trainkit.runfolder import EvalPaths
 
 # ---------------------------------------------------------------------------------------------
 # the runner
@@ -114,8 +115,8 @@ class ResumeState:
     dropped_lines: int = 0
 
 
-def _refuse(paths: EvalPaths, why: str) -> ConfigError:
-    return ConfigError(f"cannot resume {paths.root}: {why} (use --fresh to start over, the old folder is "
+def _refuse(paths: EvalPaths, why: str) -> UserError:
+    return UserError(f"cannot resume {paths.root}: {why} (use --fresh to start over, the old folder is "
                        "moved aside; or --name for another evaluation)")
 
 
@@ -169,11 +170,7 @@ def prepare(paths: EvalPaths, plan: Plan, *, retry_errors: bool = False, durable
 
     records, truncated, dropped = repair_responses(paths.responses)
     by_key = {it.key: it for it in plan.items}
-    last: dict[tuple[str, int], dict] = {}
-    for rec in records:
-        key = key_of(rec.get("question_id"), rec.get("sample_number"))
-        if key in by_key:
-            last[key] = rec
+    last = last_records(records, by_key)
     todo, counts, retrying = [], Counts(), 0
     for it in plan.items:
         rec = last.get(it.key)
@@ -198,7 +195,7 @@ def prepare(paths: EvalPaths, plan: Plan, *, retry_errors: bool = False, durable
         try:
             atomic_write(paths.conversations / item.file, lambda f, data=data: f.write(data), durable=durable)
         except OSError as e:
-            state.rebuild_failed.append(f"{item.file} ({e.__class__.__name__}: {e})")
+            state.rebuild_failed.append(f"{item.file} ({first_line(e)})")
             continue
         state.rebuilt.append(item.file)
     return state

@@ -15,20 +15,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from trainkit.formatting import fmt_duration, fmt_num
+
 log = logging.getLogger("trainkit")
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def fmt_num(v: float | None, spec: str = ".4g") -> str:
-    return "-" if v is None else format(v, spec)
 
 
 class ProgressDisplay:

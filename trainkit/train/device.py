@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from trainkit.config import ConfigError
+from trainkit.errors import UserError
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -17,17 +17,17 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cpu")
     m = re.fullmatch(r"cuda(?::(\d+))?", spec)
     if not m:
-        raise ConfigError(f"device: {spec!r} is not one of auto, cpu, cuda, cuda:N")
+        raise UserError(f"device: {spec!r} is not one of auto, cpu, cuda, cuda:N")
     if not torch.cuda.is_available():
-        raise ConfigError(f"device: {spec!r} requested but CUDA is not available on this machine "
+        raise UserError(f"device: {spec!r} requested but CUDA is not available on this machine "
                           "(use device: auto or cpu)")
     index = int(m.group(1) or 0)
     if index >= torch.cuda.device_count():
-        raise ConfigError(f"device: {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+        raise UserError(f"device: {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     return torch.device("cuda", index)
 
 
-def describe(device: torch.device) -> str:
+def device_label(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)

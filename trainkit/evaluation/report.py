@@ -13,23 +13,21 @@ import dataclasses
 import time
 from pathlib import Path
 
-from trainkit.config import ConfigError, GatesConfig, build
-from trainkit.evalplan import EVAL_FORMAT_VERSION
-from trainkit.files import FileFormatError, read_json_object, write_json
+from trainkit.config import GatesConfig, build
+from trainkit.errors import UserError
+from trainkit.evaluation.plan import EVAL_FORMAT_VERSION
+from trainkit.files import write_json
+from trainkit.runfolder import EVALS_DIR, RESOLVED_CONFIG_FILE, RunPaths
 
 
-def report_path(run_dir: Path, name: str) -> Path:
-    return Path(run_dir) / "reports" / f"{name}.json"
-
-
-def gates_from_config(config: dict | None, source: str = "resolved_config.json") -> dict[str, dict]:
+def gates_from_config(config: dict | None, source: str = RESOLVED_CONFIG_FILE) -> dict[str, dict]:
     """``{metric: {"min"|"max": threshold}}`` from a resolved config mapping (its ``eval.gates``)."""
     section = (config or {}).get("eval")
     raw = section.get("gates") if isinstance(section, dict) else None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: eval.gates: expected a mapping, got {type(raw).__name__}")
+        raise UserError(f"{source}: eval.gates: expected a mapping, got {type(raw).__name__}")
     gates = build(GatesConfig, raw, source, prefix="eval.gates.")
     out = {}
     for metric, gate in dataclasses.asdict(gates).items():
@@ -37,18 +35,6 @@ def gates_from_config(config: dict | None, source: str = "resolved_config.json")
         if limits:
             out[metric] = limits
     return out
-
-
-def read_gates(run_dir: Path) -> dict[str, dict]:
-    """The gates of the run in ``run_dir`` ({} for a folder without ``resolved_config.json``)."""
-    path = Path(run_dir) / "resolved_config.json"
-    try:
-        data = read_json_object(path)
-    except FileNotFoundError:
-        return {}
-    except (FileFormatError, OSError) as e:
-        raise ConfigError(f"{path}: cannot read the run's config ({e})") from None
-    return gates_from_config(data, str(path))
 
 
 def check_gate(metric: str, limits: dict, summary: dict) -> dict:
@@ -94,7 +80,7 @@ def build_report(name: str, summary: dict, gates: dict[str, dict]) -> dict:
         "done": summary.get("done"),
         "ok": summary.get("ok"),
         "error": summary.get("error"),
-        "eval_dir": f"evals/{name}",
+        "eval_dir": f"{EVALS_DIR}/{name}",
         "plan_hash": summary.get("plan_hash"),
         "written_at": time.time(),
     })
@@ -103,13 +89,13 @@ def build_report(name: str, summary: dict, gates: dict[str, dict]) -> dict:
 
 def write_report(run_dir: Path, name: str, summary: dict, gates: dict[str, dict]) -> dict:
     report = build_report(name, summary, gates)
-    path = report_path(run_dir, name)
+    path = RunPaths(Path(run_dir)).report(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, report)
     return report
 
 
-def describe(report: dict) -> str:
+def one_line(report: dict) -> str:
     """One line for the terminal."""
     metric = report.get("metric")
     value = report.get(metric) if metric else None

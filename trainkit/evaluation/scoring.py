@@ -23,8 +23,9 @@ from typing import Any
 
 import orjson
 
-from trainkit.evalplan import EVAL_FORMAT_VERSION, EvalPaths, key_of, read_precheck
+from trainkit.evaluation.plan import EVAL_FORMAT_VERSION, key_of, read_precheck
 from trainkit.files import JsonlTail, iter_jsonl
+from trainkit.runfolder import EvalPaths
 
 
 class Unscorable(ValueError):
@@ -63,6 +64,22 @@ def sq_terms(response: Any, expected: Any) -> tuple[float, float]:
     if not all(math.isfinite(p) for p in pred):
         raise Unscorable("response holds NaN or infinite values")
     return sum((p - t) ** 2 for p, t in zip(pred, true, strict=True)), sum(t * t for t in true)
+
+
+def score_key(metric: str) -> str:
+    """The per-item score field of a record: ``correct`` (accuracy) or ``score`` (nrmse)."""
+    return "correct" if metric == "accuracy" else "score"
+
+
+def last_records(records: list[dict], wanted) -> dict[tuple[str, int], dict]:
+    """The last record of each (question id, sample) key in ``wanted`` (file order: a later record
+    of an item, e.g. from ``--retry-errors``, replaces an earlier one)."""
+    last: dict[tuple[str, int], dict] = {}
+    for r in records:
+        key = key_of(r.get("question_id"), r.get("sample_number"))
+        if key in wanted:
+            last[key] = r
+    return last
 
 
 def item_fields(metric: str, response: Any, expected: Any) -> dict:
@@ -113,12 +130,7 @@ def summarize(header: dict, planned: list[tuple[str, int]], records: list[dict],
     """The summary of an evaluation from its plan header, planned keys, response records (in file
     order) and session events. Records of keys outside the plan are ignored; the last record of a
     key wins; an ``ok`` record whose response cannot be scored counts as an error."""
-    wanted = set(planned)
-    last: dict[tuple[str, int], dict] = {}
-    for r in records:
-        key = key_of(r.get("question_id"), r.get("sample_number"))
-        if key in wanted:
-            last[key] = r
+    last = last_records(records, set(planned))
     metric = header["metric"]
     ok_records, n_error = [], 0
     for r in last.values():

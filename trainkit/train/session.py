@@ -1,0 +1,229 @@
+"""Preparing a run folder for a training session: which folder, what config, which task, resume or
+start over, and the repairs a crash may have made necessary.
+
+:func:`prepare` only reads and decides (nothing is written); :func:`claim` takes the run's lock and
+makes the folder agree with the decision (old outputs moved aside on ``--fresh``, the config copied
+in, ``resolved_config.json`` written, records newer than the checkpoint cut off). The engine trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainkit import config
+from trainkit.errors import UserError
+from trainkit.files import read_json_object_or_none, truncate_tail, write_json
+from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock
+from trainkit.runfolder import (
+    EARLY_STOPPED,
+    FINISHED,
+    FORMAT_VERSION,
+    RunPaths,
+    choose_run_dir,
+    move_aside,
+    progress_record,
+)
+from trainkit.tasks import Task, get_task
+from trainkit.train import checkpoint
+
+log = logging.getLogger("trainkit")
+
+
+def dist_rank() -> tuple[int, int]:
+    """(rank, world_size) from the torchrun environment; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass
+class TrainRequest:
+    """What the user asked for (the CLI's arguments, or the Python API's)."""
+
+    target: str  # a config file, or a run folder to resume
+    run_dir: str | None = None
+    epochs: int | None = None
+    sets: list[str] = field(default_factory=list)
+    fresh: bool = False
+    cache_dir: Path | None = None
+
+
+@dataclass
+class Prepared:
+    """A request resolved against the disk: what will be trained, where, from which checkpoint."""
+
+    config: config.TrainConfig
+    paths: RunPaths
+    task: Task
+    source: str  # where the config came from (a file, or the run's resolved_config.json)
+    config_file: Path | None  # the config file given, to copy into a new run folder
+    request: TrainRequest
+    previous: dict | None = None  # the run's resolved_config.json before this session
+    changes: list[tuple[str, object, object]] = field(default_factory=list)  # allowed changes on resume
+    resume: checkpoint.Loaded | None = None
+    complete: str | None = None  # set when the run is already complete: what to tell the user
+    writes: bool = True  # rank 0 owns the files
+    moved_aside: Path | None = None  # where --fresh put the old outputs (set by claim)
+    trimmed: int = 0  # records newer than the checkpoint cut off metrics.jsonl (set by claim)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.request.cache_dir or config.default_cache_dir()
+
+
+def prepare(req: TrainRequest) -> Prepared:
+    """Resolve the config (defaults < file < CLI) and the task once, and decide resume or fresh.
+    Reads only. Raises :class:`UserError` with one line on bad input or a refused resume."""
+    cfg, paths, source, config_file = _resolve_config(req)
+    task = get_task(cfg.task)
+    config.resolve_sections(cfg, model_schema=task.model_config, data_schema=task.data_config, source=source)
+    prep = Prepared(cfg, paths, task, source, config_file, req, writes=dist_rank()[0] == 0)
+    if req.fresh:
+        return prep
+    prep.previous = config.read_resolved(paths)
+    if prep.previous is not None:
+        prep.changes = _check_resume(paths, config.to_dict(cfg), prep.previous)
+    if paths.current_ckpt.exists():
+        try:
+            prep.resume = checkpoint.load(paths.current_ckpt)
+        except checkpoint.CheckpointError as e:
+            raise UserError(f"cannot resume: {e} (use --fresh to start over)") from None
+        st = prep.resume.state
+        if st.early_stopped_at_epoch is not None:
+            prep.complete = (f"Run early-stopped at epoch {st.early_stopped_at_epoch} (last={st.epoch - 1}); "
+                             "nothing to do (use --fresh to start over)")
+        elif st.epoch >= cfg.epochs:
+            prep.complete = f"Requested epochs already completed (last={st.epoch - 1})"
+    return prep
+
+
+def _resolve_config(req: TrainRequest) -> tuple[config.TrainConfig, RunPaths, str, Path | None]:
+    """TARGET is a config file, or a run folder (resumed from its ``resolved_config.json``, which
+    is read, never executed; a folder with only a config file uses that file)."""
+    path = Path(req.target)
+    if path.is_dir():
+        paths = RunPaths(Path(req.run_dir) if req.run_dir else path)
+        resolved = config.read_resolved(RunPaths(path))
+        if resolved is not None:
+            source = str(RunPaths(path).resolved_config)
+            cfg = config.resolve(config.without_meta(resolved), source=source, epochs=req.epochs, sets=req.sets)
+            return cfg, paths, source, None
+        config_file = RunPaths(path).config_file()
+        if config_file is None:
+            raise UserError(f"{path}: not a run folder (no resolved_config.json and no config.yaml/.yml/"
+                            ".json/.toml/.py)")
+        path = config_file
+    elif not path.exists():
+        raise UserError(f"{path}: no such config file or run folder")
+    cfg = config.resolve(config.load_file(path), source=str(path), epochs=req.epochs, sets=req.sets)
+    return cfg, RunPaths(choose_run_dir(path, req.run_dir)), str(path), path
+
+
+def _check_resume(paths: RunPaths, new: dict, previous: dict) -> list[tuple[str, object, object]]:
+    """Refuse a resume whose locked fields (task, model, data) differ; return the other changes."""
+    diffs = config.locked_differences(previous, new)
+    if diffs:
+        raise UserError(f"cannot resume {paths.root}: locked field changed: {'; '.join(diffs)} "
+                        "(use --fresh to start over, or another --run-dir)")
+    return config.changed_fields(previous, new)
+
+
+# --------------------------------------------------------------------------------------------
+# claiming the folder
+
+
+@contextlib.contextmanager
+def claim(prep: Prepared) -> Iterator[Prepared]:
+    """Hold the run's lock (rank 0; a launcher hands its lock over through ``TRAINKIT_LOCK_TOKEN``)
+    and make the folder agree with ``prep``: ``--fresh`` moves the old outputs aside, a new run
+    gets a copy of its config, ``resolved_config.json`` is (re)written, and records written after
+    the checkpoint (before a crash) are cut off, so every step and epoch appears once."""
+    if not prep.writes:
+        yield prep
+        return
+    prep.paths.root.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = RunLock(prep.paths.lock).acquire(accept_token=os.environ.pop(HANDOFF_ENV, None))
+    except LockHeld as e:
+        raise UserError(f"{prep.paths.root}: {e}") from None
+    try:
+        if prep.request.fresh:
+            prep.moved_aside = move_aside(prep.paths.root, prep.paths.outputs())
+        _snapshot_config(prep)
+        _write_resolved(prep)
+        prep.trimmed = trim_after_checkpoint(prep.paths, prep.resume.state if prep.resume else checkpoint.TrainState())
+        yield prep
+    finally:
+        lock.release()
+
+
+def _snapshot_config(prep: Prepared) -> None:
+    """Keep a copy of the config file in the run folder (``config.<ext>``) if it has none, so the
+    folder is self-contained. An existing run config is never overwritten."""
+    if prep.config_file is None or prep.paths.config_file() is not None:
+        return
+    dest = prep.paths.root / f"config{prep.config_file.suffix.lower()}"
+    if dest.resolve() != prep.config_file.resolve():
+        shutil.copy2(prep.config_file, dest)
+
+
+def _write_resolved(prep: Prepared) -> None:
+    meta = dict((prep.previous or {}).get("_meta") or {})
+    history = list(meta.get("history") or [])
+    if prep.changes:
+        history.append({"t": time.time(), "at_epoch": prep.resume.state.epoch if prep.resume else 0,
+                        "changes": [{"field": f, "old": a, "new": b} for f, a, b in prep.changes]})
+    meta.update({
+        "version": FORMAT_VERSION,
+        "source": prep.source,
+        "overrides": prep.request.sets,
+        "epochs_arg": prep.request.epochs,
+        "written_at": time.time(),
+        "history": history,
+    })
+    write_json(prep.paths.resolved_config, {**config.to_dict(prep.config), "_meta": meta})
+
+
+def trim_after_checkpoint(paths: RunPaths, st: checkpoint.TrainState) -> int:
+    """Cut the records written after the checkpoint off the end of ``metrics.jsonl`` (in place; the
+    cost follows the cut, not the file) and remove epoch folders past it. Returns records cut."""
+    def after(rec: dict) -> bool:
+        kind, n = rec.get("kind"), rec.get("step" if rec.get("kind") == "step" else "epoch")
+        if not isinstance(n, int):
+            return False
+        return (kind == "step" and n >= st.global_step) or (kind == "epoch" and n >= st.epoch)
+
+    dropped = truncate_tail(paths.metrics, after)
+    for n, d in paths.epoch_dirs():
+        if n >= st.epoch:
+            shutil.rmtree(d)
+    return dropped
+
+
+def finish_complete_run(prep: Prepared) -> bool:
+    """A checkpoint that is complete, but status/progress files that don't say so (a crash between
+    the last checkpoint and the final status): rewrite them. Returns True if anything was repaired."""
+    if not prep.writes or prep.resume is None:
+        return False
+    paths, st, total = prep.paths, prep.resume.state, prep.config.epochs
+    early = st.early_stopped_at_epoch
+    want_state = EARLY_STOPPED if early is not None else FINISHED
+    status = read_json_object_or_none(paths.status) or {}
+    progress = read_json_object_or_none(paths.progress) or {}
+    repaired = False
+    if progress.get("finished") is not True or progress.get("completed_epochs") != st.epoch:
+        write_json(paths.progress, progress_record(st.epoch, max(total, st.epoch) if early is None else total,
+                                                   early_stopped_at=early, finished=True))
+        repaired = True
+    if status.get("state") != want_state:
+        status.update({"version": FORMAT_VERSION, "state": want_state, "current_epoch": max(st.epoch - 1, 0),
+                       "step": st.global_step, "heartbeat_at": time.time(), "eta_s": 0.0})
+        write_json(paths.status, status)
+        repaired = True
+    return repaired
+
