@@ -15,6 +15,7 @@ from trainkit.files import (
     atomic_write,
     cleanup_temp_files,
     read_json_object,
+    truncate_tail,
     write_json,
 )
 
@@ -138,3 +139,30 @@ def test_cleanup_temp_files(tmp_path):
     (tmp_path / "keep.tmp").write_bytes(b"x")
     assert cleanup_temp_files(tmp_path) == 1
     assert sorted(f.name for f in tmp_path.iterdir()) == ["keep.tmp"]
+
+
+def test_jsonl_tail_sees_a_cut_that_grew_back_past_its_offset(tmp_path):
+    """A resume cuts the records written after its checkpoint, then appends new ones: a reader
+    whose offset lies inside the new bytes must start over, not read on from the middle."""
+    p = tmp_path / "m.jsonl"
+    p.write_bytes(b"".join(orjson.dumps({"step": i, "t": 1.0}) + b"\n" for i in range(10)))
+    tail = JsonlTail(p)
+    assert [r["step"] for r in tail.read()] == list(range(10))
+    assert truncate_tail(p, lambda r: r["step"] >= 6) == 4
+    with open(p, "ab") as f:  # steps 6.. again (new times), then more: the file is longer than before
+        f.write(b"".join(orjson.dumps({"step": i, "t": 2.0}) + b"\n" for i in range(6, 14)))
+    again = tail.read()
+    assert tail.reset and [r["step"] for r in again] == list(range(14))
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 16])
+def test_truncate_tail_cuts_only_the_tail_in_place(tmp_path, block):
+    p = tmp_path / "m.jsonl"
+    rows = [{"kind": "step", "step": i} for i in range(50)]
+    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows) + b'{"kind": "st')  # a torn last line
+    inode = p.stat().st_ino
+    assert truncate_tail(p, lambda r: r["step"] >= 30, block=block) == 20
+    assert [orjson.loads(x)["step"] for x in p.read_bytes().splitlines()] == list(range(30))
+    assert p.stat().st_ino == inode  # truncated, not rewritten
+    assert truncate_tail(p, lambda r: False, block=block) == 0
+    assert truncate_tail(tmp_path / "missing.jsonl", lambda r: True) == 0

@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from trainkit.files import FileFormatError, read_json_object, write_json
+from trainkit import readers
+from trainkit.files import write_json
 from trainkit.interrupts import Interrupts
 from trainkit.runfolder import PAUSED, RUNNING, RunPaths
 
@@ -51,13 +52,14 @@ class ControlPoller:
         if not force and now < self._next:
             return None
         self._next = now + self.interval_s
-        try:
-            body = read_json_object(self.path)
-        except FileNotFoundError:
+        if not os.path.lexists(self.path):  # the common case: one stat
             return None
-        except (FileFormatError, OSError) as e:
-            log.warning("ignoring unreadable control request: %s", e)
-            self.consume()
+        problems: list[str] = []
+        body = readers.load(self.path, readers.CONTROL, problems)
+        if body is None:
+            if problems:
+                log.warning("ignoring unreadable control request: %s", "; ".join(problems))
+                self.consume()
             return None
         if body.get("request") not in REQUESTS:
             log.warning("ignoring control request %r (expected one of %s)", body.get("request"), ", ".join(REQUESTS))

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,10 +20,110 @@ from typing import Any, BinaryIO
 import orjson
 
 _DUMP_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+KiB, MiB = 1 << 10, 1 << 20
+MAX_LINE_BYTES = 8 * MiB  # one JSONL line (a question with its answer, a conversation's record)
+MAX_DEPTH = 64  # nesting of a JSON value read from a run folder (orjson writes only 254 levels)
+MAX_NODES = 2_000_000  # values walked in one file (YAML aliases can make a small file a huge tree)
 
 
 class FileFormatError(ValueError):
     """A file exists but does not hold what its reader expects."""
+
+
+# reading: regular files only, bounded
+
+
+class ReadProblem(Exception):
+    """A file that exists but is not read: the message says why (without the file's name)."""
+
+
+
+
+
+def _inside(target: str, folder: str) -> bool:
+    folder = os.path.realpath(folder)
+    return os.path.commonpath([folder, target]) == folder
+
+
+def open_regular(path: str | os.PathLike, *, within: str | os.PathLike | None = None) -> int:
+    """An ``O_RDONLY`` descriptor of ``path`` if it is a regular file (opened without blocking, so a
+    FIFO cannot hang the reader). A symlink is followed only when its target lies inside ``within``
+    (default: the file's own folder). Raises FileNotFoundError, or :class:`ReadProblem`."""
+    return _open_regular(path, within)[0]
+
+
+def _open_regular(path: str | os.PathLike, within: str | os.PathLike | None) -> tuple[int, os.stat_result]:
+    path = os.fspath(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # the last component is a symlink: follow it only inwards
+            target = os.path.realpath(path)
+            if not _inside(target, os.fspath(within) if within is not None else os.path.dirname(path) or "."):
+                raise ReadProblem("a symlink pointing out of the run folder; not followed") from None
+            return _open_regular(target, os.path.dirname(target))
+        if e.errno == errno.ENOENT:
+            raise FileNotFoundError(path) from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise ReadProblem("unreadable (permission denied)") from None
+        if e.errno == errno.ENXIO:  # a FIFO or socket without a writer
+            raise ReadProblem("not a regular file (a FIFO or socket)") from None
+        raise ReadProblem(f"unreadable ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        raise ReadProblem(f"unreadable ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, FIFO or socket"
+        raise ReadProblem(f"not a regular file ({kind})")
+    return fd, st
+
+
+def read_limited(path: str | os.PathLike, limit: int, *, within: str | os.PathLike | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes. Raises FileNotFoundError or
+    :class:`ReadProblem` (not regular, a symlink out, unreadable, larger than ``limit``)."""
+    fd, st = _open_regular(path, within)
+    too_big = ReadProblem(f"larger than {limit // KiB:,} KiB; not read")
+    try:
+        if st.st_size > limit:
+            raise too_big
+        chunks, total = [], 0
+        while total <= limit:  # a short read of a regular file is its end: small files take one read
+            want = min(limit + 1 - total, max(st.st_size + 1 - total, 64 * KiB))
+            try:
+                chunk = os.read(fd, want)
+            except OSError as e:
+                raise ReadProblem(f"unreadable ({e.strerror or e})") from None
+            chunks.append(chunk)
+            total += len(chunk)
+            if len(chunk) < want:
+                break
+    finally:
+        os.close(fd)
+    if total > limit:
+        raise too_big
+    return b"".join(chunks)
+
+
+def depth(value: Any, limit: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> int:
+    """Nesting depth of a JSON-like value (iterative: a deep value cannot overflow the stack).
+    Returns ``limit + 1`` as soon as the value is deeper than ``limit`` or has more than
+    ``max_nodes`` values (a YAML alias bomb)."""
+    deepest, stack, seen = 0, [(value, 1)], 0
+    while stack:
+        v, d = stack.pop()
+        seen += 1
+        if seen > max_nodes:
+            return limit + 1
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def dumps(obj: Any) -> bytes:
@@ -53,7 +155,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     ``sync_dir`` also fsyncs the folder so the rename itself survives a power loss.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -71,22 +173,42 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         fsync_dir(path.parent)
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path`` (``.<name>.<random>.tmp``), created with mode 0666 minus
+    the umask, as a plain ``open()`` would (``mkstemp``'s 0600 would hide the run from a
+    colleague's trainmon)."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path}: could not create a temp file beside it")
+
+
 def write_json(path: str | os.PathLike, obj: Any, *, durable: bool = True) -> None:
     """Atomically (re)write a JSON file, pretty-printed for humans."""
     data = orjson.dumps(obj, option=_DUMP_OPTS | orjson.OPT_INDENT_2) + b"\n"
     atomic_write(path, lambda f: f.write(data), durable=durable)
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file. Raises ``FileNotFoundError`` or :class:`FileFormatError` (never anything else
-    for a bad file)."""
+def read_json(path: str | os.PathLike, *, limit: int = 64 * MiB) -> Any:
+    """Parse a JSON file: a regular file of at most ``limit`` bytes, nested at most
+    :data:`MAX_DEPTH` levels. Raises ``FileNotFoundError`` or :class:`FileFormatError` (never
+    anything else for a bad file). Typed readers of the contract use :mod:`trainkit.readers`."""
     path = Path(path)
-    data = path.read_bytes()
     try:
-        return orjson.loads(data)
+        data = read_limited(path, limit)
+    except ReadProblem as e:
+        raise FileFormatError(f"{path}: {e}") from None
+    try:
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         what = "empty" if not data.strip() else f"not valid JSON ({e.msg})"
         raise FileFormatError(f"{path}: {what}") from None
+    if depth(value) > MAX_DEPTH:
+        raise FileFormatError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def read_json_object(path: str | os.PathLike) -> dict:
@@ -133,7 +255,7 @@ class JsonlWriter:
     def __init__(self, path: str | os.PathLike, *, durable: bool = False) -> None:
         self.path = Path(path)
         self.durable = durable
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
 
     def write(self, record: Any) -> None:
         os.write(self._fd, orjson.dumps(record, option=_DUMP_OPTS | orjson.OPT_APPEND_NEWLINE))
@@ -219,58 +341,97 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
 class JsonlTail:
     """Incremental reader of an append-only JSONL file.
 
-    Keeps its byte offset, reads only what was appended (at most ``max_bytes`` per call),
-    consumes up to the last newline and leaves a torn last line for the next read. If the file
-    shrank or was replaced (new inode), it starts again from the beginning and sets ``reset``.
-    Lines that are not JSON objects are counted in ``bad_lines`` and skipped.
+    Keeps its byte offset and reads only what was appended, in chunks of at most ``chunk_bytes``
+    (and at most ``max_bytes`` per call, when given: the rest waits for the next call); consumes
+    up to the last newline and leaves a torn last line for the next read. If the file shrank or
+    was replaced (new inode), it starts again from the beginning and sets ``reset``. Lines that
+    are not JSON objects, nested deeper than :data:`MAX_DEPTH`, or longer than ``max_line`` are
+    counted in ``bad_lines`` and skipped. The file is opened as :func:`open_regular` does (a FIFO,
+    a device or a symlink out of its folder is never read): ``problem`` then says why.
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_bytes: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, *, max_bytes: int | None = None, max_line: int = MAX_LINE_BYTES,
+                 chunk_bytes: int = 4 * MiB) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.max_line = max_line
+        self.chunk_bytes = max(chunk_bytes, 1)
         self.offset = 0
         self.bad_lines = 0
         self.reset = False
+        self.problem: str | None = None
         self._inode: int | None = None
+        self._last = b""  # the last bytes consumed (up to 64), checked on the next read
 
     def read(self) -> list[dict]:
         self.reset = False
+        self.problem = None
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            fd, st = _open_regular(self.path, None)
         except FileNotFoundError:
             return []
+        except ReadProblem as e:
+            self.problem = str(e)
+            return []
+        out: list[dict] = []
         try:
-            st = os.fstat(fd)
-            if (self._inode is not None and st.st_ino != self._inode) or st.st_size < self.offset:
+            if (self._inode is not None and st.st_ino != self._inode) or st.st_size < self.offset \
+                    or (self._last and os.pread(fd, len(self._last), self.offset - len(self._last)) != self._last):
                 self.offset = 0
                 self.reset = True
+                self._last = b""
             self._inode = st.st_ino
-            available = st.st_size - self.offset
-            want = available if self.max_bytes is None else min(available, self.max_bytes)
-            if want <= 0:
-                return []
-            chunk = os.pread(fd, want, self.offset)
-            end = chunk.rfind(b"\n")
-            while end < 0 and want < available:  # one line longer than max_bytes: read just that line
-                want = min(available, want * 2)
+            budget = st.st_size - self.offset if self.max_bytes is None else self.max_bytes
+            while budget > 0 and self.offset < st.st_size:
+                want = min(self.chunk_bytes, budget, st.st_size - self.offset)
                 chunk = os.pread(fd, want, self.offset)
-                end = chunk.find(b"\n")
+                end = chunk.rfind(b"\n")
+                if end < 0:  # a line longer than the chunk
+                    before = self.offset
+                    if not self._long_line(fd, st.st_size, out):
+                        break  # a torn last line: it waits
+                    budget -= self.offset - before
+                    continue
+                self.offset += end + 1
+                budget -= end + 1
+                self._last = chunk[max(0, end + 1 - 64):end + 1]
+                for line in chunk[:end].split(b"\n"):
+                    self._parse(line, out)
         finally:
             os.close(fd)
-        if end < 0:
-            return []
-        self.offset += end + 1
-        out = []
-        for line in chunk[:end].split(b"\n"):
-            if not line.strip():
-                continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                self.bad_lines += 1
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-            else:
-                self.bad_lines += 1
         return out
+
+    def _long_line(self, fd: int, size: int, out: list[dict]) -> bool:
+        """At ``offset``, a line longer than a chunk: parse it when it fits ``max_line``, else skip
+        it (a bad line). False when it has no newline yet (a torn line: it waits)."""
+        pos = self.offset
+        while pos < size:
+            block = os.pread(fd, min(self.chunk_bytes, size - pos), pos)
+            i = block.find(b"\n")
+            if i >= 0:
+                end = pos + i
+                if end - self.offset <= self.max_line:
+                    self._parse(os.pread(fd, end - self.offset, self.offset), out)
+                else:
+                    self.bad_lines += 1
+                self.offset = end + 1
+                self._last = os.pread(fd, min(64, self.offset), self.offset - min(64, self.offset))
+                return True
+            pos += len(block)
+        return False
+
+    def _parse(self, line: bytes, out: list[dict]) -> None:
+        if not line.strip():
+            return
+        if len(line) > self.max_line:
+            self.bad_lines += 1
+            return
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            self.bad_lines += 1
+            return
+        if isinstance(obj, dict) and depth(obj) <= MAX_DEPTH:
+            out.append(obj)
+        else:
+            self.bad_lines += 1

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainkit import readers
 from trainkit.files import write_json
 from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock, read_lock
 from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LIVE, PENDING, RunPaths
-from trainkit.status import RunStatus, load_json, run_status, scan
+from trainkit.status import RunStatus, run_status, scan
 
 DEFAULT_MAX_CRASHES = 3
 
@@ -43,10 +44,15 @@ class Action:
 
 
 def read_history(run_dir: Path, warnings: list[str] | None = None) -> dict:
-    data = load_json(RunPaths(Path(run_dir)).launch, [] if warnings is None else warnings) or {}
-    launches = data.get("launches") if isinstance(data.get("launches"), list) else []
-    return {"version": FORMAT_VERSION, "launches": [x for x in launches if isinstance(x, dict)],
-            "given_up": data.get("given_up") if isinstance(data.get("given_up"), dict) else None}
+    """``launch.json`` (type-checked: see :func:`trainkit.readers.load_launch`) as the dict the
+    launcher rewrites."""
+    h = readers.load_launch(RunPaths(Path(run_dir)).launch, [] if warnings is None else warnings)
+    return {"version": FORMAT_VERSION, "launches": h.launches, "given_up": h.given_up}
+
+
+def _started_at(run_dir: Path) -> float | None:
+    status = readers.load(RunPaths(Path(run_dir)).status, readers.STATUS, []) or {}
+    return status.get("started_at")
 
 
 def crashes_in_a_row(history: dict, completed_now: int) -> int:
@@ -66,7 +72,7 @@ def decide(run: RunStatus, history: dict, *, max_crashes: int, started_at: float
     if run.state not in (FAILED, CRASHED):
         return None
     given_up = history["given_up"]
-    if given_up is not None and (started_at is None or started_at <= given_up.get("t", 0)):
+    if given_up is not None and (started_at is None or started_at <= (given_up.get("t") or 0)):
         return None  # still the run we gave up on; a person restarting it by hand clears this
     n = crashes_in_a_row(history, run.completed_epochs)
     if n >= max_crashes:
@@ -79,10 +85,8 @@ def plan(root: Path, *, max_crashes: int = DEFAULT_MAX_CRASHES, stale_s: float |
          runs: list[RunStatus] | None = None) -> list[Action]:
     out = []
     for run in scan(root, stale_s=stale_s) if runs is None else runs:
-        status = load_json(RunPaths(Path(run.path)).status, [])
-        started = status.get("started_at") if status else None
         action = decide(run, read_history(Path(run.path)), max_crashes=max_crashes,
-                        started_at=started if isinstance(started, (int, float)) else None)
+                        started_at=_started_at(Path(run.path)))
         if action is not None:
             out.append(action)
     return out
@@ -92,7 +96,7 @@ def give_up(action: Action) -> None:
     """Mark the run ``failed`` with the reason (status file and launch.json)."""
     paths = RunPaths(Path(action.path))
     now = time.time()
-    status = load_json(paths.status, []) or {"version": FORMAT_VERSION}
+    status = readers.load(paths.status, readers.STATUS, []) or {"version": FORMAT_VERSION}
     status.update({"state": FAILED, "error": action.reason, "heartbeat_at": status.get("heartbeat_at")})
     write_json(paths.status, status)
     history = read_history(paths.root)
@@ -140,10 +144,8 @@ class Launcher:
             return None
         try:
             now = run_status(paths.root, stale_s=self.stale_s)
-            status = load_json(paths.status, [])
-            started = status.get("started_at") if status else None
             again = decide(now, read_history(paths.root), max_crashes=self.max_crashes,
-                           started_at=started if isinstance(started, (int, float)) else None)
+                           started_at=_started_at(paths.root))
             if again is None or again.action != action.action:
                 self.report(f"skip {action.name}: it is {now.state} now")
                 lock.release()

@@ -15,7 +15,8 @@ from pathlib import Path
 import orjson
 import psutil
 
-from trainkit.files import read_json_object_or_none, write_json
+from trainkit import readers
+from trainkit.files import write_json
 
 HANDOFF_ENV = "TRAINKIT_LOCK_TOKEN"
 
@@ -37,8 +38,20 @@ def pid_alive(pid: int, started_at: float | None = None) -> bool:
         return False
 
 
-def read_lock(path: Path) -> dict | None:
-    return read_json_object_or_none(path)
+def read_lock(path: Path, warnings: list[str] | None = None) -> dict | None:
+    """The lock's content, type-checked (None when missing or unusable)."""
+    return readers.load(path, readers.LOCK, [] if warnings is None else warnings)
+
+
+def live_lock(path: Path, warnings: list[str], *, host: str | None = None) -> dict | None:
+    """The lock's content when a live process on this host holds it (a lock is evidence of life,
+    like a heartbeat); None otherwise. A lock of another host proves nothing here: that run's
+    heartbeat decides."""
+    info = read_lock(path, warnings)
+    if info is None or info.get("host") != (host or socket.gethostname()):
+        return None
+    pid = info.get("pid")
+    return info if isinstance(pid, int) and pid_alive(pid) else None
 
 
 def lock_is_stale(info: dict | None, *, host: str | None = None) -> bool:
@@ -71,7 +84,7 @@ class RunLock:
         body = orjson.dumps(self._body())
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
                 info = read_lock(self.path)
                 if accept_token and info is not None and info.get("handoff_token") == accept_token:

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainkit import readers
 from trainkit.config import apply_overrides, check_value, load_file, parse_set, read_resolved
 from trainkit.errors import EXIT_GATES, EXIT_INTERRUPTED, UserError
 from trainkit.evaluation import report
 from trainkit.evaluation.plan import check_name
 from trainkit.evaluation.run import EvalRequest
 from trainkit.evaluation.scoring import score_dir
-from trainkit.files import read_json_object_or_none
 from trainkit.runfolder import RunPaths, choose_run_dir
 
 
@@ -123,10 +123,10 @@ def requested_gates(req: PipelineRequest, folder: Path) -> dict[str, dict]:
 
 def training_finished(folder: Path) -> tuple[bool, str]:
     paths = RunPaths(folder)
-    progress = read_json_object_or_none(paths.progress) or {}
+    progress = readers.load(paths.progress, readers.PROGRESS, []) or {}
     if progress.get("finished"):
         return True, ""
-    state = (read_json_object_or_none(paths.status) or {}).get("state", "unknown")
+    state = (readers.load(paths.status, readers.STATUS, []) or {}).get("state") or "unknown"
     done, total = progress.get("completed_epochs", "?"), progress.get("total_epochs", "?")
     return False, f"state {state}, {done}/{total} epochs"
 

@@ -17,22 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from trainkit import readers
 from trainkit.early_stopping import replay
 from trainkit.files import iter_jsonl, write_json
 from trainkit.formatting import format_age
+from trainkit.lock import live_lock
 from trainkit.lock import pid_alive as pid_running
+from trainkit.readers import Schema
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     COMPLETE,
+    CONFIG_FILES,
     CRASHED,
     CURRENT_META_FILE,
     EARLY_STOPPED,
     EPOCH_FILES,
     FAILED,
     FINISHED,
-    FORMAT_VERSION,
     LIVE,
     METRICS_FILE,
     PENDING,
@@ -60,30 +61,10 @@ MIN_STALE_S = 60.0
 # reading files without ever raising
 
 
-def load_json(path: str | Path, warnings: list[str]) -> dict | None:
-    """The JSON object in ``path``, or None (missing: silently; malformed: with a warning)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        warnings.append(f"{os.path.basename(path)}: unreadable ({e.strerror or e})")
-        return None
-    name = os.path.basename(path)
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        warnings.append(f"{name}: {'empty' if not data.strip() else 'not valid JSON'}")
-        return None
-    if not isinstance(obj, dict):
-        warnings.append(f"{name}: expected a JSON object, found {type(obj).__name__}")
-        return None
-    version = obj.get("version", FORMAT_VERSION)
-    if isinstance(version, int) and version > FORMAT_VERSION:
-        warnings.append(f"{name}: format version {version} is newer than this trainkit's "
-                        f"({FORMAT_VERSION}); reading the fields it knows")
-    return obj
+def load_json(path: str | Path, warnings: list[str], schema: Schema = readers.ANY) -> dict | None:
+    """The checked object of a contract file (see :mod:`trainkit.readers`; ``schema`` says which
+    kind); None when missing (silently) or unusable (with a warning naming the file). Never raises."""
+    return readers.load(path, schema, warnings)
 
 
 def _int(v: Any) -> int | None:
@@ -171,36 +152,41 @@ def complete_epochs(root: str) -> int:
 
 
 def config_file_settings(root: str, warnings: list[str]) -> dict:
-    """A pending run's settings from its config file: YAML/JSON/TOML are read (never a ``.py``,
-    which would mean executing it); ``epochs`` falls back to the schema's default."""
-    from trainkit.config import TrainConfig, load_file
-    from trainkit.errors import UserError
+    """A pending run's settings from its config file: YAML/JSON/TOML are read, bounded and checked
+    (never a ``.py``, which would mean executing it). A missing or unusable ``epochs`` falls back
+    to the schema's default, with a warning when the file said something else."""
+    from trainkit.config import TrainConfig
 
+    default = TrainConfig.__dataclass_fields__["epochs"].default
     path = RunPaths(Path(root)).config_file()
-    data: dict = {}
-    if path is not None and path.suffix != ".py":
-        try:
-            data = load_file(path)
-        except UserError as e:
-            warnings.append(f"{path.name}: {str(e).split(': ', 1)[-1]}")
-    if "epochs" not in data and (path is None or path.suffix != ".py"):
-        data = {**data, "epochs": TrainConfig.__dataclass_fields__["epochs"].default}
+    if path is None:
+        for name in CONFIG_FILES:  # a config.yaml that is a folder, a FIFO, a link out...
+            candidate = f"{root}/{name}"
+            if os.path.lexists(candidate) and not name.endswith(".py"):
+                readers.load_config_file(candidate, warnings)
+                warnings.append(f"{name}: unusable; epochs taken as the default {default}")
+                return {"epochs": default}
+        return {"epochs": default}
+    if path.suffix == ".py":
+        return {}
+    data = readers.load_config_file(path, warnings)
+    if data is None:
+        warnings.append(f"{path.name}: unusable; epochs taken as the default {default}")
+        return {"epochs": default}
+    if data.get("epochs") is None:
+        data["epochs"] = default
     return data
 
 
 def run_total_and_es(root: str, warnings: list[str], status: dict | None) -> tuple[int | None, dict | None]:
     """Total epochs and early-stopping settings from ``resolved_config.json`` (or the status)."""
-    cfg = load_json(f"{root}/{RESOLVED_CONFIG_FILE}", warnings)
+    cfg = load_json(f"{root}/{RESOLVED_CONFIG_FILE}", warnings, readers.RESOLVED_CONFIG)
     if cfg is None:
         cfg = config_file_settings(root, warnings)
     total = _int(cfg.get("epochs"))
     if total is None and status is not None:
         total = _int(status.get("total_epochs"))
-    es = cfg.get("early_stopping")
-    if es is not None and not isinstance(es, dict):
-        warnings.append(f"{RESOLVED_CONFIG_FILE}: early_stopping is not a mapping; ignored")
-        es = None
-    return total, es
+    return total, readers.load_early_stopping(cfg, warnings)
 
 
 def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] | None = None,
@@ -210,7 +196,7 @@ def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] |
     recomputed value is written back atomically. (:func:`run_status` never repairs a live run.)"""
     root = os.fspath(run_dir)
     warnings = [] if warnings is None else warnings
-    obj = load_json(f"{root}/{PROGRESS_FILE}", warnings)
+    obj = load_json(f"{root}/{PROGRESS_FILE}", warnings, readers.PROGRESS)
     if obj is not None:
         prog, why = check_progress(obj)
         if prog is not None and prog.completed_epochs > 0 and not epoch_complete(root, prog.completed_epochs - 1):
@@ -223,7 +209,8 @@ def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] |
     n = complete_epochs(root)
     if obj is None and n == 0:
         return Progress(0, total, 0.0, source="none")
-    scores = [load_json(f"{epoch_dir(root, i)}/{VALIDATION_SCORES_FILE}", warnings) for i in range(n)]
+    scores = [load_json(f"{epoch_dir(root, i)}/{VALIDATION_SCORES_FILE}", warnings, readers.EPOCH_SCORES)
+              for i in range(n)]
     scores = with_monitored_values(root, scores, es)
     prog = recompute_progress(scores, total, es)
     if repair:
@@ -258,18 +245,9 @@ def write_repair(root: str, prog: Progress, warnings: list[str]) -> None:
 # state
 
 
-STATUS_TYPES = {"state": (str,), "pid": (int,), "host": (str,), "heartbeat_at": (int, float),
-                "started_at": (int, float), "heartbeat_interval_s": (int, float)}
-
-
 def status_problems(status: dict) -> list[str]:
-    """Fields of ``training_status.json`` whose type is wrong (each then reads as absent)."""
-    out = [] if "state" in status else [f"{STATUS_FILE}: no 'state' field"]
-    for key, types in STATUS_TYPES.items():
-        v = status.get(key)
-        if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
-            out.append(f"{STATUS_FILE}: {key} is {type(v).__name__}, expected {types[0].__name__}")
-    return out
+    """What makes a (type-checked) ``training_status.json`` hard to judge."""
+    return [] if "state" in status else [f"{STATUS_FILE}: no usable 'state' field"]
 
 
 def stale_after(status: dict) -> float:
@@ -353,18 +331,20 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
     now = time.time() if now is None else now
     host = host or socket.gethostname()
     warnings: list[str] = []
-    status = load_json(f"{root}/{STATUS_FILE}", warnings)
+    status = load_json(f"{root}/{STATUS_FILE}", warnings, readers.STATUS)
     if status is not None:
         warnings.extend(status_problems(status))
-    live_claim = status is not None and status.get("state") in LIVE
     prog = progress(root, repair=False, warnings=warnings, status=status)
     has_outputs = status is None and (os.path.exists(f"{root}/{CHECKPOINTS_DIR}")
                                       or os.path.exists(f"{root}/{METRICS_FILE}"))
     state, reason = derive_state(status, prog, now=now, host=host, pid_alive=pid_alive, has_outputs=has_outputs,
                                  stale_s=stale_s)
-    if repair and prog.source == "recomputed" and not (live_claim and state in LIVE):
+    holder = live_lock(RunPaths(Path(root)).lock, warnings, host=host) if state not in LIVE else None
+    if holder is not None and state not in COMPLETE:  # a live trainer holds the run: it is starting
+        state, reason = RUNNING, f"starting: locked by pid {holder.get('pid')} ({holder.get('purpose', 'train')})"
+    if repair and prog.source == "recomputed" and state not in LIVE and holder is None:
         write_repair(root, prog, warnings)
-    meta = load_json(f"{root}/{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", warnings) or {}
+    meta = load_json(f"{root}/{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", warnings, readers.CURRENT_META) or {}
     hb = _num(status.get("heartbeat_at")) if status else None
     return RunStatus(
         name=os.path.basename(root.rstrip("/")), path=root, state=state, reason=reason,

@@ -9,6 +9,7 @@ No torch here: questions are plain JSON values.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,9 +18,10 @@ from typing import Any
 
 import orjson
 
+from trainkit import readers
 from trainkit.errors import UserError, first_line
-from trainkit.files import FileFormatError, atomic_write, dumps
-from trainkit.runfolder import EvalPaths
+from trainkit.files import MAX_LINE_BYTES, FileFormatError, JsonlTail, ReadProblem, atomic_write, dumps, open_regular
+from trainkit.runfolder import PRECHECK_FILE, EvalPaths
 
 EVAL_FORMAT_VERSION = 1
 METRICS = ("accuracy", "nrmse")
@@ -211,25 +213,50 @@ def write_precheck(paths: EvalPaths, plan: Plan, *, durable: bool = False) -> No
     atomic_write(paths.precheck, lambda f: f.write(data), durable=durable)
 
 
+PLAN_HEADER = readers.Schema(PRECHECK_FILE, {
+    "kind": readers.Field("str", max_len=20),
+    "version": readers.Field("int"),
+    "name": readers.Field("str", max_len=100),
+    "task": readers.Field("str", max_len=300),
+    "metric": readers.Field("str", lambda v: v in METRICS, "one of " + ", ".join(METRICS)),
+    "model": readers.Field("str", max_len=1000),
+    "samples": readers.Field("int", lambda v: v >= 1, "an integer >= 1"),
+    "questions": readers.Field("int", lambda v: v >= 0, "an integer >= 0"),
+    "questions_source": readers.Field("str", max_len=1000),
+    "questions_hash": readers.Field("str", max_len=100),
+    "plan_hash": readers.Field("str", max_len=100),
+    "planned": readers.Field("int", lambda v: v >= 0, "an integer >= 0"),
+    "created_at": readers.Field("num"),
+}, extra="drop")
+
+
 def _check_header(header: Any, path: Path) -> dict:
     if not isinstance(header, dict) or header.get("kind") != "plan":
         raise FileFormatError(f"{path}: first line is not a plan header")
     version = header.get("version")
     if version != EVAL_FORMAT_VERSION:
-        raise FileFormatError(f"{path}: format version {version!r}; this trainkit reads version "
-                              f"{EVAL_FORMAT_VERSION}")
+        raise FileFormatError(f"{path}: format version {readers.clean_text(repr(version), 40)}; this trainkit "
+                              f"reads version {EVAL_FORMAT_VERSION}")
+    problems: list[str] = []
+    header = readers.check(header, PLAN_HEADER, problems)
     for k in ("plan_hash", "planned", "metric"):
-        if k not in header:
-            raise FileFormatError(f"{path}: plan header lacks {k!r}")
-    if header["metric"] not in METRICS:
-        raise FileFormatError(f"{path}: unknown metric {header['metric']!r}")
+        if header.get(k) is None:
+            raise FileFormatError(f"{path}: plan header lacks a usable {k!r}"
+                                  + (f" ({problems[0]})" if problems else ""))
     return header
 
 
 def read_precheck_header(path: Path) -> dict:
     """The plan header (first line) only. Raises FileNotFoundError or FileFormatError."""
-    with open(path, "rb") as f:
-        first = f.readline()
+    try:
+        fd = open_regular(path)
+    except ReadProblem as e:
+        raise FileFormatError(f"{path}: {e}") from None
+    try:
+        head = os.read(fd, MAX_LINE_BYTES + 1)
+    finally:
+        os.close(fd)
+    first = head.split(b"\n", 1)[0]
     try:
         header = orjson.loads(first)
     except orjson.JSONDecodeError:
@@ -238,23 +265,24 @@ def read_precheck_header(path: Path) -> dict:
 
 
 def read_precheck(path: Path) -> tuple[dict, list[tuple[str, int]]]:
-    """The plan header and the planned item keys, in order."""
-    data = Path(path).read_bytes()
-    lines = data.split(b"\n")
-    try:
-        header = orjson.loads(lines[0])
-    except orjson.JSONDecodeError:
-        raise FileFormatError(f"{path}: first line is not valid JSON") from None
-    header = _check_header(header, path)
+    """The plan header and the planned item keys, in order (read incrementally: regular files
+    only, each line bounded). Raises FileNotFoundError or FileFormatError."""
+    tail = JsonlTail(path)
+    recs = tail.read()
+    if tail.problem:
+        raise FileFormatError(f"{path}: {tail.problem}")
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
+    if tail.bad_lines and (not recs or recs[0].get("kind") != "plan"):
+        raise FileFormatError(f"{path}: first line is not valid JSON")
+    if not recs:
+        raise FileFormatError(f"{path}: no plan header")
+    header = _check_header(recs[0], path)
+    if tail.bad_lines:
+        raise FileFormatError(f"{path}: {tail.bad_lines} line(s) are not planned items")
     keys = []
-    for n, line in enumerate(lines[1:], 2):
-        if not line.strip():
-            continue
-        try:
-            rec = orjson.loads(line)
-            key = key_of(rec.get("question_id"), rec.get("sample_number"))
-        except (orjson.JSONDecodeError, AttributeError):
-            key = None
+    for n, rec in enumerate(recs[1:], 2):
+        key = key_of(rec.get("question_id"), rec.get("sample_number"))
         if key is None:
             raise FileFormatError(f"{path}: line {n} is not a planned item")
         keys.append(key)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainkit import readers
 from trainkit.config import default_cache_dir, read_resolved
 from trainkit.errors import EXIT_INTERRUPTED, UserError, first_line
 from trainkit.evaluation import report
@@ -22,7 +23,7 @@ from trainkit.evaluation.plan import METRICS, Plan, check_name, check_questions,
 from trainkit.evaluation.runner import Runner, SessionLog, prepare
 from trainkit.evaluation.scoring import score_dir
 from trainkit.evaluation.writer import Counts, ProgressiveWriter, make_sink
-from trainkit.files import read_json_object_or_none, write_json
+from trainkit.files import write_json
 from trainkit.interrupts import Interrupts
 from trainkit.lock import LockHeld, RunLock
 from trainkit.registry import import_string
@@ -251,7 +252,7 @@ def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: Eva
 
 
 def _read_summary(paths: EvalPaths) -> dict | None:
-    return read_json_object_or_none(paths.summary)
+    return readers.load(paths.summary, readers.SUMMARY, [])
 
 
 def _counts_text(s: dict) -> str:

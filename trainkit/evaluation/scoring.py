@@ -17,6 +17,7 @@ Metrics (computed over the ``ok`` items, the last record of each (question, samp
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from trainkit.evaluation.plan import EVAL_FORMAT_VERSION, key_of, read_precheck
-from trainkit.files import JsonlTail, iter_jsonl
+from trainkit.files import JsonlTail, KiB, ReadProblem, open_regular
 from trainkit.runfolder import EvalPaths
 
 
@@ -183,14 +184,19 @@ class EvalFiles:
 
 
 def _torn_tail(path: Path, offset: int) -> int:
-    """Bytes after the last complete line read (0 when what follows is new complete lines)."""
+    """Bytes after the last complete line read (0 when what follows holds new complete lines).
+    Reads at most 64 KiB of it, from regular files only."""
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            rest = f.read()
-    except FileNotFoundError:
+        fd = open_regular(path)
+    except (FileNotFoundError, ReadProblem):
         return 0
-    return 0 if b"\n" in rest else len(rest)
+    try:
+        rest = os.fstat(fd).st_size - offset
+        if rest <= 0:
+            return 0
+        return 0 if b"\n" in os.pread(fd, min(rest, 64 * KiB), offset) else rest
+    finally:
+        os.close(fd)
 
 
 def read_eval_dir(root: str | Path) -> EvalFiles:
@@ -199,8 +205,12 @@ def read_eval_dir(root: str | Path) -> EvalFiles:
     header, planned = read_precheck(paths.precheck)
     tail = JsonlTail(paths.responses)
     records = tail.read()
-    sessions = list(iter_jsonl(paths.sessions))
+    session_tail = JsonlTail(paths.sessions)
+    sessions = session_tail.read()
     files = EvalFiles(header, planned, records, sessions, torn_tail_bytes=_torn_tail(paths.responses, tail.offset))
+    for t in (tail, session_tail):
+        if t.problem:
+            files.notes.append(f"{t.path.name}: {t.problem}")
     if tail.bad_lines:
         files.notes.append(f"responses.jsonl: skipped {tail.bad_lines} line(s) that are not JSON objects")
     if files.torn_tail_bytes:

@@ -136,7 +136,7 @@ class ProgressiveWriter:
         paths.conversations.mkdir(parents=True, exist_ok=True)
         self._dir_fd = os.open(paths.conversations, os.O_RDONLY | os.O_DIRECTORY)
         # responses.jsonl: O_APPEND, one os.write per line (the line arrives encoded; see JsonlWriter)
-        self._lines_fd = os.open(paths.responses, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._lines_fd = os.open(paths.responses, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         self._suffix = f".{os.getpid()}.tmp"
         self.conversation_failures = 0
 
@@ -158,7 +158,7 @@ class ProgressiveWriter:
     def write_conversation(self, name: str, data: bytes) -> None:
         tmp = "." + name + self._suffix
         dir_fd = self._dir_fd
-        fd = os.open(tmp, _CREATE, 0o644, dir_fd=dir_fd)
+        fd = os.open(tmp, _CREATE, 0o666, dir_fd=dir_fd)
         try:
             try:
                 _write_all(fd, data)
