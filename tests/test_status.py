@@ -298,3 +298,32 @@ def test_json_output_is_every_field_of_run_status(tmp_path):
     synthetic_run(tmp_path, "a", scores=[1.0, 0.5], state="running")
     runs = S.scan(tmp_path)
     assert orjson.loads(orjson.dumps(runs)) == [dataclasses.asdict(r) for r in runs]
+
+
+def test_repair_never_writes_into_a_run_whose_lock_a_live_process_holds(tmp_path):
+    """Unreadable status, progress.json gone: the lock (held by this live process) is evidence of
+    life, so the run reads as starting and --repair leaves it alone."""
+    paths = synthetic_run(tmp_path, "locked", scores=[1.0, 0.9], state="running")
+    paths.status.write_bytes(b"{ torn")
+    paths.progress.unlink()
+    paths.lock.write_bytes(orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "purpose": "train"}))
+    st = S.run_status(paths.root, repair=True)
+    assert st.state == "running" and "locked by pid" in st.reason
+    assert not paths.progress.exists()
+    paths.lock.unlink()  # the same run without the lock is repaired
+    st = S.run_status(paths.root, repair=True)
+    assert st.state == "crashed" and paths.progress.exists()
+
+
+def test_a_pending_config_that_is_unusable_is_named(tmp_path):
+    run = tmp_path / "p"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: burgers\nepochs: .nan\n")
+    st = S.run_status(run)
+    assert st.state == "pending" and st.total_epochs == 10
+    assert any("epochs is nan" in w for w in st.warnings), st.warnings
+    (run / "config.yaml").unlink()
+    (run / "config.yaml").mkdir()  # still a run folder (it has a config.yaml), but not one to read
+    assert S.find_runs(tmp_path) == [str(run)]
+    st = S.run_status(run)
+    assert any(w.startswith("config.yaml: not a regular file") for w in st.warnings), st.warnings

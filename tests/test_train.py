@@ -396,3 +396,79 @@ def test_progress_display_ends_on_the_last_epoch_complete(tmp_path, env):
     shown = re.findall(r"epoch (\d+)/3\D+?(\d+)/16", text)
     assert shown and shown[-1] == ("3", "16"), shown[-5:]
     assert all(int(e) <= 3 for e, _ in shown) and ("4", "0") not in shown
+
+
+def test_files_keep_the_umask_mode(tmp_path, env):
+    """Under umask 022 every file of a run folder is 0644 and every folder 0755 (atomic writes
+    included, and metrics.jsonl after a resume): a colleague's trainmon can read the run."""
+    import stat
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path / "cfg.yaml", epochs=2)
+    run = tmp_path / "run"
+
+    def umask_022():
+        os.umask(0o022)
+
+    for epochs in (1, 2):  # train, then resume (rewrites resolved_config.json, trims metrics.jsonl)
+        r = subprocess.run([sys.executable, "-m", "trainkit", "train", str(cfg), "--run-dir", str(run), "--epochs",
+                            str(epochs)], cwd=tmp_path, env=env, capture_output=True, text=True, preexec_fn=umask_022,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+    q = tmp_path / "qs.jsonl"
+    q.write_text("".join(orjson.dumps({"id": i, "question": f"{i}+1", "answer": str(i + 1)}).decode() + "\n"
+                         for i in range(3)))
+    from conftest import eval_env
+
+    r = subprocess.run([sys.executable, "-m", "trainkit", "eval", str(run), "--model", "eval_models:arith",
+                        "--questions", str(q)], cwd=tmp_path, env=eval_env(env), capture_output=True, text=True,
+                       preexec_fn=umask_022, timeout=300)
+    assert r.returncode == 0, r.stderr
+    wrong = {str(p.relative_to(run)): oct(stat.S_IMODE(p.stat().st_mode)) for p in [run, *run.rglob("*")]
+             if stat.S_IMODE(p.stat().st_mode) != (0o755 if p.is_dir() else 0o644)}
+    assert wrong == {}
+    assert (run / "checkpoints" / "current.pt").exists() and (run / "evals" / "qs" / "conversations").is_dir()
+
+
+def test_resume_cuts_the_log_in_place_and_a_tail_reader_ends_with_each_step_once(tmp_path, env):
+    """A crash leaves step records newer than the checkpoint; the resume cuts them off the end of
+    metrics.jsonl (same inode) and a reader that had already read them, and keeps reading through
+    the resume, ends with every step exactly once."""
+    from trainkit.files import JsonlTail
+
+    cfg = write_config(tmp_path / "cfg.yaml", epochs=3)
+    run = tmp_path / "run"
+    assert trainkit("train", cfg, "--run-dir", run, "--epochs", 1, cwd=tmp_path, env=env).returncode == 0
+    metrics = run / "metrics.jsonl"
+    done = read_json(run / "checkpoints/current.meta.json")["global_step"]
+    with open(metrics, "ab") as f:  # what a kill -9 after the checkpoint leaves: steps it never saved
+        for step in range(done, done + 5):
+            f.write(orjson.dumps({"kind": "step", "epoch": 1, "step": step, "loss": 9.0, "lr": 1e-3, "t": 1.0}) + b"\n")
+        f.write(b'{"kind": "step", "epo')  # and a torn line
+    inode = metrics.stat().st_ino
+    tail = JsonlTail(metrics)
+    seen: list[dict] = []
+
+    def follow():
+        got = tail.read()
+        if tail.reset:
+            seen.clear()
+        seen.extend(got)
+
+    follow()
+    assert [r["step"] for r in seen if r.get("kind") == "step"][-1] == done + 4
+    proc = start_trainkit("train", cfg, "--run-dir", run, cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None:  # read along while the resume cuts and appends
+        assert time.monotonic() < deadline, "the resume did not finish"
+        follow()
+        time.sleep(0.005)
+    assert proc.returncode == 0, proc.stdout.read()
+    follow()
+    steps = [r["step"] for r in seen if r.get("kind") == "step"]
+    total = read_json(run / "checkpoints/current.meta.json")["global_step"]
+    assert steps == list(range(total))  # each step once, in order
+    assert [r["epoch"] for r in seen if r.get("kind") == "epoch"] == [0, 1, 2]
+    assert metrics.stat().st_ino == inode
+    assert all(r["loss"] != 9.0 for r in seen if r.get("kind") == "step")
