@@ -50,7 +50,8 @@ MAX_TEXT = 500  # characters of a string echoed from a file (reasons, errors, na
 LIMITS = {
     "small": 1 * MiB,  # training_status, progress, meta, control, lock, scores, summary, report
     "launch": 4 * MiB,  # launch.json grows by one entry per launch
-    "config": 4 * MiB,  # resolved_config.json, and a pending run's config.yaml/.json/.toml
+    "config": 4 * MiB,  # resolved_config.json
+    "user_config": 1 * MiB,  # a pending run's config.yaml/.json/.toml (YAML parses slowly)
     "metadata": 64 * MiB,  # metadata.json holds an archive's manifest (a line per file)
 }
 
@@ -367,7 +368,7 @@ def load_config_file(path: str | os.PathLike, warnings: list[str]) -> dict | Non
 
     name = os.path.basename(os.fspath(path))
     try:
-        data = read_limited(path, LIMITS["config"])
+        data = read_limited(path, LIMITS["user_config"])
     except FileNotFoundError:
         return None
     except ReadProblem as e:
