@@ -27,7 +27,7 @@ from trainkit.errors import UserError, first_line
 from trainkit.files import FileFormatError, read_json_object
 from trainkit.runfolder import CONFIG_SUFFIXES, RunPaths
 
-LOCKED_FIELDS = ("task", "model", "data")
+LOCKED_FIELDS = ("task", "model", "data", "profile")
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "") -> Any:
@@ -76,6 +76,25 @@ class EvalConfig:
 
 
 @dataclass
+class MonitorConfig:
+    samples_every_steps: int = setting(500, "answer the sample prompts every N optimizer steps into samples.jsonl "
+                                            "(0 = off; on when the task or the profile has prompts)")
+    prompts: str | None = setting(None, "a JSONL file of {prompt, expected} to sample instead of the task's own")
+    max_new_tokens: int = setting(24, "longest sample answer, in tokens")
+    alerts: bool = setting(True, "append alerts to alerts.jsonl (non-finite loss, spikes, exploding gradients, "
+                                 "throughput collapse, stalls)")
+    stop_on_nonfinite: bool = setting(True, "a non-finite loss fails the run (state failed, with the reason)")
+    spike_factor: float = setting(4.0, "a loss above this many times its moving average is a spike")
+    spike_window: int = setting(50, "logged steps in the moving average of the loss and the throughput")
+    grad_norm_max: float = setting(1.0e4, "a global gradient norm above this is exploding")
+    throughput_drop: float = setting(0.25, "throughput below this share of its moving average is a collapse")
+    stall_s: float = setting(300.0, "no optimizer step for this many seconds is a stall")
+    layers_every_steps: int = setting(500, "per-layer gradient norm, weight norm and update ratio into layers.jsonl "
+                                           "every N steps (0 = off)")
+    keep_alerts: int = setting(5, "latest alerts kept in training_status.json")
+
+
+@dataclass
 class TrainConfig:
     task: str = setting(help="built-in task name (burgers) or an import string module:function")
     epochs: int = setting(10, "total number of epochs (a target, never 'N more')")
@@ -94,6 +113,9 @@ class TrainConfig:
     heartbeat_s: float = setting(5.0, "rewrite training_status.json at least this often (seconds)")
     system_every_s: float = setting(10.0, "append a system.jsonl sample this often (seconds)")
     deterministic: bool = setting(True, "deterministic CUDA kernels, for a bit-identical resume (CPU: always)")
+    profile: str | None = setting(None, "data profile: plain_sft, emoji_think, an entry point of trainkit.profiles "
+                                        "or module:Class (null: the task's plain data)")
+    monitor: MonitorConfig = setting(MonitorConfig, "the training monitor: inference samples, alerts, layer health")
     model: dict = setting(dict, "task-specific model settings")
     data: dict = setting(dict, "task-specific data settings")
     eval: EvalConfig = setting(EvalConfig, "evaluation after training (trainkit eval / trainkit run)")
@@ -112,6 +134,15 @@ _FIELD_CHECKS: dict[str, tuple[Any, str]] = {
     "warmup_steps": (lambda v: v >= 0, "must be >= 0"),
     "grad_clip": (lambda v: v >= 0, "must be >= 0"),
     "weight_decay": (lambda v: v >= 0, "must be >= 0"),
+    "samples_every_steps": (lambda v: v >= 0, "must be >= 0"),
+    "layers_every_steps": (lambda v: v >= 0, "must be >= 0"),
+    "max_new_tokens": (lambda v: v >= 1, "must be >= 1"),
+    "spike_factor": (lambda v: v > 1, "must be > 1"),
+    "spike_window": (lambda v: v >= 2, "must be >= 2"),
+    "grad_norm_max": (lambda v: v > 0, "must be > 0"),
+    "throughput_drop": (lambda v: 0 < v < 1, "must be between 0 and 1"),
+    "stall_s": (lambda v: v > 0, "must be > 0"),
+    "keep_alerts": (lambda v: v >= 1, "must be >= 1"),
 }
 
 

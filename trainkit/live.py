@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ class LiveStatus:
             "error": None,
             "stop_reason": None,
             "control": None,
+            "alerts": [],
         }
         # rate bookkeeping (read by the heartbeat thread)
         self._rate_t0 = time.monotonic()
@@ -146,7 +148,8 @@ class Heartbeat(threading.Thread):
     """Rewrites the status every ``heartbeat_s`` and appends ``system.jsonl`` every ``system_every_s``."""
 
     def __init__(self, status: LiveStatus, system_path: Path | None, *, heartbeat_s: float,
-                 system_every_s: float, gpu_indices: list[int] | None = None) -> None:
+                 system_every_s: float, gpu_indices: list[int] | None = None,
+                 on_beat: Callable[[], None] | None = None) -> None:
         super().__init__(name="trainkit-heartbeat", daemon=True)
         self.status = status
         self.heartbeat_s = heartbeat_s
@@ -157,11 +160,14 @@ class Heartbeat(threading.Thread):
         self._process.cpu_percent(None)  # first call primes the counters
         psutil.cpu_percent(None)
         self._gpu = NvmlGpus.open(gpu_indices) if gpu_indices else None
+        self._on_beat = on_beat  # e.g. the monitor's stall check
 
     def run(self) -> None:
         next_system = time.monotonic() + min(self.system_every_s, 1.0)
         while not self._stop_event.wait(min(self.heartbeat_s, max(0.05, next_system - time.monotonic()))):
             try:
+                if self._on_beat is not None:
+                    self._on_beat()
                 self.status.write()
                 if self._system is not None and time.monotonic() >= next_system:
                     self._system.write(system_sample(self._process, self._gpu))

@@ -44,14 +44,15 @@ def read_lock(path: Path, warnings: list[str] | None = None) -> dict | None:
 
 
 def live_lock(path: Path, warnings: list[str], *, host: str | None = None) -> dict | None:
-    """The lock's content when a live process on this host holds it (a lock is evidence of life,
-    like a heartbeat); None otherwise. A lock of another host proves nothing here: that run's
-    heartbeat decides."""
+    """The lock's content when another live process on this host holds it (a lock is evidence of
+    life, like a heartbeat); None otherwise. A lock of another host proves nothing here: that
+    run's heartbeat decides. A lock this process holds (a launcher re-checking a run under its own
+    lock) is not another process's life."""
     info = read_lock(path, warnings)
     if info is None or info.get("host") != (host or socket.gethostname()):
         return None
     pid = info.get("pid")
-    return info if isinstance(pid, int) and pid_alive(pid) else None
+    return info if isinstance(pid, int) and pid != os.getpid() and pid_alive(pid) else None
 
 
 def lock_is_stale(info: dict | None, *, host: str | None = None) -> bool:

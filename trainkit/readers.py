@@ -235,6 +235,7 @@ STATUS = Schema(STATUS_FILE, {
     "error": Field("str"),
     "stop_reason": Field("str"),
     "control": Field("dict"),
+    "alerts": Field("list"),
 }, extra="drop")
 
 PROGRESS = Schema(PROGRESS_FILE, {

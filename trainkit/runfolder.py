@@ -32,6 +32,9 @@ STATUS_FILE = "training_status.json"
 PROGRESS_FILE = "progress.json"
 METRICS_FILE = "metrics.jsonl"
 SYSTEM_FILE = "system.jsonl"
+SAMPLES_FILE = "samples.jsonl"  # the monitor's inference samples
+ALERTS_FILE = "alerts.jsonl"  # the monitor's alerts
+LAYERS_FILE = "layers.jsonl"  # the monitor's per-layer health
 CONTROL_FILE = "control.json"
 LOG_FILE = "train.log"
 LAUNCH_FILE = "launch.json"
@@ -109,6 +112,9 @@ class RunPaths:
     progress = property(lambda self: self._(PROGRESS_FILE))
     metrics = property(lambda self: self._(METRICS_FILE))
     system = property(lambda self: self._(SYSTEM_FILE))
+    samples = property(lambda self: self._(SAMPLES_FILE))
+    alerts = property(lambda self: self._(ALERTS_FILE))
+    layers = property(lambda self: self._(LAYERS_FILE))
     control = property(lambda self: self._(CONTROL_FILE))
     log = property(lambda self: self._(LOG_FILE))
     launch = property(lambda self: self._(LAUNCH_FILE))
@@ -155,8 +161,9 @@ class RunPaths:
     def outputs(self) -> list[Path]:
         """Outputs of training; ``--fresh`` moves exactly these aside. Inputs (config, notes.md,
         metadata.json) and the launcher's record stay where they are."""
-        return [self.resolved_config, self.status, self.progress, self.metrics, self.system, self.epochs,
-                self.checkpoints, self.control, self.log, self.evals, self.reports]
+        return [self.resolved_config, self.status, self.progress, self.metrics, self.system, self.samples,
+                self.alerts, self.layers, self.epochs, self.checkpoints, self.control, self.log, self.evals,
+                self.reports]
 
 
 @dataclass(frozen=True)

@@ -321,6 +321,7 @@ class RunStatus:
     pid: int | None = None
     host: str | None = None
     progress_source: str = "none"
+    alert: str | None = None  # the latest alert of the training monitor (training_status.json alerts)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -357,7 +358,15 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
         heartbeat_age_s=None if hb is None else max(0.0, now - hb),
         pid=_int(status.get("pid")) if status else None,
         host=status.get("host") if status and isinstance(status.get("host"), str) else None,
-        progress_source=prog.source, warnings=warnings)
+        progress_source=prog.source, alert=latest_alert(status), warnings=warnings)
+
+
+def latest_alert(status: dict | None) -> str | None:
+    """The message of the last alert kept in the status (checked: a string, cut, printable)."""
+    alerts = (status or {}).get("alerts") or []
+    last = alerts[-1] if alerts else None
+    message = last.get("message") if isinstance(last, dict) else None
+    return readers.clean_text(message, 200) if isinstance(message, str) else None
 
 
 def find_runs(root: str | Path) -> list[str]:

@@ -61,10 +61,10 @@ def register(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from trainkit.evaluation.run import EvalRequest, evaluate
+    from trainkit.evaluation.run import evaluate_job
 
-    return evaluate(EvalRequest(
-        run_dir=args.run_dir, name=args.name, questions=args.questions, samples=args.samples, model=args.model,
+    return evaluate_job(
+        args.run_dir, name=args.name, questions=args.questions, samples=args.samples, model=args.model,
         workers=args.workers, fresh=args.fresh, retry_errors=args.retry_errors, durable=args.durable,
         retries=args.retries, backoff_s=args.backoff, timeout_s=args.timeout, device=args.device,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None, report=args.report))
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None, report=args.report).exit_code

@@ -78,13 +78,18 @@ def render(runs, root: Path) -> str:
     if not runs:
         return f"no runs under {root}"
     header = ("RUN", "STATE", "EPOCH", "%", "BEST", "LOSS", "HEARTBEAT", "REASON")
+    marked = any(r.alert for r in runs)
     rows = []
     for r in runs:
         total = r.total_epochs if r.total_epochs is not None else "?"
         best = f"{r.best_metric} {r.best_value:.4g}" if r.best_value is not None and r.best_metric else "-"
         rows.append((r.name, f"{SYMBOLS.get(r.state, '?')} {r.state}", f"{r.completed_epochs}/{total}",
                      _pct(r.progress_percentage), best, "-" if r.last_loss is None else f"{r.last_loss:.4g}",
-                     "-" if r.heartbeat_age_s is None else format_age(r.heartbeat_age_s) + " ago", r.reason))
+                     "-" if r.heartbeat_age_s is None else format_age(r.heartbeat_age_s) + " ago",
+                     r.reason + (f"  ⚠ {r.alert}" if r.alert else "")))
+    if marked:  # a column of alert marks before the names
+        rows = [(f"⚠ {row[0]}" if r.alert else f"  {row[0]}", *row[1:]) for r, row in zip(runs, rows, strict=True)]
+        header = (f"  {header[0]}", *header[1:])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
              for row in [header, *rows]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from trainkit.commands._args import add_train_arguments, fmt
 from trainkit.config import schema_help
@@ -33,7 +32,7 @@ def register(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainkit.train.run import TrainRequest, train  # torch is imported only when training
+    from trainkit.train.run import run_job  # torch is imported only when training
 
-    return train(TrainRequest(args.config, run_dir=args.run_dir, epochs=args.epochs, sets=args.set,
-                              fresh=args.fresh, cache_dir=Path(args.cache_dir) if args.cache_dir else None))
+    return run_job(args.config, run_dir=args.run_dir, epochs=args.epochs, overrides=args.set, fresh=args.fresh,
+                   cache_dir=args.cache_dir).exit_code

@@ -157,6 +157,29 @@ def _checkpoint_model(t: Target, req: EvalRequest) -> ModelFn:
     return checkpoint_predictor(t.run_dir, t.config or {}, t.task, device=req.device, cache_dir=cache)
 
 
+@dataclass
+class EvalResult:
+    """What ``trainkit eval`` did: its exit code, the evaluation's summary and its report."""
+
+    exit_code: int  # as the CLI's: 0 finished, 1 failed, 130 interrupted
+    eval_dir: Path | None
+    summary: dict | None  # test_summary.json
+    report: dict | None  # reports/NAME.json (None with report=False)
+
+
+def evaluate_job(run_dir: str | Path, *, display: EvalProgress | None = None, **options: Any) -> EvalResult:
+    """Evaluate exactly as ``trainkit eval RUN_DIR`` does; ``options`` are :class:`EvalRequest`'s
+    (``name``, ``questions``, ``samples``, ``model``, ``workers``, ``fresh``, ...). Bad input raises
+    :class:`~trainkit.errors.UserError`."""
+    req = EvalRequest(str(run_dir), **options)
+    code = evaluate(req, display)
+    name = req.name or default_name(req.questions)
+    paths = RunPaths(Path(run_dir))
+    ev = paths.eval_paths(name)
+    return EvalResult(code, ev.root if ev.root.is_dir() else None, readers.load(ev.summary, readers.SUMMARY, []),
+                      readers.load(paths.report(name), readers.REPORT, []) if req.report else None)
+
+
 def evaluate(req: EvalRequest, display: EvalProgress | None = None) -> int:
     """Exit code: 0 finished (error items included), 130 interrupted, 1 the run itself failed."""
     display = display or EvalProgress()

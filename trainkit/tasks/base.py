@@ -44,6 +44,9 @@ class Task(ABC):
     data_config: type | None = None
     #: evaluation metric: "accuracy" (exact match, higher is better) or "nrmse" (lower is better)
     metric: str = "accuracy"
+    #: the data profile chosen by the config's ``profile:`` (a DataProfile), set by the session
+    #: before ``build_data``; None: the task's plain data
+    profile: Any = None
 
     @abstractmethod
     def build_data(self, data: dict, cache_dir: Path | None) -> TaskData:
@@ -66,6 +69,13 @@ class Task(ABC):
             total += float(self.loss(model, batch)) * batch[0].shape[0]
             n += batch[0].shape[0]
         return {"val_loss": total / max(n, 1)}
+
+    # ------------------------------------------------------------------ monitoring (optional)
+    def sample_prompts(self) -> list[dict] | None:
+        """``[{"prompt": str, "expected": str | None}]`` that the training monitor asks the model
+        every ``monitor.samples_every_steps`` (with :meth:`generate`, when the task has one);
+        None: no samples."""
+        return None
 
     # ------------------------------------------------------------------ evaluation (optional)
     def default_questions(self, data: dict) -> list[dict] | None:

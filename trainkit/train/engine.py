@@ -27,6 +27,7 @@ from trainkit.files import JsonlWriter, atomic_write, cleanup_temp_files, write_
 from trainkit.formatting import fmt_duration, fmt_num
 from trainkit.interrupts import Interrupts
 from trainkit.live import Heartbeat, LiveStatus
+from trainkit.monitor import Alert, Monitor, grad_norm, layer_health, layer_snapshot
 from trainkit.runfolder import (
     EARLY_STOPPED,
     EPOCH_FILES,
@@ -41,7 +42,7 @@ from trainkit.train import checkpoint
 from trainkit.train.checkpoint import TrainState
 from trainkit.train.device import device_label
 from trainkit.train.display import ProgressDisplay
-from trainkit.train.session import Prepared, dist_rank
+from trainkit.train.session import Prepared, dist_rank, load_prompts
 
 log = logging.getLogger("trainkit")
 
@@ -131,8 +132,8 @@ class Trainer:
         self.rank, self.world_size = dist_rank()
         self.writes = prep.writes
         self.config_dict = to_dict(cfg)
-        self.monitor = cfg.early_stopping.metric if cfg.early_stopping else "val_loss"
-        self.monitor_mode = cfg.early_stopping.mode if cfg.early_stopping else "min"
+        self.best_metric = cfg.early_stopping.metric if cfg.early_stopping else "val_loss"  # what best.pt keeps
+        self.best_mode = cfg.early_stopping.mode if cfg.early_stopping else "min"
         self.live = LiveStatus(self.paths.status, heartbeat_s=cfg.heartbeat_s, enabled=self.writes)
         self.interrupts = Interrupts(lambda name: log.warning(
             "%s received: stopping after this step (Ctrl-C again to exit at once)", name))
@@ -152,6 +153,7 @@ class Trainer:
         self.total_steps = 0
         self.model: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.monitor: Monitor | None = None
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -164,7 +166,8 @@ class Trainer:
         self.live.write(state=RUNNING)
         self.heartbeat = Heartbeat(self.live, self.paths.system if self.writes else None,
                                    heartbeat_s=cfg.heartbeat_s, system_every_s=cfg.system_every_s,
-                                   gpu_indices=[self.device.index or 0] if self.device.type == "cuda" else None)
+                                   gpu_indices=[self.device.index or 0] if self.device.type == "cuda" else None,
+                                   on_beat=self._on_beat)
         if self.writes:
             self.heartbeat.start()
 
@@ -197,9 +200,11 @@ class Trainer:
             self._restore(self.resume_from)
             self.resume_from = None
         self.early = self._early_stopping()
+        self.monitor = self._monitor()
 
         if self.writes:
             self.metrics = JsonlWriter(self.paths.metrics)
+            self.monitor.open()
         self.live.batch_size = cfg.batch_size
         self.live.total_steps = self.total_steps
         self.live.update(current_epoch=self.state.epoch, step=self.state.global_step,
@@ -228,6 +233,36 @@ class Trainer:
         if saved:
             log.info("early stopping now monitors %s (%s): its history starts over", es_cfg.metric, es_cfg.mode)
         return EarlyStopping(**settings)
+
+    def _monitor(self) -> Monitor:
+        """Inference samples when the task can generate and someone has prompts (the config's
+        file, else the profile's, else the task's); alerts and layer health always (as configured)."""
+        mcfg, task = self.cfg.monitor, self.task
+        prompts = load_prompts(mcfg.prompts) if mcfg.prompts else None
+        if prompts is None and task.profile is not None:
+            prompts = task.profile.sample_prompts()
+        if prompts is None:
+            prompts = task.sample_prompts()
+        sampler = self._sample if prompts and getattr(task, "generate", None) else None
+        return Monitor(mcfg, self.paths, writes=self.writes, sampler=sampler, prompts=prompts, profile=task.profile,
+                       report_alerts=lambda latest: self.live.update(alerts=latest))
+
+    def _sample(self, texts: list[str]) -> list[str]:
+        """The model's answers to ``texts``, in eval mode and with the RNG forked: the training
+        that follows is exactly what it would have been without the samples."""
+        was_training = self.model.training
+        self.model.eval()
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                return self.task.generate(self.model, texts, device=self.device,
+                                          max_new_tokens=self.cfg.monitor.max_new_tokens)
+        finally:
+            self.model.train(was_training)
+
+    def _on_beat(self) -> None:
+        if self.monitor is not None:
+            self.monitor.check_stall()
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> Outcome:
@@ -270,20 +305,22 @@ class Trainer:
                 loss = self.task.loss(self.model, batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                step = st.global_step
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip) \
+                    if cfg.grad_clip > 0 else None
+                before = layer_snapshot(self.model) if self.monitor.layers_due(step) else None
                 self.optimizer.step()
 
-                step = st.global_step
                 self.epoch_losses.append(loss.detach())
                 st.samples_in_epoch += idx.shape[0]
                 st.global_step += 1
-                if step % cfg.log_every_steps == 0:
-                    value = loss.item()
-                    if self.writes:
-                        self.metrics.write({"kind": "step", "epoch": st.epoch, "step": step, "loss": value,
-                                            "lr": lr, "t": time.time()})
-                    self.live.update(loss=value, lr=lr)
+                self.monitor.mark_progress(st.global_step)
+                if step % cfg.log_every_steps == 0 or self.monitor.wants_record(step):
+                    alert = self._log_step(step, loss, lr, norm)
+                    if alert is not None:
+                        return self._fail(alert.message)
+                if before is not None:
+                    self.monitor.write_layers(step, st.epoch, layer_health(self.model, before))
                 self.live.update(step=st.global_step)
                 now = time.monotonic()
                 if now >= next_display:
@@ -299,6 +336,28 @@ class Trainer:
             if result.stop:
                 return self._finish(EARLY_STOPPED)
         return self._finish(FINISHED)
+
+    def _log_step(self, step: int, loss: torch.Tensor, lr: float, norm: torch.Tensor | None) -> Alert | None:
+        """The step record (loss, lr, global gradient norm, the samples' rates on a sample step)
+        and the monitor's alerts; returns the alert that must stop the run (a non-finite loss)."""
+        st = self.state
+        value = loss.item()
+        gn = float(norm) if norm is not None else grad_norm(self.model.parameters())
+        record = {"kind": "step", "epoch": st.epoch, "step": step, "loss": value, "lr": lr, "grad_norm": gn,
+                  "t": time.time()}
+        if self.monitor.samples_due(step):
+            record.update(self.monitor.sample(step, st.epoch))
+        stop = self.monitor.on_step(step, loss=value, grad_norm=gn, throughput=self.live.fields["throughput"])
+        if self.writes:
+            self.metrics.write(record)
+        self.live.update(loss=value if math.isfinite(value) else None, lr=lr)
+        return stop
+
+    def _fail(self, why: str) -> Outcome:
+        """Stop without checkpointing (the weights are not to be trusted): the last checkpoint stands."""
+        log.error("training failed: %s; the last checkpoint stands", why)
+        self._final_status(FAILED, error=why)
+        return Outcome(FAILED, EXIT_FAILED)
 
     def _show(self) -> None:
         """The terminal display; after an epoch's end it shows that epoch complete (not the next
@@ -332,9 +391,9 @@ class Trainer:
                   "train_loss": float(losses.double().mean()) if len(losses) else None, **scores,
                   "lr": self.optimizer.param_groups[0]["lr"], "global_step": st.global_step,
                   "duration_s": duration_s, "t": time.time()}
-        improved = is_better(record.get(self.monitor), st.best_value, self.monitor_mode)
+        improved = is_better(record.get(self.best_metric), st.best_value, self.best_mode)
         if improved:
-            st.best_value, st.best_epoch = float(record[self.monitor]), st.epoch
+            st.best_value, st.best_epoch = float(record[self.best_metric]), st.epoch
         stop = False
         if self.early is not None:
             stop = self.early.update(st.epoch, record)
@@ -351,7 +410,7 @@ class Trainer:
             self._write_epoch_files(result)
             self.metrics.write(record)
             if result.improved:
-                checkpoint.save_best(self.paths.best_ckpt, model=self.model, epoch=epoch, metric=self.monitor,
+                checkpoint.save_best(self.paths.best_ckpt, model=self.model, epoch=epoch, metric=self.best_metric,
                                      value=st.best_value, config=self.config_dict)
         st.epoch += 1
         st.samples_in_epoch = 0
@@ -366,7 +425,7 @@ class Trainer:
         self._show()
         shown = "  ".join(f"{k} {fmt_num(record[k])}" for k in ("train_loss", *result.scores)
                           if record.get(k) is not None)
-        note = f"  (best {self.monitor} so far)" if result.improved else ""
+        note = f"  (best {self.best_metric} so far)" if result.improved else ""
         if result.stop:
             note += f"  early stopping: no improvement in {self.early.patience} epoch(s)"
         log.info("epoch %d [%d/%d]  %s  %.1fs  ETA %s%s", epoch, epoch + 1, cfg.epochs, shown, record["duration_s"],
@@ -396,7 +455,7 @@ class Trainer:
         write_json(self.paths.current_meta, {
             "version": FORMAT_VERSION, "last_epoch": st.last_epoch, "epochs_done": st.epoch,
             "samples_in_epoch": st.samples_in_epoch, "global_step": st.global_step,
-            "best_loss": st.best_value, "best_metric": self.monitor, "best_epoch": st.best_epoch,
+            "best_loss": st.best_value, "best_metric": self.best_metric, "best_epoch": st.best_epoch,
             "early_stopped_at_epoch": st.early_stopped_at_epoch, "saved_at": time.time()})
 
     def _stop(self, why: str) -> Outcome:
@@ -409,7 +468,7 @@ class Trainer:
     def _finish(self, state: str) -> Outcome:
         st = self.state
         if state in (FINISHED, EARLY_STOPPED):
-            best = f"best {self.monitor} {fmt_num(st.best_value)} at epoch {st.best_epoch}"
+            best = f"best {self.best_metric} {fmt_num(st.best_value)} at epoch {st.best_epoch}"
             if state == EARLY_STOPPED:
                 log.info("early stopped after epoch %d (%d of %d epochs ran); %s", st.early_stopped_at_epoch,
                          st.epoch, self.cfg.epochs, best)
@@ -439,3 +498,5 @@ class Trainer:
             self.heartbeat.stop()
         if self.metrics is not None:
             self.metrics.close()
+        if self.monitor is not None:
+            self.monitor.close()

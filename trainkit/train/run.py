@@ -8,7 +8,12 @@ agree, :class:`~trainkit.train.engine.Trainer` runs the loop.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
+from trainkit import readers
+from trainkit.errors import EXIT_OK
+from trainkit.runfolder import EARLY_STOPPED, FINISHED
 from trainkit.train import session
 from trainkit.train.device import resolve_device
 from trainkit.train.display import ProgressDisplay, setup_logging, teardown_logging
@@ -17,11 +22,47 @@ from trainkit.train.session import TrainRequest
 
 log = logging.getLogger("trainkit")
 
-__all__ = ["TrainRequest", "train"]
+__all__ = ["RunResult", "TrainRequest", "run_job", "train"]
 
 
-def train(req: TrainRequest, display: ProgressDisplay | None = None) -> int:
-    """Train or resume; the exit code (0 done or stopped, 1 failed, 130 a second Ctrl-C)."""
+@dataclass
+class RunResult:
+    """What a training session ended with."""
+
+    state: str  # finished, early_stopped, stopped or failed
+    run_dir: Path
+    best_metric: str | None  # the metric best.pt was chosen by, and its best value
+    best_value: float | None
+    exit_code: int  # as the CLI's: 0 done or stopped, 1 failed, 130 a second Ctrl-C
+
+
+def run_job(config: str | Path | dict, *, run_dir: str | Path | None = None, epochs: int | None = None,
+            overrides: dict | list[str] | None = None, fresh: bool = False, cache_dir: str | Path | None = None,
+            display: ProgressDisplay | None = None) -> RunResult:
+    """Train (or resume) exactly as ``trainkit train`` does: ``config`` is a config file, a run
+    folder, or the config as a mapping; ``overrides`` are ``--set`` values (``{"lr": 3e-4,
+    "model.width": 128}`` or ``["lr=3e-4"]``). Bad input raises :class:`~trainkit.errors.UserError`."""
+    if isinstance(overrides, dict):
+        overrides = [f"{k}={_cli_text(v)}" for k, v in overrides.items()]
+    req = TrainRequest(config if isinstance(config, dict) else str(config),
+                       run_dir=str(run_dir) if run_dir is not None else None, epochs=epochs,
+                       sets=list(overrides or []), fresh=fresh, cache_dir=Path(cache_dir) if cache_dir else None)
+    return train(req, display)
+
+
+def _cli_text(value) -> str:
+    import orjson
+
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _result(prep: session.Prepared, state: str, exit_code: int) -> RunResult:
+    meta = readers.load(prep.paths.current_meta, readers.CURRENT_META, []) or {}
+    return RunResult(state, prep.paths.root, meta.get("best_metric"), meta.get("best_loss"), exit_code)
+
+
+def train(req: TrainRequest, display: ProgressDisplay | None = None) -> RunResult:
+    """Train or resume (the ``trainkit train`` command's body)."""
     display = display or ProgressDisplay()
     prep = session.prepare(req)
     device = resolve_device(prep.config.device)
@@ -30,7 +71,8 @@ def train(req: TrainRequest, display: ProgressDisplay | None = None) -> int:
         if session.finish_complete_run(prep):
             display.console.print("repaired training_status.json / progress.json to say the run is complete",
                                   markup=False)
-        return 0
+        early = prep.resume.state.early_stopped_at_epoch is not None
+        return _result(prep, EARLY_STOPPED if early else FINISHED, EXIT_OK)
     with session.claim(prep):
         handlers = setup_logging(display, prep.paths.log, file_enabled=prep.writes)
         try:
@@ -42,6 +84,7 @@ def train(req: TrainRequest, display: ProgressDisplay | None = None) -> int:
                          prep.trimmed)
             for name, old, new in prep.changes:
                 log.info("config change on resume: %s: %r -> %r", name, old, new)
-            return Trainer(prep, device, display=display).run().exit_code
+            outcome = Trainer(prep, device, display=display).run()
+            return _result(prep, outcome.state, outcome.exit_code)
         finally:
             teardown_logging(handlers)

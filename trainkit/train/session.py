@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import config
+from trainkit import config, monitor
 from trainkit.errors import UserError
 from trainkit.files import read_json_object_or_none, truncate_tail, write_json
 from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock
@@ -45,7 +45,7 @@ def dist_rank() -> tuple[int, int]:
 class TrainRequest:
     """What the user asked for (the CLI's arguments, or the Python API's)."""
 
-    target: str  # a config file, or a run folder to resume
+    target: str | dict  # a config file, a run folder to resume, or the config itself (a mapping)
     run_dir: str | None = None
     epochs: int | None = None
     sets: list[str] = field(default_factory=list)
@@ -82,6 +82,12 @@ def prepare(req: TrainRequest) -> Prepared:
     cfg, paths, source, config_file = _resolve_config(req)
     task = get_task(cfg.task)
     config.resolve_sections(cfg, model_schema=task.model_config, data_schema=task.data_config, source=source)
+    if cfg.profile is not None:
+        from trainkit.profiles import get_profile
+
+        task.profile = get_profile(cfg.profile)
+    if cfg.monitor.prompts is not None:
+        load_prompts(cfg.monitor.prompts)  # a bad prompts file is bad input: say so before training
     prep = Prepared(cfg, paths, task, source, config_file, req, writes=dist_rank()[0] == 0)
     if req.fresh:
         return prep
@@ -105,6 +111,10 @@ def prepare(req: TrainRequest) -> Prepared:
 def _resolve_config(req: TrainRequest) -> tuple[config.TrainConfig, RunPaths, str, Path | None]:
     """TARGET is a config file, or a run folder (resumed from its ``resolved_config.json``, which
     is read, never executed; a folder with only a config file uses that file)."""
+    if isinstance(req.target, dict):
+        source = "<config mapping>"
+        cfg = config.resolve(dict(req.target), source=source, epochs=req.epochs, sets=req.sets)
+        return cfg, RunPaths(choose_run_dir(Path(f"{cfg.task.replace(':', '-')}.yaml"), req.run_dir)), source, None
     path = Path(req.target)
     if path.is_dir():
         paths = RunPaths(Path(req.run_dir) if req.run_dir else path)
@@ -156,7 +166,8 @@ def claim(prep: Prepared) -> Iterator[Prepared]:
             prep.moved_aside = move_aside(prep.paths.root, prep.paths.outputs())
         _snapshot_config(prep)
         _write_resolved(prep)
-        prep.trimmed = trim_after_checkpoint(prep.paths, prep.resume.state if prep.resume else checkpoint.TrainState())
+        state = prep.resume.state if prep.resume else checkpoint.TrainState()
+        prep.trimmed = trim_after_checkpoint(prep.paths, state) + monitor.trim_after(prep.paths, state.global_step)
         yield prep
     finally:
         lock.release()
@@ -227,3 +238,25 @@ def finish_complete_run(prep: Prepared) -> bool:
         repaired = True
     return repaired
 
+
+
+def load_prompts(path: str) -> list[dict]:
+    """``monitor.prompts``: a JSONL file of ``{"prompt": str, "expected": str | null}`` (at most
+    1,000 lines). Raises :class:`UserError` naming the file and the line."""
+    from trainkit.files import MAX_LINE_BYTES, JsonlTail
+
+    tail = JsonlTail(path, max_line=MAX_LINE_BYTES)
+    rows = tail.read()
+    if not Path(path).is_file() or tail.problem:
+        raise UserError(f"monitor.prompts {path}: {tail.problem or 'no such file'}")
+    if tail.bad_lines:
+        raise UserError(f"monitor.prompts {path}: {tail.bad_lines} line(s) are not JSON objects")
+    out = []
+    for n, row in enumerate(rows[:1000], 1):
+        prompt, expected = row.get("prompt"), row.get("expected")
+        if not isinstance(prompt, str) or not (expected is None or isinstance(expected, str)):
+            raise UserError(f"monitor.prompts {path}: line {n}: expected {{\"prompt\": str, \"expected\": str}}")
+        out.append({"prompt": prompt, "expected": expected})
+    if not out:
+        raise UserError(f"monitor.prompts {path}: no prompts")
+    return out

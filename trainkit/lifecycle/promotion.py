@@ -1,0 +1,472 @@
+"""Promotion of an experiment's config to production, gated on its evaluation report, and the
+leaderboard of promotions.
+
+A promotion is checked first (:func:`check_promotion`, read only): the run is not live; its report
+completed with its gates passed; the metric (default: the report's own) is within ``threshold``;
+and it beats the config currently promoted under the same target name by at least
+``min_improvement`` (absolute, in the metric's direction; MLflow's threshold + min_improvement).
+An existing target also needs ``force``. :func:`promote` checks again under ROOT's lock and, only
+when every check passes, backs up the old target, copies the config byte for byte, records the
+promotion in ``metadata.json`` (and marks the previous holder's record replaced) and appends a
+leaderboard row.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+import os
+import socket
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainkit.errors import UserError
+from trainkit.files import atomic_write, read_json_object_or_none
+from trainkit.lifecycle.facts import lock_holder, report_value
+from trainkit.lifecycle.layout import Layout, check_name, experiment_dir, experiment_folders, held, root_lock, slug
+from trainkit.lifecycle.metadata import read_metadata, update_metadata
+from trainkit.lifecycle.moves import sha256_file
+from trainkit.runfolder import DEFAULT_ROOT, LIVE, METADATA_FILE, REPORTS_DIR, RunPaths
+from trainkit.status import run_status
+
+MIN, MAX = "min", "max"
+# The direction of a metric by its name; any other metric needs mode="min"|"max" (--mode).
+DIRECTIONS = {"nrmse": MIN, "rmse": MIN, "mse": MIN, "mae": MIN, "loss": MIN, "error": MIN, "perplexity": MIN,
+              "accuracy": MAX, "exact_match": MAX, "f1": MAX, "precision": MAX, "recall": MAX, "auc": MAX,
+              "bleu": MAX}
+COLUMNS = ("date", "experiment", "config", "metric", "value", "previous_experiment", "previous_value",
+           "improvement")
+EPS = 1e-12
+
+
+def metric_mode(metric: str, mode: str | None = None) -> str:
+    """``min`` or ``max`` for ``metric``: ``mode`` when given, else by name (``*_loss`` is min)."""
+    if mode is not None:
+        if mode not in (MIN, MAX):
+            raise UserError(f"--mode {mode!r}: choose min or max")
+        return mode
+    found = DIRECTIONS.get(metric) or (MIN if metric.endswith("_loss") else None)
+    if found is None:
+        raise UserError(f"is a higher or a lower {metric!r} better? pass --mode max or --mode min")
+    return found
+
+
+def improvement(value: float, previous: float, mode: str) -> float:
+    """How much ``value`` beats ``previous`` (positive: better) in the metric's direction."""
+    return previous - value if mode == MIN else value - previous
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    """What the user asked for (``trainkit experiments promote`` flags)."""
+
+    name: str
+    root: str | os.PathLike = DEFAULT_ROOT
+    report: str | None = None  # reports/<report>.json; default: "default", else the only report
+    metric: str | None = None  # default: the report's own metric
+    mode: str | None = None  # min | max for metrics not in DIRECTIONS
+    threshold: float | None = None  # the metric must be within it (<= for min, >= for max)
+    min_improvement: float = 0.0  # over the current holder of the target, in the metric's direction
+    config_name: str | None = None  # default: train_<slug><suffix>
+    production_dir: str | os.PathLike | None = None
+    archive_dir: str | os.PathLike | None = None
+    leaderboard_csv: str | os.PathLike | None = None
+    update_leaderboard: bool = False  # also implied by leaderboard_csv
+    force: bool = False  # replace an existing target (backed up first)
+
+
+@dataclass
+class Holder:
+    """The experiment whose promotion currently owns the target file."""
+
+    experiment: str | None  # None: the target exists but no promotion record names it
+    folder: Path | None = None
+    record: dict | None = None
+    value: float | None = None  # in the request's metric
+    file_matches: bool = False  # the target still has the bytes that were promoted
+
+    def describe(self) -> str:
+        if self.experiment is None:
+            return "not promoted by trainkit"
+        edited = "" if self.file_matches else ", edited since"
+        return f"promoted from {self.experiment}{edited}"
+
+
+@dataclass
+class Check:
+    name: str  # live | gates | threshold | improvement | target
+    passed: bool
+    detail: str
+
+
+@dataclass
+class PromotionPlan:
+    request: PromoteRequest
+    layout: Layout
+    experiment: Path
+    report: Path
+    metric: str
+    mode: str
+    value: float
+    metrics: dict
+    config: Path
+    target: Path
+    backup: Path | None
+    holder: Holder | None
+    improvement: float | None
+    checks: list[Check] = field(default_factory=list)
+    row: dict | None = None  # the leaderboard row (None: the leaderboard is not updated)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def refusal(self) -> str | None:
+        failed = [c.detail for c in self.checks if not c.passed]
+        return "; ".join(failed) if failed else None
+
+    def key(self) -> tuple:
+        """What a user confirmed: the same key means the same promotion."""
+        holder = self.holder.experiment if self.holder else None
+        return (str(self.config), sha256_file(self.config), str(self.target), self.target.exists(), holder,
+                self.metric, self.value)
+
+
+@dataclass
+class PromoteResult:
+    plan: PromotionPlan
+    promoted: bool
+    reason: str | None = None  # why not
+    backup: Path | None = None
+    leaderboard: Path | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# checking (read only)
+
+
+def choose_report(folder: Path, name: str | None) -> Path:
+    reports = folder / REPORTS_DIR
+    if name is not None:
+        check_name(name)
+        path = reports / f"{name}.json"
+        if not path.is_file():
+            raise UserError(f"{folder.name}: no report {REPORTS_DIR}/{name}.json")
+        return path
+    found = sorted(p for p in reports.glob("*.json") if not p.name.startswith(".")) if reports.is_dir() else []
+    if not found:
+        raise UserError(f"{folder.name}: no evaluation report in {REPORTS_DIR}/ (run `trainkit eval` first)")
+    default = reports / "default.json"
+    if default in found:
+        return default
+    if len(found) == 1:
+        return found[0]
+    raise UserError(f"{folder.name}: several reports ({', '.join(p.stem for p in found)}); choose one with --report")
+
+
+def target_name(config: Path, experiment: str, config_name: str | None) -> str:
+    if config_name is None:
+        return f"train_{slug(experiment)}{config.suffix}"
+    check_name(config_name)
+    suffix = Path(config_name).suffix
+    if not suffix:
+        return config_name + config.suffix
+    if suffix.lower() != config.suffix.lower():
+        raise UserError(f"--config-name {config_name}: the config is a {config.suffix} file; "
+                        f"it is copied byte for byte, so the name must end in {config.suffix}")
+    return config_name
+
+
+def find_holder(layout: Layout, target: Path, metric: str) -> Holder | None:
+    """The latest promotion to ``target`` that no later one replaced, from the ``metadata.json`` of
+    the experiments under ROOT and in the archive; a target without one is held by an unknown."""
+    best: tuple[float, Path, dict] | None = None
+    for base in (layout.root, layout.archive):
+        for name in experiment_folders(base):
+            folder = base / name
+            if not (folder / METADATA_FILE).is_file():
+                continue
+            for rec in read_metadata(folder).get("promotions") or []:
+                if isinstance(rec, dict) and rec.get("target") == str(target) and not rec.get("replaced_at"):
+                    at = rec.get("promoted_at") if isinstance(rec.get("promoted_at"), (int, float)) else 0.0
+                    if best is None or at >= best[0]:
+                        best = (at, folder, rec)
+    if best is None:
+        return Holder(None) if target.exists() else None
+    _, folder, rec = best
+    metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    value = metrics.get(metric, rec.get("value") if rec.get("metric") == metric else None)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    matches = target.is_file() and rec.get("sha256") == sha256_file(target)
+    return Holder(folder.name, folder, rec, float(value) if ok else None, matches)
+
+
+def check_promotion(request: PromoteRequest, *, now: float | None = None) -> PromotionPlan:
+    """Every check of a promotion and what it would write; writes nothing. Bad input (an unknown
+    experiment, no report, a metric the report lacks) raises :class:`UserError`."""
+    r = request
+    now = time.time() if now is None else now
+    layout = Layout.at(r.root, archive_dir=r.archive_dir, production_dir=r.production_dir,
+                       leaderboard_csv=r.leaderboard_csv)
+    layout.check_apart("the production folder", layout.production)
+    folder = experiment_dir(layout.root, r.name, elsewhere=layout.archive)
+    report_path = choose_report(folder, r.report)
+    report = read_json_object_or_none(report_path)
+    if report is None:
+        raise UserError(f"{report_path}: not a readable JSON report")
+    metric = r.metric or (report.get("metric") if isinstance(report.get("metric"), str) else None)
+    if not metric:
+        raise UserError(f"{report_path}: names no metric; pass --metric")
+    mode = metric_mode(metric, r.mode)
+    value = report_value(report, metric)
+    metrics = {k: v for k, v in (report.get("metrics") or {}).items() if isinstance(v, (int, float))} \
+        if isinstance(report.get("metrics"), dict) else {}
+    if value is None:
+        have = ", ".join(sorted(metrics)) or "none"
+        raise UserError(f"{report_path}: has no value for {metric!r} (its metrics: {have})")
+    metrics.setdefault(metric, value)
+    config = RunPaths(folder).config_file()
+    if config is None:
+        raise UserError(f"{folder.name}: no config file (config.yaml/.yml/.json/.toml/.py) to promote")
+    target = layout.production / target_name(config, folder.name, r.config_name)
+    holder = find_holder(layout, target, metric)
+    rel = f"{REPORTS_DIR}/{report_path.name}"
+    shown = f"{metric} {value:.6g}"
+    checks: list[Check] = []
+
+    run = run_status(folder, now=now)
+    locked = lock_holder(str(folder), host=socket.gethostname(), ignore_own=False) \
+        if RunPaths(folder).lock.exists() else None
+    if run.state in LIVE or locked:
+        checks.append(Check("live", False, f"{folder.name} is live ({run.state if run.state in LIVE else locked}); "
+                                           "promote it once it is done"))
+    if report.get("completed") is True and report.get("gates_passed") is True:
+        checks.append(Check("gates", True, f"report {rel}: gates passed"))
+    elif report.get("completed") is not True:
+        checks.append(Check("gates", False, f"report {rel}: the evaluation did not complete"))
+    else:
+        checks.append(Check("gates", False, f"report {rel}: gates not passed"))
+
+    if r.threshold is not None:
+        within = value <= r.threshold + EPS if mode == MIN else value >= r.threshold - EPS
+        sign = "<=" if mode == MIN else ">="
+        checks.append(Check("threshold", within, f"{shown} {sign} threshold {r.threshold:g}" if within else
+                            f"{shown} is {'over' if mode == MIN else 'under'} the threshold {r.threshold:g}"))
+
+    gain = None
+    if holder is not None and holder.experiment is not None:
+        if holder.value is None:
+            ok = r.min_improvement <= 0
+            checks.append(Check("improvement", ok, f"the current holder {holder.experiment} has no {metric} value; "
+                                + ("not compared" if ok else "cannot check --min-improvement")))
+        else:
+            gain = improvement(value, holder.value, mode)
+            ok = gain >= r.min_improvement - EPS
+            checks.append(Check("improvement", ok, f"{shown} vs {holder.value:.6g} of {holder.experiment} (the current "
+                                f"holder): improvement {gain:.6g} {'>=' if ok else '<'} the minimum "
+                                f"{r.min_improvement:g}"))
+    else:
+        checks.append(Check("improvement", True, f"nothing promoted as {layout.show(target)} yet"))
+
+    backup = None
+    if target.exists():
+        if r.force:
+            stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+            backup = _free(target.with_name(f"{target.name}.{stamp}.bak"))
+            held_by = holder.describe() if holder else "unknown"
+            checks.append(Check("target", True, f"{layout.show(target)} exists ({held_by}); "
+                                                f"backed up to {backup.name} first (--force)"))
+        else:
+            checks.append(Check("target", False, f"{layout.show(target)} exists "
+                                                 f"({holder.describe() if holder else 'unknown'}); "
+                                                 "pass --force to replace it (it is backed up first)"))
+    row = None
+    if r.update_leaderboard or r.leaderboard_csv is not None:
+        prev = holder.experiment if holder else None
+        row = {"date": dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "experiment": folder.name, "config": layout.show(target), "metric": metric, "value": f"{value:.10g}",
+               "previous_experiment": prev or "",
+               "previous_value": "" if holder is None or holder.value is None else f"{holder.value:.10g}",
+               "improvement": "" if gain is None else f"{gain:.10g}"}
+    return PromotionPlan(r, layout, folder, report_path, metric, mode, value, metrics, config, target, backup, holder,
+                         gain, checks, row)
+
+
+def _free(path: Path) -> Path:
+    n, out = 1, path
+    while os.path.lexists(out):
+        out = path.with_name(f"{path.name}.{n}")
+        n += 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# promoting
+
+
+def promote(request: PromoteRequest, *, expect: PromotionPlan | None = None, now: float | None = None) -> PromoteResult:
+    """Promote when every check passes (checked again under ROOT's lock; with ``expect``, the plan
+    a user confirmed, refused if anything it showed changed meanwhile). A refusal writes nothing."""
+    plan = check_promotion(request, now=now)
+    if not plan.ok:
+        return PromoteResult(plan, False, plan.refusal)
+    with root_lock(plan.layout, "promote"):
+        plan = check_promotion(request, now=now)
+        if not plan.ok:
+            return PromoteResult(plan, False, plan.refusal)
+        if expect is not None and plan.key() != expect.key():
+            return PromoteResult(plan, False, "the config, the target or its holder changed since the check; "
+                                              "check again")
+        _write(plan, time.time() if now is None else now)
+    return PromoteResult(plan, True, None, plan.backup, plan.layout.leaderboard if plan.row else None)
+
+
+def _copy_bytes(data: bytes, path: Path, mode: int) -> None:
+    """Atomically write ``data`` to ``path`` with the permission bits of ``mode``."""
+    def write(f) -> None:
+        os.fchmod(f.fileno(), stat.S_IMODE(mode))
+        f.write(data)
+
+    atomic_write(path, write, sync_dir=True)
+
+
+def _write(plan: PromotionPlan, now: float) -> None:
+    data = plan.config.read_bytes()
+    plan.layout.production.mkdir(parents=True, exist_ok=True)
+    if plan.backup is not None:
+        _copy_bytes(plan.target.read_bytes(), plan.backup, plan.target.stat().st_mode)
+    _copy_bytes(data, plan.target, plan.config.stat().st_mode)
+    holder = plan.holder
+    previous = None
+    if holder is not None and holder.experiment is not None:
+        previous = {"experiment": holder.experiment, "metric": plan.metric, "value": holder.value,
+                    "promoted_at": (holder.record or {}).get("promoted_at"), "file_matched": holder.file_matches}
+    record = {"promoted_at": now, "target": str(plan.target), "production_config": plan.layout.show(plan.target),
+              "config": plan.config.name,
+              "sha256": sha256_file(plan.target), "report": f"{REPORTS_DIR}/{plan.report.name}", "metric": plan.metric,
+              "mode": plan.mode, "value": plan.value, "metrics": plan.metrics, "threshold": plan.request.threshold,
+              "min_improvement": plan.request.min_improvement, "improvement": plan.improvement,
+              "backup": str(plan.backup) if plan.backup else None, "previous": previous}
+
+    def replace_old(meta: dict) -> None:
+        for rec in meta.get("promotions") or []:
+            if isinstance(rec, dict) and rec.get("target") == str(plan.target) and not rec.get("replaced_at"):
+                rec["replaced_at"] = now
+                rec["replaced_by"] = plan.experiment.name
+
+    if holder is not None and holder.folder is not None and holder.folder != plan.experiment \
+            and holder.folder.is_dir():
+        update_metadata(holder.folder, replace_old)
+
+    def add(meta: dict) -> None:
+        replace_old(meta)
+        if not isinstance(meta.get("promotions"), list):
+            meta["promotions"] = []
+        meta["promotions"].append(record)
+        meta["promoted_to"] = str(plan.target)
+
+    update_metadata(plan.experiment, add)
+    if plan.row is not None:
+        append_row(plan.layout.leaderboard, plan.row)
+
+
+# --------------------------------------------------------------------------------------------
+# the leaderboard
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append one row to the leaderboard CSV, writing the header when the file is new.
+
+    The whole new file is written to a temp file and renamed over the old one (under a lock beside
+    it): a reader sees the old or the new file, never a torn row, also on network filesystems where
+    O_APPEND is not atomic; and the header is decided under the lock, so it is written exactly once.
+    A file with other columns keeps them (values for columns it lacks are dropped)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with held(path.with_name(f".{path.name}.lock"), "leaderboard"):
+        try:
+            old = path.read_bytes()
+        except FileNotFoundError:
+            old = b""
+        if old.strip():
+            header = next(csv.reader(io.StringIO(old.decode("utf-8", errors="replace").splitlines()[0])))
+            if not old.endswith(b"\n"):
+                old += b"\n"
+        else:
+            header, old = list(COLUMNS), b""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        if not old:
+            w.writerow(header)
+        w.writerow([row.get(col, "") for col in header])
+        mode = path.stat().st_mode if old else 0o644
+        _copy_bytes(old + buf.getvalue().encode(), path, mode)
+
+
+@dataclass
+class LeaderRow:
+    rank: int
+    date: str
+    experiment: str
+    config: str
+    metric: str
+    value: float | None
+    previous_experiment: str
+    previous_value: float | None
+    improvement: float | None
+    current: bool  # the latest promotion to its config
+
+
+@dataclass
+class Leaderboard:
+    path: Path
+    exists: bool
+    rows: list[LeaderRow] = field(default_factory=list)
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        v = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return v if v is not None and math.isfinite(v) else None
+
+
+def leaderboard(csv_path: str | os.PathLike | None = None, *, root: str | os.PathLike = DEFAULT_ROOT,
+                metric: str | None = None) -> Leaderboard:
+    """The leaderboard rows, grouped by metric (by name) and sorted best first within each (by the
+    metric's direction; an unknown direction sorts ascending); ``metric`` keeps one metric only."""
+    path = Path(csv_path) if csv_path is not None else Layout.at(root).leaderboard
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return Leaderboard(path, False)
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a CSV file") from None
+    raw = list(csv.DictReader(io.StringIO(text)))
+    latest = {r.get("config"): i for i, r in enumerate(raw)}
+    rows = []
+    for i, r in enumerate(raw):
+        m = r.get("metric") or ""
+        if metric is not None and m != metric:
+            continue
+        rows.append(LeaderRow(0, r.get("date") or "", r.get("experiment") or "", r.get("config") or "", m,
+                              _float(r.get("value")), r.get("previous_experiment") or "",
+                              _float(r.get("previous_value")), _float(r.get("improvement")),
+                              latest[r.get("config")] == i))
+
+    def key(row: LeaderRow):
+        try:
+            sign = -1.0 if metric_mode(row.metric) == MAX else 1.0
+        except UserError:
+            sign = 1.0
+        return (row.metric, row.value is None, sign * row.value if row.value is not None else 0.0, row.date)
+
+    rows.sort(key=key)
+    for i, row in enumerate(rows):
+        row.rank = 1 if i == 0 or rows[i - 1].metric != row.metric else rows[i - 1].rank + 1
+    return Leaderboard(path, True, rows)

@@ -1,0 +1,146 @@
+"""The server's request -> response logic, without HTTP: a method and a request target in, a
+:class:`Response` out. Read-only; every answer is JSON (the page: HTML) and never cached by the
+client; any unexpected exception becomes a 500 with one line.
+
+Routes::
+
+    GET /                                   the status page (page.html)
+    GET /training/status[?run=NAME]         the compact status of one run (default: the most recently active)
+    GET /runs                               what `trainkit status --json` prints
+    GET /runs/NAME                          one run: status, files, latest epoch record, report summaries
+    GET /runs/NAME/metrics?after=N          metrics.jsonl records from byte offset N, and the next offset
+
+The path is split on ``/`` first and each segment percent-decoded once, so an encoded ``/`` or
+``..`` stays inside one segment and is then refused by :func:`resolve_run` (404).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import orjson
+
+from trainkit.errors import first_line
+from trainkit.serve.cache import Memo
+from trainkit.serve.runs import (
+    METRICS_MAX_BYTES,
+    RunIndex,
+    Snapshot,
+    metrics_page,
+    no_status,
+    resolve_run,
+    run_detail,
+    status_line,
+)
+
+JSON = "application/json"
+HTML = "text/html; charset=utf-8"
+ALLOWED = "GET, HEAD"
+OFFSET = re.compile(r"[0-9]{1,19}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_response(obj: object, status: int = 200, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, orjson.dumps(obj), JSON, headers)
+
+
+def error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return json_response({"error": message}, status, headers)
+
+
+def load_page() -> bytes:
+    return resources.files("trainkit.serve").joinpath("page.html").read_bytes()
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Api:
+    def __init__(self, root: str | os.PathLike, *, stale_s: float | None = None, ttl: float = 1.0,
+                 max_bytes: int = METRICS_MAX_BYTES, log: Callable[[str], None] = _stderr) -> None:
+        self.root = os.fspath(root)
+        self.stale_s = stale_s
+        self.max_bytes = max_bytes
+        self.log = log
+        self.index = RunIndex(self.root, stale_s=stale_s)
+        self.memo = Memo(ttl)
+        self.page = load_page()
+
+    def handle(self, method: str, target: str) -> Response:
+        if method not in ("GET", "HEAD"):
+            return error(405, f"{method} is not allowed: this server is read-only", (("Allow", ALLOWED),))
+        try:
+            return self.route(target)
+        except Exception as e:  # one line to the client and to the log; the server goes on
+            self.log(f"trainkit serve: {method} {target[:200]!r} failed: {first_line(e)}")
+            return error(500, f"internal error: {first_line(e)}")
+
+    def route(self, target: str) -> Response:
+        parts = urlsplit(target)
+        if not parts.path.startswith("/"):
+            return error(404, "not found")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        segments = [unquote(s) for s in parts.path[1:].split("/")]
+        match segments:
+            case [""]:
+                return Response(200, self.page, HTML)
+            case ["training", "status"]:
+                return self.training_status(query)
+            case ["runs"]:
+                return Response(200, self.snapshot().body)
+            case ["runs", name]:
+                path = resolve_run(self.root, name)
+                if path is None:
+                    return no_run(name)
+                return Response(200, self.memo.get(("run", path), lambda: orjson.dumps(
+                    run_detail(path, stale_s=self.stale_s))))
+            case ["runs", name, "metrics"]:
+                return self.metrics(name, query)
+        return error(404, f"not found: {parts.path[:200]}; try /, /training/status, /runs, /runs/NAME, "
+                          "/runs/NAME/metrics?after=0")
+
+    def snapshot(self) -> Snapshot:
+        return self.memo.get("index", self.index.refresh)
+
+    def training_status(self, query: dict[str, list[str]]) -> Response:
+        names = query.get("run")
+        if names is not None:
+            if len(names) != 1:
+                return error(400, "give run= once")
+            path = resolve_run(self.root, names[0])
+            if path is None:
+                return no_run(names[0])
+        else:
+            active = self.snapshot().active
+            path = resolve_run(self.root, active) if active is not None else None
+            if path is None:  # no run at all (or it went away since the last scan)
+                return json_response(no_status())
+        return Response(200, self.memo.get(("status", path), lambda: orjson.dumps(
+            status_line(path, stale_s=self.stale_s))))
+
+    def metrics(self, name: str, query: dict[str, list[str]]) -> Response:
+        path = resolve_run(self.root, name)
+        if path is None:
+            return no_run(name)
+        after = query.get("after", ["0"])
+        if len(after) != 1 or not OFFSET.fullmatch(after[0]):
+            return error(400, "after must be a non-negative integer: the byte offset `next` of the previous page")
+        return json_response(metrics_page(path, int(after[0]), max_bytes=self.max_bytes))
+
+
+def no_run(name: str) -> Response:
+    return error(404, f"no run named {name[:200]!r}")

@@ -1,0 +1,272 @@
+"""What the server reads from ROOT: the run index (``trainkit.status`` over every run, reusing the
+result of runs whose files did not change), one run's status line and detail, and metric pages.
+
+No HTTP here. Every read of a run folder goes through :func:`resolve_run` first (a direct child of
+ROOT that ``find_runs`` would list), and the files this module opens itself must resolve inside
+the run folder (a symlinked file pointing elsewhere reads as missing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from trainkit.files import JsonlTail, read_json_object_or_none
+from trainkit.runfolder import (
+    CHECKPOINTS_DIR,
+    EPOCHS_DIR,
+    LIVE,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    RUN_MARKERS,
+    STATUS_FILE,
+    VALIDATION_SCORES_FILE,
+    RunPaths,
+    epoch_dir,
+)
+from trainkit.status import RunStatus, find_runs, run_status
+
+METRICS_MAX_BYTES = 4 << 20  # per /metrics response; the rest comes with the next offset
+REUSE_MAX_S = 30.0  # a finished run's entry is recomputed at least this often even if nothing changed
+EPOCH_TAIL_BYTES = 1 << 16  # how far back in metrics.jsonl to look for the last epoch record
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------------------------
+# names and files
+
+
+def resolve_run(root: str, name: str) -> str | None:
+    """The folder of run ``name`` (already percent-decoded, once), or None unless it is a direct,
+    non-hidden, non-symlinked child folder of ``root`` holding a run marker (``find_runs``'s rule)
+    whose real path lies in ROOT's real path."""
+    if not name or name.startswith(".") or "/" in name or "\\" in name or "\x00" in name:
+        return None
+    path = os.path.join(root, name)
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):  # a symlink is never a run (find_runs does not follow)
+            return None
+        if os.path.dirname(os.path.realpath(path)) != os.path.realpath(root):
+            return None
+    except (OSError, ValueError):
+        return None
+    return path if any(os.path.exists(f"{path}/{m}") for m in RUN_MARKERS) else None
+
+
+def inside(path: str, run_dir: str) -> bool:
+    real = os.path.realpath(path)
+    return real.startswith(os.path.realpath(run_dir) + os.sep)
+
+
+def read_object(path: str, run_dir: str) -> dict | None:
+    """The JSON object at ``path`` if it resolves inside ``run_dir``; None when missing or malformed."""
+    return read_json_object_or_none(path) if inside(path, run_dir) else None
+
+
+def _stat_key(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+# --------------------------------------------------------------------------------------------
+# the index of all runs
+
+
+@dataclass(frozen=True)
+class Entry:
+    status: RunStatus  # as computed at ``computed_at`` (heartbeat age then)
+    key: tuple  # the stats it was computed from
+    computed_at: float
+    activity_at: float  # heartbeat_at; else the newest status/progress mtime; else the folder's mtime
+    started_at: float | None  # live runs only: what orders two active runs
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    runs: list[RunStatus]
+    body: bytes  # orjson of ``runs``: what /runs sends (as `trainkit status --json`, unindented)
+    active: str | None  # the name of the most recently active run
+    at: float
+
+
+def _aged(rs: RunStatus, seconds: float) -> RunStatus:
+    if rs.heartbeat_age_s is None or seconds <= 0:
+        return rs
+    return dataclasses.replace(rs, heartbeat_age_s=rs.heartbeat_age_s + seconds)
+
+
+def choose_active(entries: list[Entry]) -> Entry | None:
+    """Running or paused runs first, the most recently started of them (so the line does not flip
+    between two runs whose heartbeats alternate); with none active, the largest heartbeat_at,
+    falling back to the newest status/progress mtime."""
+    live = [e for e in entries if e.status.state in LIVE]
+    if live:
+        return max(live, key=lambda e: (e.started_at or e.activity_at, e.activity_at, e.status.name))
+    return max(entries, key=lambda e: (e.activity_at, e.status.name), default=None)
+
+
+class RunIndex:
+    """``trainkit.status.scan`` for the server: the same ``find_runs`` and ``run_status``, but a run
+    whose folder, status, progress, epochs and checkpoints stats did not change since the last
+    refresh, and that is not running or paused (whose state depends on the clock and the pid), keeps
+    its previous result (its heartbeat age moved on), for at most ``REUSE_MAX_S``."""
+
+    def __init__(self, root: str, *, stale_s: float | None = None) -> None:
+        self.root = root
+        self.stale_s = stale_s
+        self.reused = self.computed = 0  # for tests and the benchmark
+        self._entries: dict[str, Entry] = {}
+        self._lock = threading.Lock()
+
+    def key(self, path: str) -> tuple:
+        return tuple(_stat_key(p) for p in (path, f"{path}/{STATUS_FILE}", f"{path}/{PROGRESS_FILE}",
+                                             f"{path}/{EPOCHS_DIR}", f"{path}/{CHECKPOINTS_DIR}"))
+
+    def entry(self, path: str, *, now: float, host: str) -> Entry:
+        key = self.key(path)
+        old = self._entries.get(path)
+        if (old is not None and old.key == key and old.status.state not in LIVE
+                and now - old.computed_at < REUSE_MAX_S):
+            self.reused += 1
+            return old
+        self.computed += 1
+        rs = run_status(path, now=now, host=host, stale_s=self.stale_s)
+        folder, status, prog = key[0], key[1], key[2]
+        if rs.heartbeat_age_s is not None:
+            activity = now - rs.heartbeat_age_s
+        elif status or prog:
+            activity = max(k[0] for k in (status, prog) if k) / 1e9
+        else:
+            activity = folder[0] / 1e9 if folder else 0.0
+        started = None
+        if rs.state in LIVE:
+            started = _num((read_object(f"{path}/{STATUS_FILE}", path) or {}).get("started_at"))
+        return Entry(rs, key, now, activity, started)
+
+    def refresh(self) -> Snapshot:
+        with self._lock:
+            now, host = time.time(), socket.gethostname()
+            entries = {p: self.entry(p, now=now, host=host) for p in find_runs(self.root)}
+            self._entries = entries
+            runs = [_aged(e.status, now - e.computed_at) for e in entries.values()]
+            active = choose_active(list(entries.values()))
+            return Snapshot(runs, orjson.dumps(runs), active.status.name if active else None, now)
+
+
+# --------------------------------------------------------------------------------------------
+# one run
+
+STATUS_KEYS = ("running", "current_epoch", "total_epochs", "loss", "name", "state", "progress_percentage", "eta_s",
+               "heartbeat_age_s")
+
+
+def no_status() -> dict:
+    return {k: False if k == "running" else None for k in STATUS_KEYS}
+
+
+def status_line(path: str, *, stale_s: float | None = None) -> dict:
+    """The seed's ``running``/``current_epoch``/``total_epochs``/``loss`` plus name, state, progress,
+    ETA and heartbeat age. State and progress come from ``run_status``; epoch, loss and ETA from
+    ``training_status.json`` (a wrongly typed value reads as null)."""
+    rs = run_status(path, stale_s=stale_s)
+    st = read_object(f"{path}/{STATUS_FILE}", path) or {}
+    total = rs.total_epochs if rs.total_epochs is not None else _int(st.get("total_epochs"))
+    return {"running": rs.state in LIVE, "current_epoch": _int(st.get("current_epoch")), "total_epochs": total,
+            "loss": _num(st.get("loss")), "name": rs.name, "state": rs.state,
+            "progress_percentage": rs.progress_percentage, "eta_s": _num(st.get("eta_s")),
+            "heartbeat_age_s": rs.heartbeat_age_s}
+
+
+def last_epoch_record(path: str, rs: RunStatus) -> dict | None:
+    """The last complete epoch's ``validation_scores.json`` (it holds every number of the epoch
+    record); else the last epoch record in the tail of ``metrics.jsonl``."""
+    if rs.completed_epochs > 0:
+        rec = read_object(f"{epoch_dir(path, rs.completed_epochs - 1)}/{VALIDATION_SCORES_FILE}", path)
+        if rec is not None:
+            return rec
+    metrics = f"{path}/{METRICS_FILE}"
+    if not inside(metrics, path):
+        return None
+    try:
+        with open(metrics, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - EPOCH_TAIL_BYTES))
+            lines = f.read().split(b"\n")
+    except OSError:
+        return None
+    for line in reversed(lines[1:] if size > EPOCH_TAIL_BYTES else lines):  # the first may be cut
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("kind") == "epoch":
+            return rec
+    return None
+
+
+REPORT_KEYS = ("metric", "gates_passed", "completed", "planned", "done", "ok", "error", "written_at")
+
+
+def report_summaries(path: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    reports = RunPaths(Path(path)).reports
+    if not reports.is_dir() or not inside(str(reports), path):
+        return out
+    for p in sorted(reports.glob("*.json")):
+        rep = read_object(str(p), path)
+        if rep is None:
+            out[p.stem] = {"error": f"{p.name}: missing, malformed or not a JSON object"}
+            continue
+        summary = {k: rep.get(k) for k in REPORT_KEYS}
+        metric = rep.get("metric")
+        summary["value"] = rep.get(metric) if isinstance(metric, str) else None
+        out[p.stem] = summary
+    return out
+
+
+def run_detail(path: str, *, stale_s: float | None = None) -> dict:
+    """One run: its status (as in /runs), the status and progress files, the latest epoch record and
+    the summary of each report."""
+    rs = run_status(path, stale_s=stale_s)
+    return {"run": rs, "training_status": read_object(f"{path}/{STATUS_FILE}", path),
+            "progress": read_object(f"{path}/{PROGRESS_FILE}", path), "latest_epoch": last_epoch_record(path, rs),
+            "report_summaries": report_summaries(path)}
+
+
+def metrics_page(path: str, after: int, *, max_bytes: int = METRICS_MAX_BYTES) -> dict:
+    """The records of ``metrics.jsonl`` from byte offset ``after``: complete lines only, at most
+    ``max_bytes`` (``more`` says there is more to fetch now), and ``next``, the offset to ask for
+    next. ``reset``: the file shrank below ``after`` (a resume trimmed it) and was read from 0."""
+    file = f"{path}/{METRICS_FILE}"
+    try:
+        size = os.stat(file).st_size if inside(file, path) else None
+    except OSError:
+        size = None
+    if size is None:  # no metrics (yet, or moved aside by --fresh): start again from 0
+        return {"records": [], "next": 0, "more": False, "reset": after > 0, "bad_lines": 0}
+    tail = JsonlTail(file, max_bytes=max_bytes)
+    tail.offset = after
+    records = tail.read()
+    start = 0 if tail.reset else after
+    more = size - start > max_bytes and tail.offset < size
+    return {"records": records, "next": tail.offset, "more": more, "reset": tail.reset, "bad_lines": tail.bad_lines}
