@@ -301,15 +301,21 @@ def test_json_output_is_every_field_of_run_status(tmp_path):
 
 
 def test_repair_never_writes_into_a_run_whose_lock_a_live_process_holds(tmp_path):
-    """Unreadable status, progress.json gone: the lock (held by this live process) is evidence of
+    """Unreadable status, progress.json gone: the lock (held by a live process) is evidence of
     life, so the run reads as starting and --repair leaves it alone."""
     paths = synthetic_run(tmp_path, "locked", scores=[1.0, 0.9], state="running")
     paths.status.write_bytes(b"{ torn")
     paths.progress.unlink()
-    paths.lock.write_bytes(orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "purpose": "train"}))
-    st = S.run_status(paths.root, repair=True)
-    assert st.state == "running" and "locked by pid" in st.reason
-    assert not paths.progress.exists()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        paths.lock.write_bytes(orjson.dumps({"pid": holder.pid, "host": socket.gethostname(), "purpose": "train"}))
+        st = S.run_status(paths.root, repair=True)
+        assert st.state == "running" and f"locked by pid {holder.pid}" in st.reason
+        assert not paths.progress.exists()
+        assert [a.name for a in plan(tmp_path)] == []  # nor does the launcher touch it
+    finally:
+        holder.kill()
+        holder.wait()
     paths.lock.unlink()  # the same run without the lock is repaired
     st = S.run_status(paths.root, repair=True)
     assert st.state == "crashed" and paths.progress.exists()
