@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install system-deps clean
+.PHONY: demo test test-fast test-tui screenshots install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ test: $(STAMP) system-deps
 # the suite without the slow tests (those that train real models in subprocesses)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# trainmon's tests alone (Pilot, snapshots, tmux)
+test-tui: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q tests/tui
+
+# screenshots/*.svg from a deterministic demo folder (the README shows them)
+screenshots: $(STAMP)
+	$(BIN)/python tools/make_screenshots.py --out screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info

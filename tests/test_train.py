@@ -340,15 +340,6 @@ def test_python_config_runs_and_python_m_matches_console_script(tmp_path, env):
     assert trainkit("--help", cwd=tmp_path, env=env).stdout == out.stdout
 
 
-def test_only_rank_0_writes_files(tmp_path, env):
-    cfg = write_config(tmp_path / "cfg.yaml", epochs=1)
-    run = tmp_path / "run"
-    res = trainkit("train", cfg, "--run-dir", run, cwd=tmp_path, env={**env, "RANK": "1", "WORLD_SIZE": "2"})
-    assert res.returncode == 0, res.stderr
-    assert "epoch 0 [1/1]" in res.stderr  # it trained
-    assert not run.exists() or not any(run.rglob("*"))  # and wrote nothing
-
-
 def test_status_replays_early_stopping_on_any_key_of_the_epoch_record(tmp_path, env):
     """Early stopping on train_loss (not a validation score): with progress.json gone, status
     recomputes from the epoch folders the same stop epoch the engine used, and --repair writes it."""

@@ -83,8 +83,8 @@ class Controls:
 
     ``checkpoint()`` saves (on a ``checkpoint`` request and before a pause); ``report(state, ack)``
     tells the loop's owner what happened: ``state`` is ``paused`` or ``running`` when the run
-    changes state, None for an acknowledgement alone. ``enabled`` False (a rank that owns no files)
-    checks signals only.
+    changes state, None for an acknowledgement alone. ``enabled`` False (a DDP rank other than 0)
+    decides nothing: rank 0 decides for every rank, signals included.
     """
 
     def __init__(self, path: Path, interrupts: Interrupts, *, checkpoint: Callable[[], None],
@@ -99,9 +99,11 @@ class Controls:
         self.step = step
 
     def check(self) -> str | None:
+        if not self.enabled:
+            return None
         if self.interrupts.requested.is_set():
             return f"{self.interrupts.signal_name} received"
-        req = self.poller.poll() if self.enabled else None
+        req = self.poller.poll()
         if req is None:
             return None
         self.poller.consume()

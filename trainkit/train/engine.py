@@ -29,6 +29,7 @@ from trainkit.interrupts import Interrupts
 from trainkit.live import Heartbeat, LiveStatus
 from trainkit.monitor import Alert, Monitor, grad_norm, layer_health, layer_snapshot
 from trainkit.runfolder import (
+    CRASHED,
     EARLY_STOPPED,
     EPOCH_FILES,
     FAILED,
@@ -40,9 +41,10 @@ from trainkit.runfolder import (
 )
 from trainkit.train import checkpoint
 from trainkit.train.checkpoint import TrainState
+from trainkit.train.ddp import Dist
 from trainkit.train.device import device_label
 from trainkit.train.display import ProgressDisplay
-from trainkit.train.session import Prepared, dist_rank, load_prompts
+from trainkit.train.session import Prepared, load_prompts
 
 log = logging.getLogger("trainkit")
 
@@ -125,11 +127,12 @@ class Trainer:
         self.cfg = cfg
         self.paths = prep.paths
         self.task = prep.task
-        self.device = device
+        self.dist = Dist.from_env()
+        self.device = self.dist.device(device)
         self.display = display
         self.resume_from = prep.resume
         self.cache_dir = prep.cache_dir
-        self.rank, self.world_size = dist_rank()
+        self.rank, self.world_size = self.dist.rank, self.dist.world
         self.writes = prep.writes
         self.config_dict = to_dict(cfg)
         self.best_metric = cfg.early_stopping.metric if cfg.early_stopping else "val_loss"  # what best.pt keeps
@@ -151,7 +154,8 @@ class Trainer:
         self.n_train = 0
         self.steps_per_epoch = 0
         self.total_steps = 0
-        self.model: torch.nn.Module | None = None
+        self.model: torch.nn.Module | None = None  # validated, sampled, checkpointed
+        self.train_model: torch.nn.Module | None = None  # what the steps call: the model, or DDP around it
         self.optimizer: torch.optim.Optimizer | None = None
         self.monitor: Monitor | None = None
 
@@ -179,6 +183,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
+        self.dist.start(self.device)
 
         t0 = time.monotonic()
         log.info("preparing data for task %s", cfg.task)
@@ -188,6 +193,10 @@ class Trainer:
         self.n_train = self.train_data[0].shape[0]
         self.steps_per_epoch = math.ceil(self.n_train / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
+        last = self.n_train % cfg.batch_size
+        if self.dist.active and 0 < last < self.world_size:
+            raise ValueError(f"the last batch of an epoch holds {last} sample(s), fewer than the {self.world_size} "
+                             "processes: change batch_size or the training set's size")
         log.info("data: %s training / %s validation samples, %d steps per epoch (%.1fs)", f"{self.n_train:,}",
                  f"{self.val_data[0].shape[0]:,}", self.steps_per_epoch, time.monotonic() - t0)
 
@@ -195,6 +204,7 @@ class Trainer:
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info("device: %s; model on %s (%s parameters)", device_label(self.device),
                  next(self.model.parameters()).device, f"{n_params:,}")
+        self.train_model = self.dist.wrap(self.model, self.device)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         if self.resume_from is not None:
             self._restore(self.resume_from)
@@ -275,6 +285,10 @@ class Trainer:
         except Exception as e:
             if self.interrupts.hard:  # e.g. torch.save turns the KeyboardInterrupt into a RuntimeError
                 return self._interrupted()
+            if self.dist.peer_lost(e):  # another rank died: the job is down, as torchrun takes it down
+                log.error("a process of the job is gone (%s): the job is down; the run reads crashed and "
+                          "`trainkit launch` relaunches it", first_line(e, limit=200))
+                return Outcome(CRASHED, EXIT_FAILED)
             log.exception("training failed: %s", e)
             self._final_status(FAILED, error=first_line(e))
             return Outcome(FAILED, EXIT_FAILED)
@@ -297,18 +311,21 @@ class Trainer:
             self.model.train()
             while st.samples_in_epoch < self.n_train:
                 idx = perm[st.samples_in_epoch:st.samples_in_epoch + cfg.batch_size]
-                batch = tuple(t[idx] for t in self.train_data)
+                shard = self.dist.shard(idx)  # the whole batch in one process; rank r's part under DDP
+                batch = tuple(t[shard] for t in self.train_data)
                 lr = get_lr(st.global_step, cfg, self.total_steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
+                self.dist.reseed(cfg.seed, st.global_step)
 
-                loss = self.task.loss(self.model, batch)
+                loss = self.task.loss(self.train_model, batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * self.dist.weight(len(shard), len(idx))).backward()
+                loss = self.dist.global_loss(loss, len(shard), len(idx))
                 step = st.global_step
                 norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip) \
                     if cfg.grad_clip > 0 else None
-                before = layer_snapshot(self.model) if self.monitor.layers_due(step) else None
+                before = layer_snapshot(self.model) if self.writes and self.monitor.layers_due(step) else None
                 self.optimizer.step()
 
                 self.epoch_losses.append(loss.detach())
@@ -328,7 +345,7 @@ class Trainer:
                     self._show()
                 if cfg.checkpoint.every_steps and st.global_step % cfg.checkpoint.every_steps == 0:
                     self.save_checkpoint()
-                why = self.controls.check()
+                why = self.dist.decide(self.controls.check())
                 if why is not None:
                     return self._stop(why)
             result = self._measure_epoch(time.monotonic() - epoch_t0)
@@ -345,7 +362,7 @@ class Trainer:
         gn = float(norm) if norm is not None else grad_norm(self.model.parameters())
         record = {"kind": "step", "epoch": st.epoch, "step": step, "loss": value, "lr": lr, "grad_norm": gn,
                   "t": time.time()}
-        if self.monitor.samples_due(step):
+        if self.writes and self.monitor.samples_due(step):
             record.update(self.monitor.sample(step, st.epoch))
         stop = self.monitor.on_step(step, loss=value, grad_norm=gn, throughput=self.live.fields["throughput"])
         if self.writes:
@@ -500,3 +517,4 @@ class Trainer:
             self.metrics.close()
         if self.monitor is not None:
             self.monitor.close()
+        self.dist.stop()

@@ -75,10 +75,17 @@ def train(req: TrainRequest, display: ProgressDisplay | None = None) -> RunResul
         return _result(prep, EARLY_STOPPED if early else FINISHED, EXIT_OK)
     with session.claim(prep):
         handlers = setup_logging(display, prep.paths.log, file_enabled=prep.writes)
+        if not prep.writes:  # DDP: rank 0 tells the story; the others speak up only for problems
+            for h in handlers:
+                h.setLevel(logging.WARNING)
         try:
             log.info("run folder: %s (%s)", prep.paths.root, "resuming" if prep.resume else "new run")
             if prep.moved_aside is not None:
                 log.info("--fresh: earlier outputs moved to %s", prep.moved_aside)
+            world = session.dist_rank()[1]
+            if prep.resume and prep.previous_world_size not in (None, world):
+                log.info("resuming with %d process(es); the checkpoint was written by %d: the data order is the "
+                         "same, each global batch is split anew", world, prep.previous_world_size)
             if prep.trimmed:
                 log.info("%s: dropped %d record(s) written after the checkpoint", prep.paths.metrics.name,
                          prep.trimmed)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import config, monitor
+from trainkit import config, monitor, readers
 from trainkit.errors import UserError
 from trainkit.files import read_json_object_or_none, truncate_tail, write_json
 from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock
@@ -68,6 +68,7 @@ class Prepared:
     resume: checkpoint.Loaded | None = None
     complete: str | None = None  # set when the run is already complete: what to tell the user
     writes: bool = True  # rank 0 owns the files
+    previous_world_size: int | None = None  # the processes of the session the checkpoint comes from
     moved_aside: Path | None = None  # where --fresh put the old outputs (set by claim)
     trimmed: int = 0  # records newer than the checkpoint cut off metrics.jsonl (set by claim)
 
@@ -88,13 +89,18 @@ def prepare(req: TrainRequest) -> Prepared:
         task.profile = get_profile(cfg.profile)
     if cfg.monitor.prompts is not None:
         load_prompts(cfg.monitor.prompts)  # a bad prompts file is bad input: say so before training
-    prep = Prepared(cfg, paths, task, source, config_file, req, writes=dist_rank()[0] == 0)
+    rank, world = dist_rank()
+    if cfg.batch_size % world:
+        raise UserError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes of torchrun "
+                        "(batch_size is the global batch, split evenly across them)")
+    prep = Prepared(cfg, paths, task, source, config_file, req, writes=rank == 0)
     if req.fresh:
         return prep
     prep.previous = config.read_resolved(paths)
     if prep.previous is not None:
         prep.changes = _check_resume(paths, config.to_dict(cfg), prep.previous)
     if paths.current_ckpt.exists():
+        prep.previous_world_size = (readers.load(paths.status, readers.STATUS, []) or {}).get("world_size")
         try:
             prep.resume = checkpoint.load(paths.current_ckpt)
         except checkpoint.CheckpointError as e:
@@ -191,6 +197,7 @@ def _write_resolved(prep: Prepared) -> None:
                         "changes": [{"field": f, "old": a, "new": b} for f, a, b in prep.changes]})
     meta.update({
         "version": FORMAT_VERSION,
+        "launch": launch_record(),
         "source": prep.source,
         "overrides": prep.request.sets,
         "epochs_arg": prep.request.epochs,
@@ -198,6 +205,15 @@ def _write_resolved(prep: Prepared) -> None:
         "history": history,
     })
     write_json(prep.paths.resolved_config, {**config.to_dict(prep.config), "_meta": meta})
+
+
+def launch_record() -> dict:
+    """How this session was started, so that ``trainkit launch`` relaunches it the same way: the
+    working folder and, under torchrun, the processes per node and the nodes."""
+    rank, world = dist_rank()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    torchrun = {"nproc_per_node": local, "nnodes": max(1, world // max(local, 1))} if world > 1 else None
+    return {"cwd": os.getcwd(), "torchrun": torchrun}
 
 
 def trim_after_checkpoint(paths: RunPaths, st: checkpoint.TrainState) -> int:

@@ -1,0 +1,48 @@
+"""Fixtures of trainmon's tests: real run folders made by trainkit (trained once per session and
+copied per test), an app factory, and a deadline wait for Pilot tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tui_helpers import project_conftest
+
+_shared = project_conftest()
+arith_questions, eval_env, trainkit = _shared.arith_questions, _shared.eval_env, _shared.trainkit
+write_config, write_jsonl = _shared.write_config, _shared.write_jsonl
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory, cache_dir) -> Path:
+    """ROOT with one real trained run (3 epochs) holding two real evaluations: ``mixed`` (one
+    error, one wrong answer) and ``broken`` (only error items)."""
+    base = tmp_path_factory.mktemp("trainmon-template")
+    root = base / "experiments"
+    env = dict(os.environ, TRAINKIT_CACHE_DIR=str(cache_dir), PYTHONUNBUFFERED="1")
+    run = root / "2026-01-01-base"
+    write_config(run / "config.yaml")
+    r = trainkit("train", run / "config.yaml", cwd=base, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    questions = arith_questions(12)
+    questions[3]["answer"] = "wrong on purpose"
+    write_jsonl(base / "mixed.jsonl", questions)
+    r = trainkit("eval", run, "--name", "mixed", "--model", "eval_models:flaky", "--questions", base / "mixed.jsonl",
+                 cwd=base, env=eval_env(env, EVAL_FAIL_IDS="5"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = trainkit("eval", run, "--name", "broken", "--model", "eval_models:flaky", "--questions",
+                 base / "mixed.jsonl", cwd=base, env=eval_env(env, EVAL_FAIL_IDS=",".join(map(str, range(12)))))
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    return root
+
+
+@pytest.fixture
+def real_root(template, tmp_path) -> Path:
+    """A fresh copy of the template ROOT with two runs (``...-base`` and ``...-copy``)."""
+    root = tmp_path / "experiments"
+    shutil.copytree(template, root, symlinks=True)
+    shutil.copytree(root / "2026-01-01-base", root / "2026-01-02-copy", symlinks=True)
+    return root

@@ -1,0 +1,223 @@
+"""What an action would do to each target, and doing it: Textual-free plans over trainkit's
+lifecycle (archive, restore, promote), control requests (stop, pause, resume) and the launcher
+(relaunch). A plan names every target with what will happen to it, or why nothing will."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainkit import control, lifecycle
+from trainkit.errors import UserError
+from trainkit.runfolder import CRASHED, FAILED, LIVE, PAUSED, RUNNING, RunPaths
+from tui.model.views import RunView
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class TargetLine:
+    name: str
+    what: str
+    ok: bool
+
+
+@dataclass
+class ActionPlan:
+    """``lines``: one per target (and details); ``execute(report)`` returns the outcome lines."""
+
+    verb: str
+    title: str
+    lines: list[TargetLine] = field(default_factory=list)
+    execute: Callable[[Report], list[str]] | None = None
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def doable(self) -> int:
+        return sum(1 for t in self.lines if t.ok)
+
+
+def _names(views: list[RunView]) -> list[str]:
+    return [v.name for v in views]
+
+
+def plan_archive(root: str, views: list[RunView]) -> ActionPlan:
+    plan = ActionPlan("archive", f"Archive {len(views)} run{'s' if len(views) != 1 else ''}")
+    candidates = []
+    for v in views:
+        if v.archived:
+            plan.lines.append(TargetLine(v.name, "already archived", False))
+        elif v.live:
+            plan.lines.append(TargetLine(v.name, f"{v.state}: a live run is never archived (stop it first)", False))
+        else:
+            candidates.append(v.name)
+    if not candidates:
+        return plan
+    try:
+        mp = lifecycle.plan_archive(root, candidates)
+    except UserError as e:
+        plan.lines.extend(TargetLine(n, f"refused: {e}", False) for n in candidates)
+        return plan
+    target = mp.layout.show(mp.layout.archive)
+    for c in mp.selected:
+        plan.lines.append(TargetLine(c.name, f"moves to {target}/ ({c.files} files, {_size(c.bytes)}; {c.status})",
+                                     True))
+    for c in mp.skipped:
+        plan.lines.append(TargetLine(c.name, f"not archived: {c.why_not} ({c.status}: {c.reason})", False))
+    if mp.selected:
+        def run(report: Report) -> list[str]:
+            res = lifecycle.archive(mp, progress=lambda p: report(f"{p.name}: {p.phase} {p.files_done}/{p.files_total}"))
+            return [f"archived {o.name}" for o in res.moved] + \
+                [f"{o.name} not archived: {o.detail}" for o in res.not_moved]
+        plan.execute = run
+    return plan
+
+
+def plan_restore(root: str, views: list[RunView]) -> ActionPlan:
+    plan = ActionPlan("restore", f"Restore {len(views)} run{'s' if len(views) != 1 else ''}")
+    names = []
+    for v in views:
+        if not v.archived:
+            plan.lines.append(TargetLine(v.name, "not archived (press A to show archived runs)", False))
+        else:
+            names.append(v.name)
+    if not names:
+        return plan
+    try:
+        mp = lifecycle.plan_restore(root, names)
+    except UserError as e:
+        plan.lines.extend(TargetLine(n, f"refused: {e}", False) for n in names)
+        return plan
+    for c in mp.selected:
+        plan.lines.append(TargetLine(c.name, f"moves back to {mp.layout.show(mp.layout.root)}/ ({c.files} files)", True))
+    for c in mp.skipped:
+        plan.lines.append(TargetLine(c.name, f"not restored: {c.why_not}", False))
+    if mp.selected:
+        def run(report: Report) -> list[str]:
+            res = lifecycle.restore(mp, progress=lambda p: report(f"{p.name}: {p.phase} {p.files_done}/{p.files_total}"))
+            return [f"restored {o.name}" for o in res.moved] + \
+                [f"{o.name} not restored: {o.detail}" for o in res.not_moved]
+        plan.execute = run
+    return plan
+
+
+def plan_promote(root: str, views: list[RunView]) -> ActionPlan:
+    plan = ActionPlan("promote", f"Promote {len(views)} run{'s' if len(views) != 1 else ''}")
+    ready = []
+    for v in views:
+        checked = _promotion_checks(root, v)
+        if isinstance(checked, str):
+            plan.lines.append(TargetLine(v.name, f"refused: {checked}", False))
+            continue
+        passing = [(req, c) for req, c in checked if c.ok]
+        req, check = passing[0] if passing else checked[0]
+        others = [c.report.stem for _, c in checked if c is not check]
+        holder = check.holder.experiment if check.holder and check.holder.experiment else None
+        held = f"{holder} ({check.holder.value:.6g})" if holder and check.holder.value is not None else \
+            holder or ("none" if check.holder is None else check.holder.describe())
+        threshold = req.threshold if req.threshold is not None else "none set"
+        what = (f"{check.metric} {check.value:.6g} ({check.mode}) from report {check.report.stem}"
+                + (f" (other reports: {', '.join(others)})" if others else "")
+                + f"; threshold: {threshold}; current holder: {held}; -> {check.layout.show(check.target)}")
+        if check.ok:
+            ready.append((req, check))
+            plan.lines.append(TargetLine(v.name, what, True))
+        else:
+            plan.lines.append(TargetLine(v.name, f"refused: {check.refusal}. {what}", False))
+        plan.details.extend(f"  {v.name}: {'✓' if c.passed else '✗'} {c.name}: {c.detail}" for c in check.checks)
+    if ready:
+        def run(report: Report) -> list[str]:
+            out = []
+            for req, check in ready:
+                res = lifecycle.promote(req, expect=check)
+                out.append(f"promoted {req.name} -> {res.plan.layout.show(res.plan.target)}" if res.promoted
+                           else f"{req.name} not promoted: {res.reason}")
+            return out
+        plan.execute = run
+    return plan
+
+
+def _promotion_checks(root: str, v: RunView):
+    """The promotion checks of each report of a run (newest report first), or why none."""
+    try:
+        return [(req, lifecycle.check_promotion(req)) for req in [lifecycle.PromoteRequest(v.name, root=root)]]
+    except UserError as e:
+        reports = sorted(RunPaths(Path(v.path)).reports.glob("*.json"), key=lambda p: -p.stat().st_mtime) \
+            if "several reports" in str(e) else []
+        if not reports:
+            return str(e)
+    out = []
+    for p in reports:
+        req = lifecycle.PromoteRequest(v.name, root=root, report=p.stem)
+        try:
+            out.append((req, lifecycle.check_promotion(req)))
+        except UserError:
+            continue
+    return out or "no usable evaluation report"
+
+
+def plan_control(views: list[RunView], what: str) -> ActionPlan:
+    """``stop`` (live runs), ``pause`` (running runs) or ``resume`` (paused runs)."""
+    wants = {"stop": LIVE, "pause": (RUNNING,), "resume": (PAUSED,)}[what]
+    plan = ActionPlan(what, f"{what.capitalize()} {len(views)} run{'s' if len(views) != 1 else ''}")
+    ok = []
+    for v in views:
+        if v.state in wants and not v.archived:
+            ok.append(v)
+            plan.lines.append(TargetLine(v.name, f"writes a {what} request; the trainer acts on it between steps", True))
+        else:
+            plan.lines.append(TargetLine(v.name, f"{v.state}: only {' or '.join(wants)} runs can be {_past(what)}",
+                                         False))
+    if ok:
+        def run(report: Report) -> list[str]:
+            for v in ok:
+                control.request(Path(v.path), what)
+            return [f"{what} requested for {v.name}" for v in ok]
+        plan.execute = run
+    return plan
+
+
+def plan_relaunch(root: str, views: list[RunView]) -> ActionPlan:
+    from trainkit import launcher
+
+    plan = ActionPlan("relaunch", f"Relaunch {len(views)} run{'s' if len(views) != 1 else ''}")
+    names = {v.name for v in views if v.state in (FAILED, CRASHED) and not v.archived}
+    actions = {a.name: a for a in launcher.plan(Path(root)) if a.name in names} if names else {}
+    todo = []
+    for v in views:
+        a = actions.get(v.name)
+        if v.name not in names:
+            plan.lines.append(TargetLine(v.name, f"{v.state}: only failed or crashed runs are relaunched", False))
+        elif a is None:
+            plan.lines.append(TargetLine(v.name, "nothing to do now (it changed state)", False))
+        elif a.action != "relaunch":
+            plan.lines.append(TargetLine(v.name, f"not relaunched: {a.reason}", False))
+        else:
+            todo.append(a)
+            plan.lines.append(TargetLine(v.name, f"resumes in the background ({a.reason})", True))
+    if todo:
+        def run(report: Report) -> list[str]:
+            msgs: list[str] = []
+            lx = launcher.Launcher(Path(root), max_parallel=10 ** 6, report=msgs.append)
+            lx.run(todo, wait=False)
+            return msgs or ["nothing was started"]
+        plan.execute = run
+    return plan
+
+
+def _past(what: str) -> str:
+    return {"stop": "stopped", "pause": "paused", "resume": "resumed"}[what]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def root_of(path: str) -> str:
+    return os.path.dirname(path)

@@ -1,0 +1,78 @@
+"""``trainmon [ROOT] [--poll [S]] [--readonly] [--archived] [--once]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+EPILOG = """\
+examples:
+  trainmon                          # the runs under ./experiments
+  trainmon runs/ --readonly         # look, never write (no action keys)
+  trainmon /mnt/nfs/exp --poll 2    # a shared filesystem: stat the files every 2 s
+  trainmon --once | grep crashed    # plain text table, then exit (also when piped)
+
+Watching: trainmon watches ROOT with inotify (a change shows within a fraction of a second).
+inotify sees nothing written by another host, so on nfs, cifs/smb, sshfs/fuse, ceph, lustre and
+other network filesystems trainmon polls by itself (the header says so); --poll forces polling
+(every S seconds, default 1) anywhere. Polling stats only the files trainmon knows.
+
+Keys: ? shows every key; q or Ctrl-C quits. Exit code 0; 2 on bad input.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        sys.stderr.write(f"trainmon: {message}\n")
+        sys.exit(2)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(prog="trainmon", description="Watch every trainkit run under ROOT: progress, loss, charts, "
+                                            "evaluations; archive, promote, stop, pause or relaunch from the keyboard.",
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("root", nargs="?", default="experiments", metavar="ROOT",
+                   help="the folder of run folders (default ./experiments)")
+    p.add_argument("--poll", nargs="?", const=1.0, type=float, default=None, metavar="S",
+                   help="poll every S seconds instead of inotify (default 1 s)")
+    p.add_argument("--readonly", action="store_true", help="no actions: no key writes anything")
+    p.add_argument("--archived", action="store_true", help="also show the runs in ROOT-archive/")
+    p.add_argument("--once", action="store_true", help="print the runs table as plain text and exit "
+                                                       "(also when stdout is not a terminal)")
+    return p.parse_args(argv)
+
+
+def print_once(root: str) -> None:
+    from pathlib import Path
+
+    from trainkit.commands.status import render
+    from trainkit.status import scan
+
+    print(render(scan(root), Path(root)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.perf_counter()
+    args = parse(argv)
+    if args.poll is not None and not (args.poll > 0):
+        sys.stderr.write("trainmon: --poll must be > 0 seconds\n")
+        return 2
+    if not os.path.isdir(args.root):
+        what = "is not a folder" if os.path.exists(args.root) else "no such folder"
+        sys.stderr.write(f"trainmon: {args.root}: {what}\n")
+        return 2
+    if args.once or not sys.stdout.isatty():
+        print_once(args.root)
+        return 0
+    from tui.app import Options, TrainmonApp
+
+    app = TrainmonApp(Options(args.root, poll_s=args.poll, readonly=args.readonly, archived=args.archived))
+    app.started_at = t0
+    app.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

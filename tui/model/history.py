@@ -1,0 +1,157 @@
+"""The full history of one run, loaded on demand (the run detail): step and epoch records,
+system samples, the epochs table with the best epoch marked and the early-stopping counter
+replayed from ``resolved_config.json``'s ``early_stopping``, and the log's tail."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+from trainkit import readers
+from trainkit.early_stopping import EarlyStopping, is_better
+from trainkit.files import JsonlTail, ReadProblem, open_regular
+from trainkit.runfolder import CURRENT_META_FILE, CHECKPOINTS_DIR, LOG_FILE, METRICS_FILE, RESOLVED_CONFIG_FILE, \
+    SYSTEM_FILE
+
+SKIP = {"kind", "epoch", "step", "t", "global_step"}
+LOG_LINES = 200
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class EpochRow:
+    epoch: int
+    values: dict[str, float]
+    duration_s: float | None
+    best: bool = False
+    bad_epochs: int = 0  # the early-stopping counter after this epoch
+    stopped: bool = False
+
+
+@dataclass
+class History:
+    """Everything the run detail draws. :meth:`update` reads what was appended since."""
+
+    path: str
+    steps: list[dict] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)
+    system: list[dict] = field(default_factory=list)
+    early_stopping: dict | None = None
+    monitor: str = "val_loss"
+    mode: str = "min"
+    bad_lines: int = 0
+    warnings: list[str] = field(default_factory=list)
+    _metrics: JsonlTail | None = None
+    _system: JsonlTail | None = None
+
+    @classmethod
+    def load(cls, path: str) -> History:
+        h = cls(path)
+        cfg = readers.load(f"{path}/{RESOLVED_CONFIG_FILE}", readers.RESOLVED_CONFIG, h.warnings) or {}
+        h.early_stopping = readers.load_early_stopping(cfg, h.warnings)
+        meta = readers.load(f"{path}/{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", readers.CURRENT_META, h.warnings) or {}
+        if h.early_stopping:
+            h.monitor, h.mode = h.early_stopping["metric"], h.early_stopping["mode"]
+        elif isinstance(meta.get("best_metric"), str):
+            h.monitor = meta["best_metric"]
+            h.mode = "max" if any(k in h.monitor for k in ("acc", "f1", "auc", "bleu")) else "min"
+        h._metrics = JsonlTail(f"{path}/{METRICS_FILE}")
+        h._system = JsonlTail(f"{path}/{SYSTEM_FILE}")
+        h.update()
+        return h
+
+    def update(self) -> bool:
+        """Read what was appended (all of it again after a truncation). True when anything changed."""
+        changed = False
+        recs = self._metrics.read()
+        if self._metrics.reset:
+            self.steps.clear()
+            self.epochs.clear()
+            changed = True
+        for r in recs:
+            if r.get("kind") == "step" and isinstance(r.get("step"), int):
+                self.steps.append(r)
+            elif r.get("kind") == "epoch" and isinstance(r.get("epoch"), int):
+                self.epochs = [e for e in self.epochs if e["epoch"] < r["epoch"]]  # a resume rewrote it
+                self.epochs.append(r)
+        self.bad_lines = self._metrics.bad_lines
+        sys_recs = self._system.read()
+        if self._system.reset:
+            self.system.clear()
+        self.system.extend(r for r in sys_recs if _num(r.get("t")))
+        return changed or bool(recs) or bool(sys_recs)
+
+    # ------------------------------------------------------------------ derived
+    def metric_names(self) -> list[str]:
+        """Every charted metric: ``loss`` and ``lr`` of the steps, then the epoch records' numbers."""
+        names: list[str] = []
+        if any(_num(r.get("loss")) for r in self.steps):
+            names.append("loss")
+        for r in self.epochs:
+            for k, v in r.items():
+                if k not in SKIP and _num(v) and f"epoch:{k}" not in names:
+                    names.append(f"epoch:{k}")
+        if any(_num(r.get("lr")) for r in self.steps):
+            names.append("lr")
+        return names
+
+    def series(self, name: str, x: str = "step") -> list[tuple[float, float]]:
+        """(x, y) points of a metric; ``x`` is ``step`` (the global step, or the epoch) or ``time``."""
+        if name.startswith("epoch:"):
+            key = name[6:]
+            return [(float(r["t"] if x == "time" and _num(r.get("t")) else r["epoch"]), float(r[key]))
+                    for r in self.epochs if _num(r.get(key))]
+        return [(float(r["t"] if x == "time" and _num(r.get("t")) else r["step"]), float(r[name]))
+                for r in self.steps if _num(r.get(name))]
+
+    def system_names(self) -> list[str]:
+        names: list[str] = []
+        for r in self.system[-50:]:
+            for k, v in r.items():
+                if k != "t" and _num(v) and k not in names:
+                    names.append(k)
+        return names
+
+    def system_series(self, name: str) -> list[tuple[float, float]]:
+        return [(float(r["t"]), float(r[name])) for r in self.system if _num(r.get(name))]
+
+    def epoch_rows(self) -> list[EpochRow]:
+        """One row per finished epoch: the best (by the monitored metric) marked, and the
+        early-stopping counter replayed as the trainer counted it."""
+        es = EarlyStopping(**self.early_stopping) if self.early_stopping else None
+        best_value, best_i = None, None
+        rows = []
+        for r in self.epochs:
+            values = {k: float(v) for k, v in r.items() if k not in SKIP and k != "duration_s" and _num(v)}
+            row = EpochRow(r["epoch"], values, float(r["duration_s"]) if _num(r.get("duration_s")) else None)
+            if is_better(r.get(self.monitor), best_value, self.mode):
+                best_value, best_i = float(r[self.monitor]), len(rows)
+            if es is not None:
+                row.stopped = es.update(r["epoch"], r)
+                row.bad_epochs = es.bad_epochs
+            rows.append(row)
+        if best_i is not None:
+            rows[best_i].best = True
+        return rows
+
+
+def log_tail(path: str, lines: int = LOG_LINES, max_bytes: int = 256 * 1024) -> list[str]:
+    """The last ``lines`` lines of the run's ``train.log`` (read from the end)."""
+    try:
+        fd = open_regular(f"{path}/{LOG_FILE}")
+    except (FileNotFoundError, ReadProblem):
+        return []
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - max_bytes)
+        data = os.pread(fd, size - start, start)
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", errors="replace").splitlines()
+    if start > 0 and text:
+        text = text[1:]
+    return text[-lines:]

@@ -1,0 +1,372 @@
+"""The in-memory model of the runs under ROOT: file events in, changed run views out.
+
+``refresh(changed_paths)`` is the only entry point after construction: ``None`` means "look at
+everything" (start-up, polling); a set of paths means "look again at these" (an event never means
+"one append"). JSON files are re-read through :func:`trainkit.status.run_status` (one source of
+truth for states and progress); ``metrics.jsonl`` is tailed by offset. Work per call is
+time-boxed: what is left waits in :attr:`RunsModel.pending` for the next call.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from trainkit import readers
+from trainkit.files import JsonlTail
+from trainkit.lifecycle.experiments import flatten
+from trainkit.lock import pid_alive
+from trainkit.runfolder import (
+    ARCHIVE_SUFFIX,
+    CHECKPOINTS_DIR,
+    CONFIG_FILES,
+    CURRENT_META_FILE,
+    EPOCHS_DIR,
+    EVALS_DIR,
+    LIVE,
+    LOCK_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    REPORTS_DIR,
+    RESOLVED_CONFIG_FILE,
+    RUN_MARKERS,
+    STATUS_FILE,
+    SYSTEM_FILE,
+)
+from trainkit.status import find_runs, run_status, stale_after, summarize
+from tui.model.tail import tail_from_end
+from tui.model.views import SPARK_POINTS, RunView
+
+# What a changed file means for a run.
+ROW, METRICS, CONFIG, SYSTEM, LOG, EVALS, FOLDER = "row", "metrics", "config", "system", "log", "evaluations", "folder"
+ROW_FILES = {STATUS_FILE, PROGRESS_FILE, LOCK_FILE}
+POLLED = (STATUS_FILE, PROGRESS_FILE, LOCK_FILE, METRICS_FILE, RESOLVED_CONFIG_FILE, SYSTEM_FILE, LOG_FILE,
+          f"{CHECKPOINTS_DIR}/{CURRENT_META_FILE}")
+
+
+def is_step(rec: dict) -> bool:
+    return rec.get("kind") == "step" and isinstance(rec.get("loss"), (int, float)) and not isinstance(rec["loss"], bool)
+
+
+@dataclass
+class RunChange:
+    """What changed about one run: ``added``, ``updated`` (``what`` says which parts) or ``removed``."""
+
+    name: str
+    kind: str
+    what: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Entry:
+    view: RunView
+    tail: JsonlTail | None = None
+    sigs: dict[str, tuple] = field(default_factory=dict)
+    good_status: bool = False
+    pid: int | None = None
+    host: str | None = None
+    started_at: float | None = None
+    status: dict = field(default_factory=dict)
+
+
+def _sig(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class RunsModel:
+    """The runs under ``root`` (or, with ``archived``, in ``<root>-archive`` too)."""
+
+    def __init__(self, root: str | os.PathLike, *, clock: Callable[[], float] = time.time,
+                 stale_s: float | None = None, archived: bool = False) -> None:
+        self.root = os.path.abspath(root)
+        self.archive = self.root + ARCHIVE_SUFFIX
+        self.clock = clock
+        self.stale_s = stale_s
+        self.show_archived = archived
+        self.host = socket.gethostname()
+        self.runs: dict[str, RunView] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._dirty: dict[str, set[str]] = {}
+        self._folder_sigs: dict[str, tuple | None] = {}
+        self._extra: dict[str, tuple | None] = {}  # files a screen asked to be polled (an open evaluation)
+        self.pending = 0
+        self.loaded = False
+
+    # ------------------------------------------------------------------ public
+    def refresh(self, changed_paths: set[str] | None = None, budget_s: float | None = 0.05) -> list[RunChange]:
+        """Look again (everything when ``changed_paths`` is None); at most ``budget_s`` of reading
+        (None: no limit). Returns the changes; :attr:`pending` counts runs left for the next call."""
+        t0 = time.perf_counter()
+        out: list[RunChange] = []
+        if changed_paths is None:
+            out.extend(self._poll())
+        else:
+            out.extend(self._route(changed_paths))
+        first = True
+        while self._dirty and (first or budget_s is None or time.perf_counter() - t0 < budget_s):
+            first = False
+            key = next(iter(self._dirty))
+            what = self._dirty.pop(key)
+            change = self._update(key, what)
+            if change is not None:
+                out.append(change)
+        self.pending = len(self._dirty)
+        self.loaded = self.loaded or not self._dirty
+        return out
+
+    def check_liveness(self) -> list[RunChange]:
+        """Live runs whose heartbeat went stale or whose pid vanished (no file event tells that):
+        re-read only those. Cheap when nothing changed (no file is read)."""
+        now = self.clock()
+        for key, e in self._entries.items():
+            v = e.view
+            if v.state not in LIVE:
+                continue
+            limit = self.stale_s if self.stale_s is not None else stale_after(e.status)
+            stale = v.heartbeat_at is not None and now - v.heartbeat_at > limit
+            if stale or (e.pid is not None and e.host == self.host and not pid_alive(e.pid, e.started_at)):
+                self._dirty.setdefault(key, set()).add(ROW)
+        return self.refresh(set(), budget_s=None) if self._dirty else []
+
+    def watch_extra(self, path: str) -> None:
+        """Poll ``path`` too (an open evaluation's files) when polling."""
+        self._extra.setdefault(os.path.abspath(path), _sig(path))
+
+    def unwatch_extra(self, path: str) -> None:
+        self._extra.pop(os.path.abspath(path), None)
+
+    def summary(self) -> dict:
+        """Counts per state and overall progress (trainkit's :func:`summarize`)."""
+        return summarize([_Summary(v) for v in self.runs.values() if not v.archived])
+
+    def key_of(self, path: str) -> str | None:
+        """The run key (its folder path) of any path inside a run, else None."""
+        path = os.path.abspath(path)
+        for base in (self.root, self.archive):
+            if path.startswith(base + os.sep):
+                first = path[len(base) + 1:].split(os.sep, 1)[0]
+                if first and not first.startswith("."):
+                    return f"{base}{os.sep}{first}"
+        return None
+
+    # ------------------------------------------------------------------ routing
+    def _route(self, paths: set[str]) -> list[RunChange]:
+        out = []
+        for p in paths:
+            p = os.path.abspath(p)
+            key = self.key_of(p)
+            if key is None:
+                if p in (self.root, self.archive):
+                    self._discover()
+                continue
+            rel = p[len(key) + 1:] if len(p) > len(key) else ""
+            parts = rel.split(os.sep) if rel else []
+            base = parts[-1] if parts else ""
+            if key not in self._entries:
+                if key.startswith(self.archive + os.sep) and not self.show_archived:
+                    continue
+                self._dirty.setdefault(key, set()).add(FOLDER)
+                continue
+            kinds = self._dirty.setdefault(key, set())
+            if not parts:
+                kinds.add(FOLDER)
+            elif len(parts) == 1 and base in ROW_FILES:
+                kinds.add(ROW)
+            elif len(parts) == 1 and base == METRICS_FILE:
+                kinds.add(METRICS)
+            elif len(parts) == 1 and base == RESOLVED_CONFIG_FILE:
+                kinds.update((CONFIG, ROW))
+            elif len(parts) == 1 and base in CONFIG_FILES:
+                kinds.add(ROW)
+            elif len(parts) == 1 and base == SYSTEM_FILE:
+                kinds.add(SYSTEM)
+            elif len(parts) == 1 and base == LOG_FILE:
+                kinds.add(LOG)
+            elif parts[0] in (CHECKPOINTS_DIR, EPOCHS_DIR):
+                kinds.add(ROW)
+            elif parts[0] in (EVALS_DIR, REPORTS_DIR):
+                kinds.add(EVALS)
+            if not kinds:
+                del self._dirty[key]
+        return out
+
+    def _discover(self) -> None:
+        """Add new run folders, drop vanished ones."""
+        found = set(find_runs(self.root)) if os.path.isdir(self.root) else set()
+        if self.show_archived and os.path.isdir(self.archive):
+            found |= set(find_runs(self.archive))
+        for key in found - set(self._entries):
+            self._dirty.setdefault(key, set()).add(FOLDER)
+        for key in set(self._entries) - found:
+            self._dirty.setdefault(key, set()).add(FOLDER)
+
+    def _poll(self) -> list[RunChange]:
+        """Stat what is known; a changed signature makes its run dirty."""
+        out: list[RunChange] = []
+        bases = [self.root] + ([self.archive] if self.show_archived else [])
+        if any(self._folder_sigs.get(b, 0) != _sig(b) for b in bases) or not self.loaded and not self._dirty:
+            for b in bases:
+                self._folder_sigs[b] = _sig(b)
+            self._discover()
+        for key, e in self._entries.items():
+            for name in POLLED:
+                s = _sig(f"{key}/{name}")
+                if e.sigs.get(name) != s:
+                    e.sigs[name] = s
+                    self._route({f"{key}/{name}"})
+        for path, old in list(self._extra.items()):
+            s = _sig(path)
+            if s != old:
+                self._extra[path] = s
+                key = self.key_of(path)
+                if key in self._entries:
+                    self._dirty.setdefault(key, set()).add(EVALS)
+        return out
+
+    # ------------------------------------------------------------------ reading one run
+    def _update(self, key: str, what: set[str]) -> RunChange | None:
+        e = self._entries.get(key)
+        if FOLDER in what:
+            is_run = os.path.isdir(key) and any(os.path.exists(f"{key}/{m}") for m in RUN_MARKERS)
+            if not is_run:
+                if e is None:
+                    return None
+                del self._entries[key]
+                name = self.runs.pop(key).name
+                return RunChange(key, "removed", frozenset({name}))
+            if e is None:
+                e = self._load(key)
+                return RunChange(key, "added", frozenset({ROW, METRICS}))
+            what = what | {ROW, METRICS, CONFIG}
+        if e is None:
+            return None
+        done: set[str] = set()
+        if CONFIG in what:
+            self._read_config(e)
+        if ROW in what:
+            self._read_row(e)
+            done.add(ROW)
+        if METRICS in what:
+            if self._read_metrics(e):
+                done.add(METRICS)
+        done |= what & {SYSTEM, LOG, EVALS}
+        if not done:
+            return None
+        e.view.changed_at = self.clock()
+        return RunChange(key, "updated", frozenset(done))
+
+    def _load(self, key: str) -> _Entry:
+        view = RunView(os.path.basename(key), key, archived=key.startswith(self.archive + os.sep))
+        e = _Entry(view)
+        self._entries[key] = e
+        self.runs[key] = view
+        self._read_config(e)
+        self._read_row(e)
+        recs, e.tail = tail_from_end(f"{key}/{METRICS_FILE}", SPARK_POINTS, is_step)
+        view.losses.extend(float(r["loss"]) for r in recs)
+        view.bad_lines = e.tail.bad_lines
+        if recs and view.last_loss is None:
+            view.last_loss = view.losses[-1]
+        try:
+            view.changed_at = os.stat(key).st_mtime
+        except OSError:
+            view.changed_at = 0.0
+        for name in POLLED:
+            e.sigs[name] = _sig(f"{key}/{name}")
+        return e
+
+    def _read_config(self, e: _Entry) -> None:
+        warnings: list[str] = []
+        cfg = readers.load(f"{e.view.path}/{RESOLVED_CONFIG_FILE}", readers.RESOLVED_CONFIG, warnings)
+        if cfg is not None:
+            e.view.config = flatten({k: v for k, v in cfg.items() if k != "_meta"})
+
+    def _read_row(self, e: _Entry) -> None:
+        v = e.view
+        warnings: list[str] = []
+        status = readers.load(f"{v.path}/{STATUS_FILE}", readers.STATUS, warnings)
+        status_broken = status is None and any(w.startswith(STATUS_FILE) for w in warnings)
+        rs = run_status(v.path, now=self.clock(), host=self.host, stale_s=self.stale_s)
+        problems = list(dict.fromkeys(warnings + rs.warnings))
+        if status_broken and e.good_status:
+            # a malformed status file: keep the last good values, mark the run
+            v.warnings = problems
+            return
+        e.good_status = status is not None
+        status = status or {}
+        v.state, v.reason = rs.state, rs.reason
+        v.completed, v.total, v.percentage = rs.completed_epochs, rs.total_epochs, rs.progress_percentage
+        v.early_stopped = rs.early_stopped
+        v.best_metric, v.best_value = rs.best_metric, rs.best_value
+        if rs.last_loss is not None:
+            v.last_loss = rs.last_loss
+        v.throughput = status.get("throughput") if v.live else None
+        v.eta_s = status.get("eta_s") if v.live else None
+        v.heartbeat_at = status.get("heartbeat_at")
+        v.step, v.lr = status.get("step"), status.get("lr")
+        e.pid, e.host, e.started_at = status.get("pid"), status.get("host"), status.get("started_at")
+        e.status = status
+        v.fraction = _fraction(v, status)
+        v.warnings = problems
+
+    def _read_metrics(self, e: _Entry) -> bool:
+        tail = e.tail
+        if tail is None:
+            return False
+        before = tail.offset
+        recs = tail.read()
+        if tail.reset:
+            e.view.losses.clear()
+        steps = [float(r["loss"]) for r in recs if is_step(r)]
+        e.view.losses.extend(steps)
+        changed = bool(steps) or tail.reset or tail.bad_lines != e.view.bad_lines
+        e.view.bad_lines = tail.bad_lines
+        if steps:
+            e.view.last_loss = steps[-1]
+        if tail.max_bytes and tail.offset - before >= tail.max_bytes // 2:
+            self._dirty.setdefault(e.view.path, set()).add(METRICS)  # maybe more: read it next time
+        return changed
+
+
+def _fraction(v: RunView, status: dict) -> float:
+    if v.complete:
+        return 1.0
+    if not v.total:
+        return 0.0
+    done = float(v.completed)
+    spe, step, epoch = status.get("steps_per_epoch"), status.get("step"), status.get("current_epoch")
+    if v.live and spe and isinstance(step, int) and epoch == v.completed:
+        done += min(1.0, max(0.0, (step - epoch * spe) / spe))
+    return min(1.0, done / v.total)
+
+
+@dataclass
+class _Summary:
+    """The fields of :class:`trainkit.status.RunStatus` that :func:`summarize` reads."""
+
+    view: RunView
+
+    @property
+    def state(self) -> str:
+        return self.view.state
+
+    @property
+    def total_epochs(self) -> int | None:
+        return self.view.total
+
+    @property
+    def completed_epochs(self) -> int:
+        return self.view.completed
+
+    @property
+    def early_stopped(self) -> bool:
+        return self.view.early_stopped
+

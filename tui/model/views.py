@@ -1,0 +1,79 @@
+"""What one row of the runs workspace shows: a small, Textual-free view of one run."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainkit.commands.status import SYMBOLS
+from trainkit.formatting import format_age
+from trainkit.runfolder import COMPLETE, LIVE
+
+SPARK_POINTS = 60
+
+# A word for each state that reads without colour (the symbol alone is ambiguous for ✓).
+STATE_LABELS = {"pending": "pending", "running": "running", "paused": "paused", "finished": "finished",
+                "early_stopped": "early-stop", "stopped": "stopped", "failed": "failed", "crashed": "crashed"}
+
+
+@dataclass
+class RunView:
+    """One run as the workspace shows it. ``heartbeat_at`` is kept (not an age) so that the age is
+    computed from the model's clock when shown."""
+
+    name: str
+    path: str
+    state: str = "pending"
+    reason: str = ""
+    completed: int = 0
+    total: int | None = None
+    percentage: float = 0.0
+    fraction: float = 0.0  # 0..1 for the bar: complete epochs plus the current epoch's steps
+    losses: deque = field(default_factory=lambda: deque(maxlen=SPARK_POINTS))
+    last_loss: float | None = None
+    best_metric: str | None = None
+    best_value: float | None = None
+    throughput: float | None = None
+    eta_s: float | None = None
+    heartbeat_at: float | None = None
+    step: int | None = None
+    lr: float | None = None
+    early_stopped: bool = False
+    warnings: list[str] = field(default_factory=list)
+    bad_lines: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    changed_at: float = 0.0  # when the model last saw this run change (sort "recent")
+    archived: bool = False
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS.get(self.state, "?")
+
+    @property
+    def label(self) -> str:
+        return STATE_LABELS.get(self.state, self.state)
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE
+
+    @property
+    def complete(self) -> bool:
+        return self.state in COMPLETE
+
+    @property
+    def warned(self) -> bool:
+        return bool(self.warnings) or self.bad_lines > 0
+
+    def heartbeat_age(self, now: float) -> float | None:
+        return None if self.heartbeat_at is None else max(0.0, now - self.heartbeat_at)
+
+    def age_text(self, now: float) -> str:
+        """The heartbeat age of a live run (others: ``-``, so that an idle screen never changes)."""
+        if not self.live:
+            return "-"
+        return format_age(self.heartbeat_age(now))
+
+    def epochs_text(self) -> str:
+        return f"{self.completed}/{self.total if self.total is not None else '?'}"

@@ -1,0 +1,1 @@
+"""trainmon's screens: the runs workspace, run detail, compare, inspector, help, confirmation."""

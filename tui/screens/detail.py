@@ -1,0 +1,284 @@
+"""Run detail: config summary, live status, a chart per metric (filter, log-Y, step/time, zoom),
+system metrics, the epochs table, the live log (``l``) and the run's evaluations (``i``)."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from trainkit.formatting import fmt_duration, fmt_num
+from tui.model.evals import list_evals
+from tui.model.history import History, log_tail
+from tui.model.runs import CONFIG, EVALS, LOG, METRICS, ROW, SYSTEM, RunChange
+from tui.widgets.chart import Series, color_of
+from tui.widgets.chart_view import ChartView
+from tui.widgets.glyphs import bar, pct_text
+from tui.widgets.runs_table import STATE_STYLES
+
+CONFIG_KEYS = ("task", "epochs", "lr", "batch_size", "optimizer", "lr_schedule.name", "early_stopping.metric",
+               "early_stopping.patience", "device")
+SYSTEM_SHOWN = ("cpu_percent", "rss_bytes", "host_cpu_percent", "host_mem_percent")
+
+
+def head_text(view, now: float) -> Text:
+    t = Text()
+    t.append(f"{view.name}  ", style="bold")
+    t.append(f"{view.symbol} {view.label}", style=STATE_STYLES.get(view.state, ""))
+    t.append(f"  {view.reason}\n", style="dim")
+    t.append(bar(view.fraction, 24), style="green" if view.live else "cyan")
+    t.append(f" {view.epochs_text()} epochs {pct_text(view.percentage)}")
+    t.append(f"  loss {fmt_num(view.last_loss)}")
+    if view.best_value is not None:
+        t.append(f"  best {view.best_metric} {view.best_value:.4g}")
+    if view.live:
+        t.append(f"  step {view.step}  lr {fmt_num(view.lr, '.3g')}  "
+                 f"{'-' if view.throughput is None else f'{view.throughput:.0f}/s'}  ETA {fmt_duration(view.eta_s)}"
+                 f"  heartbeat {view.age_text(now)} ago")
+    t.append("\n")
+    cfg = view.config
+    parts = [f"{k}={cfg[k]}" for k in CONFIG_KEYS if cfg.get(k) is not None]
+    parts += [f"{k}={v}" for k, v in cfg.items() if (k.startswith("model.")) and v is not None][:6]
+    t.append("config: " + "  ".join(parts), style="dim")
+    for w in view.warnings[:3]:
+        t.append(f"\n⚠ {w}", style="yellow")
+    if view.bad_lines:
+        t.append(f"\n⚠ {view.bad_lines} unreadable line(s) skipped in the metrics log", style="yellow")
+    return t
+
+
+class DetailScreen(Screen):
+    AUTO_FOCUS = "#eval-list"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("y", "logy", "Log-Y"),
+        Binding("x", "xaxis", "Step/time"),
+        Binding("plus,equals_sign", "zoom_in", "Zoom +"),
+        Binding("minus", "zoom_out", "Zoom -"),
+        Binding("f", "metric_filter", "Metric filter"),
+        Binding("l", "log", "Log"),
+        Binding("i", "inspect", "Inspect eval"),
+    ]
+    DEFAULT_CSS = """
+    DetailScreen #head { height: auto; padding: 0 1; background: $boost; }
+    DetailScreen #charts { grid-size: 2; grid-gutter: 0 1; height: auto; }
+    DetailScreen #system { grid-size: 2; grid-gutter: 0 1; height: auto; }
+    DetailScreen .section { text-style: bold; padding: 1 1 0 1; }
+    DetailScreen #epochs { height: auto; max-height: 16; }
+    DetailScreen #eval-list { height: auto; max-height: 10; }
+    DetailScreen #log { dock: bottom; height: 12; border: round $secondary; padding: 0 1; display: none; }
+    DetailScreen #mfilter { margin: 0 1; display: none; }
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+        self.history: History | None = None
+        self.logy = False
+        self.xtime = False
+        self.last: int | None = None
+        self.metric_filter = ""
+        self.evals = []
+
+    @property
+    def view(self):
+        return self.app.model.runs.get(self.key)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="head")
+        yield Input(placeholder="metric filter (substring; empty: all)", id="mfilter")
+        with VerticalScroll(id="body"):
+            yield Static("Metrics", classes="section")
+            yield Grid(id="charts")
+            yield Static("System", classes="section")
+            yield Grid(id="system")
+            yield Static("Epochs", classes="section")
+            yield DataTable(id="epochs", cursor_type="row")
+            yield Static("Evaluations", classes="section")
+            yield DataTable(id="eval-list", cursor_type="row")
+        yield Static(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.key
+        self.draw_head()
+        self.draw_evals()
+        self.load()
+
+    @work(thread=True, exclusive=True, group="history")
+    def load(self) -> None:
+        history = History.load(self.key)
+        self.app.call_from_thread(self._loaded, history)
+
+    def _loaded(self, history: History) -> None:
+        self.history = history
+        self.draw_charts()
+        self.draw_epochs()
+
+    # ---------------------------------------------------------------- live (called by the app)
+    def runs_changed(self, changes: list[RunChange]) -> None:
+        for ch in changes:
+            if ch.name != self.key:
+                continue
+            if ch.kind == "removed":
+                self.query_one("#head", Static).update(Text(f"{self.key}: the run folder is gone", style="yellow"))
+                continue
+            if ch.what & {ROW, CONFIG}:
+                self.draw_head()
+            if ch.what & {METRICS, SYSTEM, ROW} and self.history is not None and self.history.update():
+                self.draw_charts()
+                self.draw_epochs()
+            if LOG in ch.what and self.query_one("#log").display:
+                self.draw_log()
+            if EVALS in ch.what or ROW in ch.what:
+                self.draw_evals()
+
+    # ---------------------------------------------------------------- drawing
+    def draw_head(self) -> None:
+        view = self.view
+        if view is not None:
+            self.query_one("#head", Static).update(head_text(view, self.app.model.clock()))
+
+    def _x(self, pts):
+        if not self.xtime or not pts:
+            return pts
+        t0 = pts[0][0]
+        return [(x - t0, y) for x, y in pts]
+
+    def draw_charts(self) -> None:
+        h = self.history
+        if h is None:
+            return
+        grid = self.query_one("#charts", Grid)
+        names = [n for n in h.metric_names() if self.metric_filter.lower() in n.lower()]
+        self._sync(grid, len(names) or 1)
+        views = list(grid.query(ChartView))
+        xname = "s since start" if self.xtime else "step"
+        if not names:
+            views[0].plot([], title="no metrics logged yet" if not self.metric_filter else "no metric matches")
+        for cv, name in zip(views, names, strict=False):
+            pts = self._x(h.series(name, "time" if self.xtime else "step"))
+            label = name.replace("epoch:", "")
+            x_label = xname if not name.startswith("epoch:") or self.xtime else "epoch"
+            cv.plot([Series(label, pts, color_of(0))], title=f"{label} (x: {x_label})", logy=self.logy, last=self.last)
+        sysgrid = self.query_one("#system", Grid)
+        snames = [n for n in SYSTEM_SHOWN if n in h.system_names()] + \
+            [n for n in h.system_names() if n not in SYSTEM_SHOWN][:2]
+        self._sync(sysgrid, len(snames) or 1)
+        sviews = list(sysgrid.query(ChartView))
+        if not snames:
+            sviews[0].plot([], title="no system samples yet")
+        for i, (cv, name) in enumerate(zip(sviews, snames, strict=False)):
+            pts = h.system_series(name)
+            t0 = pts[0][0] if pts else 0
+            pts = [(x - t0, y / 2 ** 20 if name.endswith("_bytes") else y) for x, y in pts]
+            cv.plot([Series(name.replace("_bytes", " MiB"), pts, color_of(i + 2))],
+                    title=f"{name.replace('_bytes', ' (MiB)')} (x: s)", last=self.last)
+
+    def _sync(self, grid: Grid, n: int) -> None:
+        have = list(grid.query(ChartView))
+        for cv in have[n:]:
+            cv.remove()
+        if len(have) < n:
+            grid.mount_all([ChartView() for _ in range(n - len(have))])
+
+    def draw_epochs(self) -> None:
+        h = self.history
+        table = self.query_one("#epochs", DataTable)
+        rows = h.epoch_rows() if h else []
+        keys = []
+        for r in rows:
+            keys.extend(k for k in r.values if k not in keys)
+        keys = [k for k in keys if k != "lr"][:6]
+        table.clear(columns=True)
+        table.add_columns("epoch", *keys, "time", "best", "no-improve")
+        if not rows:
+            return
+        patience = h.early_stopping.get("patience") if h.early_stopping else None
+        for r in rows:
+            table.add_row(str(r.epoch), *[fmt_num(r.values.get(k)) for k in keys], fmt_duration(r.duration_s),
+                          Text("★ best", style="bold green") if r.best else "",
+                          (f"{r.bad_epochs}/{patience}" + (" stop" if r.stopped else "")) if patience else "-")
+
+    def draw_evals(self) -> None:
+        self.evals = list_evals(self.key)
+        table = self.query_one("#eval-list", DataTable)
+        table.clear(columns=True)
+        table.add_columns("evaluation", "summary and gates")
+        if not self.evals:
+            table.add_row("-", "no evaluation yet (trainkit eval RUN_DIR)")
+        for e in self.evals:
+            table.add_row(e.name, e.text(), key=e.path)
+
+    def draw_log(self) -> None:
+        lines = log_tail(self.key, 200)
+        box = self.query_one("#log", Static)
+        height = max(1, box.size.height - 2 or 10)
+        box.update(Text("\n".join(lines[-height:]) if lines else "(train.log is empty or missing)"))
+
+    # ---------------------------------------------------------------- keys
+    def action_back(self) -> None:
+        if self.query_one("#mfilter").display:
+            self.query_one("#mfilter").display = False
+            self.query_one("#eval-list").focus()
+            return
+        self.app.pop_screen()
+
+    def action_logy(self) -> None:
+        self.logy = not self.logy
+        self.draw_charts()
+
+    def action_xaxis(self) -> None:
+        self.xtime = not self.xtime
+        self.draw_charts()
+
+    def action_zoom_in(self) -> None:
+        n = len(self.history.steps) if self.history else 0
+        cur = self.last or max(n, 8)
+        self.last = max(8, cur // 2)
+        self.draw_charts()
+
+    def action_zoom_out(self) -> None:
+        n = len(self.history.steps) if self.history else 0
+        if self.last is not None:
+            self.last = None if self.last * 2 >= n else self.last * 2
+        self.draw_charts()
+
+    def action_metric_filter(self) -> None:
+        box = self.query_one("#mfilter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.metric_filter = event.value.strip()
+        self.draw_charts()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.input.display = False
+        self.query_one("#eval-list").focus()
+
+    def action_log(self) -> None:
+        box = self.query_one("#log", Static)
+        box.display = not box.display
+        if box.display:
+            self.draw_log()
+
+    def action_inspect(self) -> None:
+        from tui.screens.inspector import InspectorScreen
+
+        if not self.evals:
+            self.notify("this run has no evaluation yet", severity="warning")
+            return
+        table = self.query_one("#eval-list", DataTable)
+        index = min(max(table.cursor_row, 0), len(self.evals) - 1)
+        self.app.push_screen(InspectorScreen(self.evals[index].path, self.key))
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)

@@ -1,0 +1,323 @@
+"""The runs workspace (main screen): header, the runs table, filter/group inputs, the footer."""
+
+from __future__ import annotations
+
+import time
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from tui import actions
+from tui.model.query import SORTS, FilterError, arrange, group_value, matches, parse_filter
+from tui.model.runs import METRICS, ROW, RunChange
+from tui.model.views import RunView
+from tui.screens.confirm import ConfirmScreen
+from tui.widgets.runs_table import RunsTable
+from tui.widgets.summary import SummaryBar, summary_text
+
+WRITES = {"archive", "promote", "stop", "pause", "relaunch", "restore"}
+
+
+class WorkspaceScreen(Screen):
+    AUTO_FOCUS = "#runs"
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("space", "mark", "Mark"),
+        Binding("s", "sort", "Sort"),
+        Binding("slash", "filter", "Filter"),
+        Binding("G", "group", "Group"),
+        Binding("A", "archived", "Archived"),
+        Binding("c", "compare", "Compare"),
+        Binding("a", "archive", "Archive"),
+        Binding("P", "promote", "Promote"),
+        Binding("x", "stop", "Stop"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("r", "relaunch", "Relaunch"),
+        Binding("R", "restore", "Restore"),
+        Binding("escape", "clear", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sort = "name"
+        self.filter_text = ""
+        self.terms = []
+        self.group: str | None = None
+        self.marked: set[str] = set()
+        self._input_mode: str | None = None
+
+    def compose(self) -> ComposeResult:
+        model = self.app.model
+        yield SummaryBar(id="summary")
+        yield Input(placeholder="filter: name words, or lr>=1e-3 model.width=256 state=running", id="query")
+        yield RunsTable(clock=model.clock, id="runs")
+        yield Static("loading runs…", id="empty")
+        if self.app.readonly:
+            yield Static("read-only: actions are off (no key writes anything)", id="readonly-note")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#query", Input).display = False
+        self.query_one(RunsTable).focus()
+        self.refresh_summary()
+        if self.app.model.loaded:
+            self.model_loaded()
+
+    # ---------------------------------------------------------------- model hooks (called by the app)
+    def model_loaded(self) -> None:
+        self.rebuild()
+
+    def watch_mode_changed(self) -> None:
+        self.refresh_summary()
+
+    def runs_changed(self, changes: list[RunChange]) -> None:
+        table = self.query_one(RunsTable)
+        model = self.app.model
+        rebuild = False
+        for ch in changes:
+            if ch.kind != "updated":
+                rebuild = True
+                break
+            view = model.runs.get(ch.name)
+            if view is None or not (ch.what & {ROW, METRICS}):
+                continue
+            shown = table.update_run(view)
+            if shown != (matches(self.terms, view) and (model.show_archived or not view.archived)):
+                rebuild = True
+                break
+        if rebuild:
+            self.rebuild()
+        self.refresh_summary()
+
+    # ---------------------------------------------------------------- drawing
+    def views(self) -> list[RunView]:
+        model = self.app.model
+        return arrange([v for v in model.runs.values() if model.show_archived or not v.archived],
+                       terms=self.terms, sort=self.sort, group=self.group)
+
+    def rebuild(self) -> None:
+        table = self.query_one(RunsTable)
+        views = self.views()
+        table.marked = self.marked
+        group = self.group
+        table.show(views, (lambda v: f"{group} = {group_value(v, group)}") if group else None)
+        empty = self.query_one("#empty", Static)
+        model = self.app.model
+        if not model.loaded:
+            empty.update("loading runs…")
+        elif not model.runs:
+            empty.update(f"No runs under {model.root} yet. Start one with `trainkit train CONFIG`; "
+                         "it appears here by itself.")
+        elif not views:
+            empty.update("No run matches the filter (Escape clears it).")
+        empty.display = not views
+        table.display = bool(views)
+        self._shown = len(views)
+        self.refresh_summary()
+
+    def refresh_summary(self) -> None:
+        model = self.app.model
+        self.query_one(SummaryBar).show(summary_text(
+            model.summary(), root=model.root, mode=self.app.watch_mode, readonly=self.app.readonly,
+            shown=getattr(self, "_shown", 0), filt=self.filter_text, sort=self.sort, group=self.group,
+            pending=model.pending))
+
+    # ---------------------------------------------------------------- keys
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action in WRITES and self.app.readonly:
+            return False
+        return True
+
+    def selected(self) -> list[RunView]:
+        """The marked runs, else the run under the cursor."""
+        model = self.app.model
+        if self.marked:
+            return [model.runs[k] for k in self.marked if k in model.runs]
+        key = self.query_one(RunsTable).current_key()
+        return [model.runs[key]] if key in model.runs else []
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.rebuild()
+        self.notify(f"sorted by {self.sort}", timeout=1.5)
+
+    def action_filter(self) -> None:
+        self._open_input("filter", self.filter_text,
+                         "filter: name words, or lr>=1e-3 model.width=256 state=running")
+
+    def action_group(self) -> None:
+        self._open_input("group", self.group or "", "group by a config key (e.g. model.width); empty: no groups")
+
+    def _open_input(self, mode: str, value: str, placeholder: str) -> None:
+        box = self.query_one("#query", Input)
+        self._input_mode = mode
+        box.placeholder = placeholder
+        box.value = value
+        box.border_title = mode
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if self._input_mode != "filter":
+            return
+        try:
+            self.terms = parse_filter(event.value)
+        except FilterError as e:
+            event.input.border_subtitle = str(e)
+            return
+        event.input.border_subtitle = ""
+        self.filter_text = event.value.strip()
+        self.rebuild()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self._input_mode == "group":
+            self.group = event.value.strip() or None
+            self.rebuild()
+        self._close_input()
+        table = self.query_one(RunsTable)
+        if table.row_count:
+            table.move_cursor(row=0, animate=False)
+
+    def _close_input(self) -> None:
+        box = self.query_one("#query", Input)
+        box.display = False
+        self._input_mode = None
+        self.query_one(RunsTable).focus()
+
+    def action_clear(self) -> None:
+        if self._input_mode == "filter" or self.filter_text:
+            self.filter_text, self.terms = "", []
+            self.query_one("#query", Input).value = ""
+            self.rebuild()
+        if self._input_mode:
+            self._close_input()
+        elif self.marked:
+            self.marked.clear()
+            self.rebuild()
+
+    def key_escape(self) -> None:
+        self.action_clear()
+
+    def action_archived(self) -> None:
+        model = self.app.model
+        model.show_archived = not model.show_archived
+        changes = model.refresh(None, budget_s=None)
+        if not model.show_archived:
+            for k in [k for k, v in model.runs.items() if v.archived]:
+                model._entries.pop(k, None)
+                model.runs.pop(k, None)
+        self.marked.clear()
+        self.rebuild()
+        self.notify("showing archived runs" if model.show_archived else "archived runs hidden", timeout=2)
+        del changes
+
+    def action_mark(self) -> None:
+        table = self.query_one(RunsTable)
+        key = table.current_key()
+        if key is None:
+            return
+        self.marked.symmetric_difference_update({key})
+        table.marked = self.marked
+        table.update_run(self.app.model.runs[key])
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1, animate=False)
+
+    def action_open(self) -> None:
+        from tui.screens.detail import DetailScreen
+
+        key = self.query_one(RunsTable).current_key()
+        if key is not None:
+            self.app.push_screen(DetailScreen(key))
+
+    def on_data_table_row_selected(self, event) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_compare(self) -> None:
+        from tui.screens.compare import CompareScreen
+
+        views = self.selected()
+        if len(views) < 2:
+            self.notify("mark two or more runs with space to compare them", severity="warning")
+            return
+        self.app.push_screen(CompareScreen([v.path for v in views]))
+
+    # ---------------------------------------------------------------- actions (through a modal)
+    def action_archive(self) -> None:
+        self._act(lambda vs: actions.plan_archive(self.app.model.root, vs))
+
+    def action_restore(self) -> None:
+        self._act(lambda vs: actions.plan_restore(self.app.model.root, vs))
+
+    def action_promote(self) -> None:
+        self._act(lambda vs: actions.plan_promote(self.app.model.root, vs))
+
+    def action_stop(self) -> None:
+        self._act(lambda vs: actions.plan_control(vs, "stop"))
+
+    def action_pause(self) -> None:
+        self._act(lambda vs: actions.plan_control(vs, "resume" if vs and all(v.state == "paused" for v in vs)
+                                                  else "pause"))
+
+    def action_relaunch(self) -> None:
+        self._act(lambda vs: actions.plan_relaunch(self.app.model.root, vs))
+
+    def _act(self, make) -> None:
+        if self.app.readonly:
+            return
+        views = self.selected()
+        if not views:
+            self.notify("no run selected", severity="warning")
+            return
+        self.plan_action(make, views)
+
+    @work(thread=True, exclusive=True, group="action")
+    def plan_action(self, make, views) -> None:
+        try:
+            plan = make(views)
+        except Exception as e:  # a lifecycle error must not take the monitor down
+            self.app.call_from_thread(self.notify, f"could not check: {e}", severity="error")
+            return
+        self.app.call_from_thread(self._confirm, plan)
+
+    def _confirm(self, plan: actions.ActionPlan) -> None:
+        def done(ok: bool | None) -> None:
+            if ok and plan.execute is not None:
+                self.run_action_worker(plan)
+            elif plan.doable:
+                self.notify(f"{plan.verb}: cancelled, nothing written", timeout=3)
+            else:
+                self.notify(f"{plan.verb} refused: " + "; ".join(f"{t.name}: {t.what}" for t in plan.lines),
+                            severity="warning", timeout=8)
+        self.app.push_screen(ConfirmScreen(plan), done)
+
+    @work(thread=True, exclusive=True, group="action")
+    def run_action_worker(self, plan: actions.ActionPlan) -> None:
+        last = [0.0]
+
+        def report(msg: str) -> None:  # at most two progress notes a second
+            now = time.monotonic()
+            if now - last[0] >= 0.5:
+                last[0] = now
+                self.app.call_from_thread(self._progress, msg)
+        try:
+            out = plan.execute(report)
+        except Exception as e:
+            self.app.call_from_thread(self.notify, f"{plan.verb} failed: {e}", severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self._finished, plan, out)
+
+    def _progress(self, msg: str) -> None:
+        self.notify(msg, timeout=1)
+
+    def _finished(self, plan: actions.ActionPlan, out: list[str]) -> None:
+        self.marked.clear()
+        for line in out:
+            self.notify(line, severity="information" if "not " not in line else "warning", timeout=6)
+        changes = self.app.model.refresh(None, budget_s=None)
+        if changes:
+            self.runs_changed(changes)
+        self.rebuild()

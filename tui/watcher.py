@@ -1,0 +1,86 @@
+"""One watcher per root: ``watchfiles.awatch`` on ROOT, filtered to the contract's files; the
+loop only routes the changed paths to the model and posts what changed. Polling mode (``--poll``,
+a network filesystem, or inotify's watch limit reached) stats the known files on a timer instead."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+from textual.message import Message
+from watchfiles import BaseFilter, Change, awatch
+
+from trainkit.runfolder import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILES,
+    CURRENT_META_FILE,
+    EPOCHS_DIR,
+    LOCK_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    REPORTS_DIR,
+    RESOLVED_CONFIG_FILE,
+    RESPONSES_FILE,
+    STATUS_FILE,
+    SUMMARY_FILE,
+    SYSTEM_FILE,
+    VALIDATION_SCORES_FILE,
+)
+from tui.messages import RunsChanged, WatchMode
+from tui.model.runs import RunsModel
+
+DEBOUNCE_MS = 50  # awatch's default 1.6 s is far too slow for a live monitor
+STEP_MS = 10
+CONTRACT_NAMES = {STATUS_FILE, PROGRESS_FILE, METRICS_FILE, SYSTEM_FILE, RESOLVED_CONFIG_FILE, CURRENT_META_FILE,
+                  LOCK_FILE, LOG_FILE, RESPONSES_FILE, SUMMARY_FILE, VALIDATION_SCORES_FILE, *CONFIG_FILES}
+
+
+class ContractFilter(BaseFilter):
+    """Only the files trainmon reads: the contract's names, reports, and run folders themselves
+    (a run appearing or leaving). Temp files of atomic writes and conversations are ignored."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__()
+        self.root = os.path.abspath(root)
+        self.archive_parent = os.path.dirname(self.root)
+
+    def __call__(self, change: Change, path: str) -> bool:
+        name = os.path.basename(path)
+        if name.startswith("."):
+            return False
+        if name in CONTRACT_NAMES:
+            return True
+        parent = os.path.dirname(path)
+        if parent in (self.root,) or os.path.dirname(parent) == self.root and name in (EPOCHS_DIR, CHECKPOINTS_DIR):
+            return True
+        return name.endswith(".json") and os.path.basename(parent) == REPORTS_DIR
+
+
+def watch_limit_error(e: BaseException) -> bool:
+    text = str(e).lower()
+    return "limit" in text or "no space left" in text or "too many open files" in text or "inotify" in text
+
+
+async def watch_root(model: RunsModel, post: Callable[[Message], object], *, stop: asyncio.Event | None = None,
+                     debounce_ms: int = DEBOUNCE_MS) -> str | None:
+    """Watch ROOT until cancelled. Returns a reason when it cannot watch (then poll instead)."""
+    try:
+        async for changes in awatch(model.root, watch_filter=ContractFilter(model.root), debounce=debounce_ms,
+                                    step=STEP_MS, recursive=True, stop_event=stop, force_polling=False,
+                                    rust_timeout=10_000):
+            out = model.refresh({p for _, p in changes})
+            if out:
+                post(RunsChanged(out))
+            while model.pending:
+                await asyncio.sleep(0.01)  # let the screen draw; the rest on the next tick
+                out = model.refresh(set())
+                if out:
+                    post(RunsChanged(out))
+    except (OSError, RuntimeError) as e:
+        why = f"inotify unavailable ({e}); polling instead" if watch_limit_error(e) else \
+            f"watching failed ({e}); polling instead"
+        post(WatchMode("polling", why))
+        return why
+    return None

@@ -1,0 +1,1 @@
+"""trainmon's widgets: one per module, each owning its CSS; drawing is done by pure renderables."""

@@ -1,0 +1,125 @@
+"""A line chart as a pure renderable: braille dots, several series overlaid, log-Y, a legend.
+
+``Chart(series, width, height)`` renders with Rich; :func:`plot` gives its lines as
+:class:`rich.text.Text` for tests without an app.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.text import Text
+
+from trainkit.formatting import fmt_num
+
+# braille dot bits: (column, row) -> bit, 2 columns x 4 rows per cell
+_DOTS = {(0, 0): 0x01, (0, 1): 0x02, (0, 2): 0x04, (1, 0): 0x08, (1, 1): 0x10, (1, 2): 0x20, (0, 3): 0x40,
+         (1, 3): 0x80}
+PALETTE = ("#5fafff", "#ffaf00", "#5fd75f", "#ff5f87", "#af87ff", "#00d7d7", "#d7d75f", "#ff8700")
+
+
+def color_of(i: int) -> str:
+    """A stable colour per index (run or series)."""
+    return PALETTE[i % len(PALETTE)]
+
+
+@dataclass
+class Series:
+    label: str
+    points: list[tuple[float, float]]
+    color: str = PALETTE[0]
+
+
+def _finite(points, logy):
+    return [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y) and (not logy or y > 0)]
+
+
+def plot(series: list[Series], width: int, height: int, *, logy: bool = False, title: str = "",
+         last: int | None = None) -> list[Text]:
+    """The chart's lines: a title line, ``height`` - 3 plot rows with the y range at the left, the
+    x range, the legend. ``last`` keeps the newest points only (zoom)."""
+    width, height = max(width, 20), max(height, 5)
+    data = []
+    for s in series:
+        pts = _finite(s.points, logy)
+        if last:
+            pts = pts[-last:]
+        data.append((s, pts))
+    head = Text(title[:width], style="bold")
+    rows_n = height - 3
+    all_pts = [p for _, pts in data for p in pts]
+    if not all_pts:
+        return [head] + [Text("")] * (rows_n // 2) + [Text("no data yet".center(width), style="dim")] + \
+            [Text("")] * (rows_n - rows_n // 2)
+    f = (lambda y: math.log10(y)) if logy else (lambda y: y)
+    ys = [f(y) for _, y in all_pts]
+    xs = [x for x, _ in all_pts]
+    ylo, yhi, xlo, xhi = min(ys), max(ys), min(xs), max(xs)
+    if yhi == ylo:
+        ylo, yhi = ylo - 0.5, yhi + 0.5
+    if xhi == xlo:
+        xhi = xlo + 1
+    label_w = 9
+    cols = width - label_w - 1
+    dots_w, dots_h = cols * 2, rows_n * 4
+    cells: dict[tuple[int, int], int] = {}
+    owner: dict[tuple[int, int], str] = {}
+
+    def put(dx: int, dy: int, color: str) -> None:
+        dx, dy = min(max(dx, 0), dots_w - 1), min(max(dy, 0), dots_h - 1)
+        key = (dx // 2, dy // 4)
+        cells[key] = cells.get(key, 0) | _DOTS[(dx % 2, dy % 4)]
+        owner[key] = color
+
+    for s, pts in data:
+        prev = None
+        for x, y in pts:
+            dx = round((x - xlo) / (xhi - xlo) * (dots_w - 1))
+            dy = round((yhi - f(y)) / (yhi - ylo) * (dots_h - 1))
+            if prev is not None:
+                px, py = prev
+                n = max(abs(dx - px), abs(dy - py), 1)
+                for k in range(1, n):
+                    put(px + (dx - px) * k // n, py + (dy - py) * k // n, s.color)
+            put(dx, dy, s.color)
+            prev = (dx, dy)
+
+    def ylabel(v: float) -> str:
+        return fmt_num(10 ** v if logy else v, ".3g")[:label_w].rjust(label_w)
+
+    lines = [head]
+    for r in range(rows_n):
+        line = Text(ylabel(yhi) if r == 0 else ylabel(ylo) if r == rows_n - 1 else " " * label_w, style="dim")
+        line.append("│", style="dim")
+        for c in range(cols):
+            bits = cells.get((c, r))
+            if bits:
+                line.append(chr(0x2800 + bits), style=owner[(c, r)])
+            else:
+                line.append(" ")
+        lines.append(line)
+    lo_s, hi_s = fmt_num(xlo, ".6g"), fmt_num(xhi, ".6g")
+    lines.append(Text(" " * (label_w + 1) + lo_s + hi_s.rjust(max(1, cols - len(lo_s))), style="dim"))
+    legend = Text()
+    for s, pts in data:
+        legend.append("━ ", style=s.color)
+        legend.append(f"{s.label}  ")
+    if logy:
+        legend.append("(log y)", style="dim")
+    legend.truncate(width)
+    lines.append(legend)
+    return lines
+
+
+class Chart:
+    """Rich renderable: the chart fills the width it is given, ``height`` rows."""
+
+    def __init__(self, series: list[Series], *, height: int = 10, logy: bool = False, title: str = "",
+                 last: int | None = None) -> None:
+        self.series, self.height, self.logy, self.title, self.last = series, height, logy, title, last
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = plot(self.series, options.max_width, self.height, logy=self.logy, title=self.title, last=self.last)
+        yield from lines

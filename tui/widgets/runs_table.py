@@ -1,0 +1,189 @@
+"""The runs table: one row per run; a one-run update repaints only that run's row.
+
+A :class:`~textual.widgets.DataTable` with fixed-width columns chosen by priority to fit the
+width (80 columns upward). :meth:`RunsTable.show` rebuilds the rows (filter, sort, group changed);
+:meth:`RunsTable.update_run` rewrites one row's cells in place and refreshes that row's region only
+(``DataTable.update_cell`` would repaint the whole widget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowDoesNotExist, RowKey
+
+from trainkit.formatting import fmt_duration, fmt_num
+from tui.model.views import RunView
+from tui.widgets.glyphs import bar, pct_text, sparkline
+
+STATE_STYLES = {"pending": "dim", "running": "bold green", "paused": "yellow", "finished": "cyan",
+                "early_stopped": "cyan", "stopped": "magenta", "failed": "bold red", "crashed": "bold red"}
+
+
+@dataclass(frozen=True)
+class Col:
+    key: str
+    label: str
+    width: int
+    priority: int  # lower drops first when the width is short
+
+
+COLUMNS = (
+    Col("mark", " ", 1, 100),
+    Col("name", "RUN", 0, 99),  # width 0: takes what is left
+    Col("state", "STATE", 12, 98),
+    Col("progress", "PROGRESS", 24, 97),
+    Col("spark", "LOSS TREND", 16, 60),
+    Col("loss", "LOSS", 8, 90),
+    Col("best", "BEST", 16, 50),
+    Col("thr", "THRPT", 7, 30),
+    Col("eta", "ETA", 7, 70),
+    Col("hb", "BEAT", 6, 40),
+    Col("warn", "⚠", 1, 95),
+)
+NAME_MIN, NAME_MAX = 14, 40
+
+
+def choose_columns(width: int) -> tuple[list[Col], int]:
+    """The columns that fit ``width`` (each takes 2 cells of padding) and the name column's width."""
+    cols = list(COLUMNS)
+    while True:
+        fixed = sum(c.width + 2 for c in cols if c.key != "name") + 2
+        name_w = width - fixed - 2
+        if name_w >= NAME_MIN or len(cols) <= 4:
+            return cols, max(NAME_MIN, min(NAME_MAX, name_w))
+        cols.remove(min((c for c in cols), key=lambda c: c.priority))
+
+
+def cells(view: RunView, cols: list[Col], name_w: int, now: float, marked: bool) -> list:
+    """The cells of one run's row (Rich text; readable without colour)."""
+    out = []
+    for c in cols:
+        k = c.key
+        if k == "mark":
+            out.append(Text("•" if marked else " ", style="bold yellow"))
+        elif k == "name":
+            name = view.name if len(view.name) <= name_w else view.name[:name_w - 1] + "…"
+            out.append(Text(name, style="dim" if view.archived else ""))
+        elif k == "state":
+            out.append(Text(f"{view.symbol} {view.label}", style=STATE_STYLES.get(view.state, "")))
+        elif k == "progress":
+            label = f" {view.epochs_text()} {pct_text(view.percentage)}"
+            width = max(4, c.width - len(label))
+            t = Text(bar(view.fraction, width), style="green" if view.live else "cyan" if view.complete else "dim")
+            t.append(label)
+            out.append(t)
+        elif k == "spark":
+            out.append(Text(sparkline(view.losses, c.width), style="#5fafff"))
+        elif k == "loss":
+            out.append(Text(fmt_num(view.last_loss), justify="right"))
+        elif k == "best":
+            if view.best_value is None:
+                out.append(Text("-"))
+            else:
+                label = f"{view.best_metric or 'best'} {view.best_value:.4g}"
+                out.append(Text(label[:c.width]))
+        elif k == "thr":
+            out.append(Text("-" if view.throughput is None else f"{view.throughput:.0f}/s"[:c.width], justify="right"))
+        elif k == "eta":
+            out.append(Text(fmt_duration(view.eta_s) if view.live else "-", justify="right"))
+        elif k == "hb":
+            out.append(Text(view.age_text(now), justify="right"))
+        elif k == "warn":
+            out.append(Text("⚠" if view.warned else " ", style="bold yellow"))
+    return out
+
+
+class RunsTable(DataTable):
+    """The workspace's table of runs (row keys are the runs' folder paths)."""
+
+    DEFAULT_CSS = """
+    RunsTable { height: 1fr; }
+    """
+
+    def __init__(self, *, clock: Callable[[], float], name: str | None = None, id: str | None = None,
+                 classes: str | None = None, disabled: bool = False) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, name=name, id=id, classes=classes,
+                         disabled=disabled)
+        self.clock = clock
+        self.marked: set[str] = set()  # the runs marked with space (folder paths), set by the screen
+        self._views: list[RunView] = []
+        self._groups: dict[int, str] = {}
+        self._cols: list[Col] = []
+        self._name_w = NAME_MIN
+        self._width = 0
+
+    def show(self, views: list[RunView], group_label: Callable[[RunView], str] | None = None) -> None:
+        """Rebuild every row (keeps the cursor on the same run when it is still shown)."""
+        current = self.current_key()
+        self._views = views
+        self._build(group_label)
+        if current is not None:
+            self.select_key(current)
+
+    def _build(self, group_label=None) -> None:
+        width = self.size.width or self.app.size.width
+        self._width = width
+        self._cols, self._name_w = choose_columns(width)
+        self.clear(columns=True)
+        for c in self._cols:
+            self.add_column(c.label, key=c.key, width=self._name_w if c.key == "name" else c.width)
+        now = self.clock()
+        rows, last_group = [], None
+        for v in self._views:
+            if group_label is not None:
+                g = group_label(v)
+                if g != last_group:
+                    last_group = g
+                    header = [Text("")] * len(self._cols)
+                    header[1] = Text(f"▼ {g}", style="bold underline")
+                    rows.append((header, f"\0group:{g}"))
+            rows.append((cells(v, self._cols, self._name_w, now, v.path in self.marked), v.path))
+        for row, key in rows:
+            self.add_row(*row, key=key)
+        self._group_label = group_label
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width and self._views is not None:
+            current = self.current_key()
+            self._build(getattr(self, "_group_label", None))
+            if current:
+                self.select_key(current)
+
+    def update_run(self, view: RunView) -> bool:
+        """Rewrite one run's row in place; repaint only that row. False when it is not shown."""
+        key = RowKey(view.path)
+        try:
+            index = self.get_row_index(key)
+        except RowDoesNotExist:
+            return False
+        row = self._data[key]
+        for c, value in zip(self._cols, cells(view, self._cols, self._name_w, self.clock(), view.path in self.marked),
+                            strict=True):
+            row[c.key] = value
+        self._update_count += 1  # the row render cache is keyed on it
+        self.refresh_row(index)
+        return True
+
+    def current_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+        return None if key is None or key.startswith("\0group:") else key
+
+    def select_key(self, key: str) -> bool:
+        try:
+            index = self.get_row_index(RowKey(key))
+        except RowDoesNotExist:
+            return False
+        self.move_cursor(row=index, animate=False)
+        return True
+
+    def visible_views(self) -> list[RunView]:
+        return list(self._views)

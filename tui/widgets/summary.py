@@ -1,0 +1,62 @@
+"""The workspace header: overall progress over all runs, counts per state, ROOT and watch mode."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from trainkit.runfolder import STATES
+from tui.model.views import STATE_LABELS
+from tui.widgets.glyphs import bar, pct_text
+from tui.widgets.runs_table import STATE_STYLES
+from trainkit.commands.status import SYMBOLS
+
+
+def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: int, filt: str, sort: str,
+                 group: str | None, pending: int = 0) -> Text:
+    """Two lines: ROOT · watch mode · flags, then the overall bar, % and the counts per state."""
+    t = Text()
+    t.append("trainmon ", style="bold")
+    t.append(root)
+    t.append(f"  ·  {mode}", style="dim")
+    if readonly:
+        t.append("  ·  READ-ONLY", style="bold yellow")
+    t.append("\n")
+    pct = summary["overall_percentage"]
+    t.append(bar(pct / 100, 20), style="green")
+    t.append(f" {pct_text(pct)} overall ({summary['epochs_done']:.0f}/{summary['epochs_total']:.0f} epochs)  ")
+    n = summary["runs"]
+    t.append(f"{n} run{'s' if n != 1 else ''}: ")
+    counts = [(s, summary["counts"].get(s, 0)) for s in STATES]
+    first = True
+    for s, c in counts:
+        if not c:
+            continue
+        if not first:
+            t.append(", ")
+        first = False
+        t.append(f"{SYMBOLS[s]} {c} {STATE_LABELS[s]}", style=STATE_STYLES.get(s, ""))
+    if first:
+        t.append("none")
+    t.append("\n")
+    t.append(f"sort: {sort}", style="dim")
+    if group:
+        t.append(f"  ·  group: {group}", style="dim")
+    if filt:
+        t.append(f"  ·  filter: {filt} ({shown} shown)", style="dim")
+    if pending:
+        t.append(f"  ·  reading… ({pending} left)", style="dim")
+    return t
+
+
+class SummaryBar(Static):
+    """Shows :func:`summary_text`; repaints only when the text changed."""
+
+    DEFAULT_CSS = """
+    SummaryBar { height: 3; padding: 0 1; background: $boost; }
+    """
+
+    def show(self, text: Text) -> None:
+        if text.plain != getattr(self, "_plain", None) or str(text.spans) != getattr(self, "_spans", None):
+            self._plain, self._spans = text.plain, str(text.spans)
+            self.update(text)
