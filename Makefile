@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-tui screenshots install system-deps clean
+.PHONY: demo test test-fast test-tui test-slurm slurm-deps screenshots install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: $(STAMP) system-deps
 # the suite without the slow tests (those that train real models in subprocesses)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The Slurm tests on a one-node cluster that the tests start and stop themselves in a temp folder
+# (tests/slurm_cluster.py): slurm-wlm is installed where it can be (root + apt-get); without it this
+# target fails (in `make test` the same tests skip with the reason).
+slurm-deps:
+	@bash tools/slurm-deps.sh
+
+test-slurm: $(STAMP) slurm-deps
+	TRAINKIT_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q tests/test_slurm.py
 
 # trainmon's tests alone (Pilot, snapshots, tmux)
 test-tui: $(STAMP) system-deps

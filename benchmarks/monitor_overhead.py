@@ -99,7 +99,8 @@ def main() -> None:
     paired = statistics.median(a / b for a, b in zip(on, off, strict=True))
     ratio = max(on) / max(off)
     print(f"ratio on / off, median of paired rounds: {paired:.3f}")
-    print(f"ratio on / off, best of {args.rounds}: {ratio:.3f}  (goal >= 0.97: {'met' if ratio >= 0.97 else 'NOT met'})")
+    verdict = "met" if ratio >= 0.97 else "NOT met"
+    print(f"ratio on / off, best of {args.rounds}: {ratio:.3f}  (goal >= 0.97: {verdict})")
     if example is not None:
         train_s, accuracy, total = example
         acc = "-" if accuracy is None else f"{accuracy:.1%}"

@@ -148,8 +148,8 @@ def test_a_batch_not_divisible_by_the_processes_is_refused(tmp_path, denv):
     assert "batch_size 7 is not divisible by the 2 processes of torchrun" in r.stderr
 
 
-def test_a_rank_that_dies_takes_the_job_down_and_the_run_reads_crashed(tmp_path, denv):
-    cfg = write_config(tmp_path / "cfg.yaml", **{**DDP, "epochs": 50, "heartbeat_s": 0.2})
+def test_a_rank_that_dies_takes_the_job_down_the_run_reads_crashed_and_relaunches_under_torchrun(tmp_path, denv):
+    cfg = write_config(tmp_path / "cfg.yaml", **{**DDP, "epochs": 6, "heartbeat_s": 0.2})
     run = tmp_path / "experiments" / "run"
     job = start_torchrun(2, "train", cfg, "--run-dir", run, cwd=tmp_path, env={**denv, "DDP_SLOW_S": "0.02"})
     try:
@@ -165,3 +165,8 @@ def test_a_rank_that_dies_takes_the_job_down_and_the_run_reads_crashed(tmp_path,
     out = trainkit("status", tmp_path / "experiments", "--json", cwd=tmp_path, env=denv)
     row = orjson.loads(out.stdout)[0]
     assert row["state"] == "crashed", row
+    relaunch = trainkit("launch", tmp_path / "experiments", "--wait", cwd=tmp_path, env=denv)
+    assert relaunch.returncode == 0, relaunch.stderr
+    status = read_json(run / "training_status.json")
+    assert (status["state"], status["world_size"]) == ("finished", 2)  # the same way: 2 processes
+    assert [s["step"] for s in records(run, "step")] == list(range(72))

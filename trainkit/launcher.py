@@ -5,6 +5,10 @@ Never launched: ``finished``, ``early_stopped`` (complete), ``running``, ``pause
 run that crashed ``max_crashes`` times in a row without progress is marked ``failed`` with the
 reason instead of being relaunched forever. A per-run lock (taken with O_EXCL, handed to the child)
 makes two launchers, or a launcher and a user, never start the same run twice.
+
+With Slurm (:class:`SlurmLauncher`), each run to start becomes one requeue-safe job (see
+:mod:`trainkit.slurm`) recorded as ``slurm: {job_id, node, submitted_at}`` in ``launch.json``; a
+run whose last job Slurm still holds (pending, running, completing) is never submitted again.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers
+from trainkit import readers, slurm
 from trainkit.files import write_json
 from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock, read_lock
 from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LIVE, PENDING, RunPaths
@@ -35,11 +39,15 @@ class Action:
     action: str  # launch | relaunch | give_up
     reason: str
     pid: int | None = None
+    job_id: int | None = None  # the Slurm job, once submitted
+    seen_job: int | None = None  # the last Slurm job recorded when this was planned
 
     def to_json(self) -> dict:
         out = {"name": self.name, "action": self.action, "reason": self.reason}
         if self.pid is not None:
             out["pid"] = self.pid
+        if self.job_id is not None:
+            out["job_id"] = self.job_id
         return out
 
 
@@ -66,9 +74,12 @@ def crashes_in_a_row(history: dict, completed_now: int) -> int:
 
 
 def decide(run: RunStatus, history: dict, *, max_crashes: int, started_at: float | None) -> Action | None:
-    """The action for one run (pure): None for runs that are left alone."""
+    """The action for one run (pure): None for runs that are left alone, and for runs whose last
+    Slurm job is still in Slurm's hands (pending, running or completing)."""
+    if run.slurm_state is not None and run.slurm_state.upper() not in slurm.ENDED_STATES:
+        return None
     if run.state == PENDING:
-        return Action(run.name, run.path, "launch", "pending: never started")
+        return Action(run.name, run.path, "launch", "pending: never started", seen_job=run.slurm_job)
     if run.state not in (FAILED, CRASHED):
         return None
     given_up = history["given_up"]
@@ -78,7 +89,7 @@ def decide(run: RunStatus, history: dict, *, max_crashes: int, started_at: float
     if n >= max_crashes:
         return Action(run.name, run.path, "give_up",
                       f"{run.state} {n} times in a row without progress (last: {run.reason}); not relaunched")
-    return Action(run.name, run.path, "relaunch", f"{run.state}: {run.reason}")
+    return Action(run.name, run.path, "relaunch", f"{run.state}: {run.reason}", seen_job=run.slurm_job)
 
 
 def plan(root: Path, *, max_crashes: int = DEFAULT_MAX_CRASHES, stale_s: float | None = None,
@@ -121,6 +132,7 @@ class Launcher:
     stale_s: float | None = None
     python: str = sys.executable
     report: Callable[[str], None] = print
+    torchrun: str | None = None  # torchrun's options for every run; else each run's recorded ones
     children: list[Launched] = field(default_factory=list)
 
     def live_elsewhere(self) -> int:
@@ -153,7 +165,8 @@ class Launcher:
             log = open(paths.log, "ab")  # the child appends to it; our copy closes below
             try:
                 proc = subprocess.Popen(
-                    [self.python, "-m", "trainkit", "train", str(paths.root)], stdin=subprocess.DEVNULL,
+                    slurm.train_command(self.python, paths.root, self.torchrun or slurm.recorded_torchrun(paths.root)),
+                    stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                     env={**os.environ, HANDOFF_ENV: token, "PYTHONUNBUFFERED": "1"})
             finally:
@@ -211,4 +224,88 @@ class Launcher:
         if queue:
             self.report(f"{len(queue)} run(s) queued (max parallel {self.max_parallel}): "
                         + ", ".join(a.name for a in queue) + "; run 'trainkit launch' again later or use --wait")
+        return started
+
+
+def record_nodes(runs: list[RunStatus]) -> int:
+    """Fill in the node of the last Slurm job in ``launch.json`` where squeue now shows it and the
+    record has none yet (the node is known only once the job runs). The number of runs updated."""
+    n = 0
+    for run in runs:
+        if run.slurm_job is None or not run.slurm_node:
+            continue
+        paths = RunPaths(Path(run.path))
+        history = read_history(paths.root)
+        last = history["launches"][-1] if history["launches"] else {}
+        rec = last.get("slurm")
+        if isinstance(rec, dict) and rec.get("job_id") == run.slurm_job and not rec.get("node"):
+            rec["node"] = run.slurm_node
+            write_json(paths.launch, history)
+            n += 1
+    return n
+
+
+@dataclass
+class SlurmLauncher:
+    """Hands runs to Slurm: one requeue-safe job per run; Slurm schedules them (no max-parallel)."""
+
+    root: Path
+    options: slurm.Options
+    max_crashes: int = DEFAULT_MAX_CRASHES
+    stale_s: float | None = None
+    python: str = sys.executable
+    cwd: Path = field(default_factory=Path.cwd)
+    report: Callable[[str], None] = print
+    torchrun: str | None = None  # torchrun's options for every run; else each run's recorded ones
+
+    def script(self, action: Action) -> str:
+        return slurm.job_script(Path(action.path), python=self.python, cwd=self.cwd.resolve(), options=self.options,
+                                torchrun=self.torchrun or slurm.recorded_torchrun(Path(action.path)))
+
+    def submit(self, action: Action) -> Action | None:
+        """Lock the run, re-check it under the lock (its state, and that no other launcher has
+        submitted a job since the plan), submit, record the job; the lock is released at once
+        (the job's trainer takes its own when it starts)."""
+        paths = RunPaths(Path(action.path))
+        lock = RunLock(paths.lock, purpose="launch")
+        try:
+            lock.acquire()
+        except LockHeld as e:
+            self.report(f"skip {action.name}: {e}")
+            return None
+        try:
+            now = run_status(paths.root, stale_s=self.stale_s)
+            history = read_history(paths.root)
+            job = slurm.latest_job(history["launches"])
+            if (job or {}).get("job_id") != action.seen_job:
+                self.report(f"skip {action.name}: launched meanwhile by another launcher")
+                return None
+            again = decide(now, history, max_crashes=self.max_crashes, started_at=_started_at(paths.root))
+            if again is None or again.action != action.action:
+                self.report(f"skip {action.name}: it is {now.state} now")
+                return None
+            submitted_at = time.time()
+            action.job_id = slurm.submit(self.script(action))
+            history["launches"].append({"t": submitted_at, "action": action.action, "state_before": now.state,
+                                        "completed_before": now.completed_epochs, "reason": action.reason,
+                                        "launcher_pid": os.getpid(), "host": socket.gethostname(),
+                                        "slurm": {"job_id": action.job_id, "node": None,
+                                                  "submitted_at": submitted_at}})
+            history["given_up"] = None
+            write_json(paths.launch, history)
+            return action
+        finally:
+            lock.release()
+
+    def run(self, actions: list[Action]) -> list[Action]:
+        """Give up where due, submit every other action (Slurm queues them)."""
+        started = []
+        for a in actions:
+            if a.action == "give_up":
+                give_up(a)
+                self.report(f"gave up on {a.name}: {a.reason} (marked failed; run 'trainkit train "
+                            f"{a.path}' to retry by hand)")
+            elif self.submit(a) is not None:
+                started.append(a)
+                self.report(f"{a.action} {a.name} (Slurm job {a.job_id}): {a.reason}")
         return started

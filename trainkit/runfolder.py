@@ -84,9 +84,9 @@ def epoch_dir(root: str, epoch: int) -> str:
 # written to training_status.json by a trainer
 RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED = (
     "running", "paused", "finished", "early_stopped", "stopped", "failed")
-# only ever derived by readers
-PENDING, CRASHED = "pending", "crashed"
-STATES = (PENDING, RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED, CRASHED)
+# only ever derived by readers (queued: handed to Slurm, its job pending)
+PENDING, CRASHED, QUEUED = "pending", "crashed", "queued"
+STATES = (PENDING, QUEUED, RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED, CRASHED)
 WRITTEN_STATES = (RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED)
 COMPLETE = (FINISHED, EARLY_STOPPED)  # 100 %, never relaunched
 LIVE = (RUNNING, PAUSED)

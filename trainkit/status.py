@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainkit import readers
+from trainkit import readers, slurm
 from trainkit.early_stopping import replay
 from trainkit.files import iter_jsonl, write_json
 from trainkit.formatting import format_age
@@ -34,10 +34,12 @@ from trainkit.runfolder import (
     EPOCH_FILES,
     FAILED,
     FINISHED,
+    LAUNCH_FILE,
     LIVE,
     METRICS_FILE,
     PENDING,
     PROGRESS_FILE,
+    QUEUED,
     RESOLVED_CONFIG_FILE,
     RUN_MARKERS,
     RUNNING,
@@ -50,11 +52,13 @@ from trainkit.runfolder import (
     progress_percentage,
     progress_record,
 )
+from trainkit.slurm import JobView
 
-__all__ = ["COMPLETE", "CRASHED", "LIVE", "PENDING", "STATES", "Progress", "RunStatus", "derive_state",
+__all__ = ["COMPLETE", "CRASHED", "LIVE", "PENDING", "QUEUED", "STATES", "Progress", "RunStatus", "derive_state",
            "find_runs", "progress", "run_status", "scan", "summarize"]
 
 MIN_STALE_S = 60.0
+CLOCK_SKEW_S = 60.0  # allowed between hosts writing one shared folder (another host's heartbeat)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,12 +277,14 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
         pid, hb = _int(status.get("pid")), _num(status.get("heartbeat_at"))
         limit = stale_s if stale_s is not None else stale_after(status)
         same_host = status.get("host") == host
+        skew = 0.0 if same_host else CLOCK_SKEW_S  # another host's clock may be off by up to a minute
         if same_host and pid is not None and (pid <= 0 or not pid_alive(pid, _num(status.get("started_at")))):
             dead = f"pid {pid} is gone on {host}"
         elif hb is None:
             dead = f"{STATUS_FILE} has no heartbeat_at"
-        elif now - hb > limit:
-            dead = f"no heartbeat for {format_age(now - hb)} (limit {limit:.0f} s)"
+        elif now - hb > limit + skew:
+            dead = f"no heartbeat for {format_age(now - hb)} (limit {limit:.0f} s" + \
+                (f" + {skew:.0f} s for the clock of {status.get('host') or 'an unnamed host'})" if skew else ")")
         else:
             return state, f"epoch {status.get('current_epoch')}, step {status.get('step')}" if state == RUNNING \
                 else "paused on request"
@@ -296,6 +302,23 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
     if state == FAILED:
         return FAILED, status.get("error") or "training failed"
     return FAILED, f"unknown state {state!r} in {STATUS_FILE}"
+
+
+def with_slurm(state: str, reason: str, job_id: int | None, job: JobView | None) -> tuple[str, str]:
+    """(state, reason) once Slurm's view of the run's last job is known (pure). A pending job makes
+    the run ``queued``; a running job whose trainer has not yet written a live status (loading,
+    or the status is the previous attempt's) makes it ``running`` with the reason ``starting``, as a
+    lock held by a starting trainer does. Complete runs and live statuses are left as they are."""
+    if job_id is None or job is None or state in COMPLETE:
+        return state, reason
+    if job.queued:
+        why = f" ({job.reason})" if job.reason else ""
+        return QUEUED, f"Slurm job {job_id} {job.state.lower()}{why}"
+    if job.running and state not in LIVE:
+        return RUNNING, f"starting: Slurm job {job_id} running on {job.node or 'a node'}"
+    if state in LIVE:
+        return state, f"{reason} (Slurm job {job_id} on {job.node or 'a node'})"
+    return state, reason
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,12 +345,18 @@ class RunStatus:
     host: str | None = None
     progress_source: str = "none"
     alert: str | None = None  # the latest alert of the training monitor (training_status.json alerts)
+    slurm_job: int | None = None  # the Slurm job of the last launch (launch.json), when handed to Slurm
+    slurm_state: str | None = None  # that job's state as squeue shows it (lower case); None: not in the queue
+    slurm_node: str | None = None
     warnings: list[str] = field(default_factory=list)
 
 
 def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = False,
                host: str | None = None, stale_s: float | None = None,
-               pid_alive: Callable[[int, float | None], bool] = pid_running) -> RunStatus:
+               pid_alive: Callable[[int, float | None], bool] = pid_running,
+               slurm_jobs: dict[int, JobView] | None = None) -> RunStatus:
+    """One run's status. ``slurm_jobs``: Slurm's view of the recorded jobs (from :func:`scan`'s one
+    squeue call); None: the files alone decide (no squeue)."""
     root = os.fspath(run_dir)
     now = time.time() if now is None else now
     host = host or socket.gethostname()
@@ -343,6 +372,11 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
     holder = live_lock(RunPaths(Path(root)).lock, warnings, host=host) if state not in LIVE else None
     if holder is not None and state not in COMPLETE:  # a live trainer holds the run: it is starting
         state, reason = RUNNING, f"starting: locked by pid {holder.get('pid')} ({holder.get('purpose', 'train')})"
+    job_id = job = None
+    if slurm_jobs is not None:
+        job_id = (slurm.recorded_job(root, warnings) or {}).get("job_id")
+        job = slurm_jobs.get(job_id) if job_id is not None else None
+        state, reason = with_slurm(state, reason, job_id, job)
     if repair and prog.source == "recomputed" and state not in LIVE and holder is None:
         write_repair(root, prog, warnings)
     meta = load_json(f"{root}/{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", warnings, readers.CURRENT_META) or {}
@@ -358,7 +392,8 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
         heartbeat_age_s=None if hb is None else max(0.0, now - hb),
         pid=_int(status.get("pid")) if status else None,
         host=status.get("host") if status and isinstance(status.get("host"), str) else None,
-        progress_source=prog.source, alert=latest_alert(status), warnings=warnings)
+        progress_source=prog.source, alert=latest_alert(status), warnings=warnings,
+        slurm_job=job_id, slurm_state=job.state.lower() if job else None, slurm_node=job.node if job else None)
 
 
 def latest_alert(status: dict | None) -> str | None:
@@ -386,7 +421,32 @@ def scan(root: str | Path, *, now: float | None = None, repair: bool = False,
          stale_s: float | None = None) -> list[RunStatus]:
     now = time.time() if now is None else now
     host = socket.gethostname()
-    return [run_status(p, now=now, repair=repair, host=host, stale_s=stale_s) for p in find_runs(root)]
+    paths = find_runs(root)
+    recorded, jobs, problems = slurm_view(paths)
+    runs = []
+    for p in paths:
+        r = run_status(p, now=now, repair=repair, host=host, stale_s=stale_s,
+                       slurm_jobs=(jobs or {}) if p in recorded else None)
+        if p in recorded and jobs is None:
+            r.warnings.extend(problems)
+        runs.append(r)
+    return runs
+
+
+def slurm_view(paths: list[str]) -> tuple[dict[str, int], dict[int, JobView] | None, list[str]]:
+    """The last Slurm job recorded by each run at ``paths`` that was handed to Slurm, and Slurm's
+    view of those jobs in one squeue call (none when no run was handed to Slurm); the view is None,
+    with the warnings, when squeue is unavailable: those runs are judged by their files alone."""
+    recorded: dict[str, int] = {}
+    for p in paths:
+        if os.path.exists(f"{p}/{LAUNCH_FILE}"):
+            rec = slurm.recorded_job(p, [])
+            if rec is not None:
+                recorded[p] = rec["job_id"]
+    if not recorded:
+        return recorded, {}, []
+    problems: list[str] = []
+    return recorded, slurm.query(recorded.values(), problems), problems
 
 
 def summarize(runs: list[RunStatus]) -> dict:

@@ -12,7 +12,7 @@ import orjson
 from trainkit.commands._args import add_root_arguments, existing_folder, fmt
 from trainkit.errors import UserError
 
-SYMBOLS = {"pending": "○", "running": "▶", "paused": "‖", "finished": "✓", "early_stopped": "✓",
+SYMBOLS = {"pending": "○", "queued": "◔", "running": "▶", "paused": "‖", "finished": "✓", "early_stopped": "✓",
            "stopped": "■", "failed": "✗", "crashed": "!"}
 
 EPILOG = fmt("""
@@ -24,7 +24,9 @@ examples:
 
 States: pending, running, paused, finished, early_stopped, stopped, failed, crashed (the status says
 running but the heartbeat is stale - 3 x its interval, at least 60 s - or the pid is gone on this
-host). finished and early_stopped are complete: 100 %. Exit code 0 whatever the states; 2 on bad input.
+host; another host's run by its heartbeat alone, with 60 s more for clock skew); queued (handed to
+Slurm, its job pending: the job id is in the reason). finished and early_stopped are complete:
+100 %. Exit code 0 whatever the states; 2 on bad input.
 """)
 
 
