@@ -109,7 +109,7 @@ TORCH_FREE = ["trainkit.cli", "trainkit.config", "trainkit.files", "trainkit.run
               "trainkit.evaluation.display", "trainkit.evaluation.run", "trainkit.testing", "trainkit.readers",
               "trainkit.serve", "trainkit.serve.api", "trainkit.serve.runs", "trainkit.serve.server",
               "trainkit.lifecycle", "trainkit.lifecycle.experiments", "trainkit.lifecycle.archiving",
-              "trainkit.lifecycle.promotion", "trainkit.monitor",
+              "trainkit.lifecycle.promotion", "trainkit.monitor", "trainkit.integrations", "trainkit.slurm",
               *(f"trainkit.commands.{p.stem}" for p in (PACKAGE / "commands").glob("*.py"))]
 
 

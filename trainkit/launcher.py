@@ -103,6 +103,29 @@ def plan(root: Path, *, max_crashes: int = DEFAULT_MAX_CRASHES, stale_s: float |
     return out
 
 
+def relaunch_command(run_dir: Path, python: str, torchrun: str | None = None) -> tuple[list[str], str | None] | str:
+    """How to start the run again: ``trainkit train`` for trainkit's own runs (under torchrun with
+    ``torchrun``'s options, else the ones the run recorded); for a run of another trainer
+    (``resolved_config.json`` ``_meta.trainer``, written by the callbacks of
+    :mod:`trainkit.integrations`) the command it recorded (``_meta.relaunch: {argv, cwd}``, written
+    when the callback is given ``relaunch=True``). Returns (argv, cwd), or why it cannot be started."""
+    paths = RunPaths(Path(run_dir))
+    cfg = readers.load(paths.resolved_config, readers.RESOLVED_CONFIG, []) or {}
+    meta = cfg.get("_meta") if isinstance(cfg.get("_meta"), dict) else {}
+    trainer = meta.get("trainer")
+    if not isinstance(trainer, str) or trainer == "trainkit":
+        return slurm.train_command(python, paths.root, torchrun or slurm.recorded_torchrun(paths.root)), None
+    how = meta.get("relaunch")
+    argv = how.get("argv") if isinstance(how, dict) else None
+    cwd = how.get("cwd") if isinstance(how, dict) else None
+    if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+        return (f"trained by {readers.clean_text(trainer, 50)}, and its run folder records no relaunch command "
+                "(pass relaunch=True to the callback)")
+    if cwd is not None and not (isinstance(cwd, str) and os.path.isdir(cwd)):
+        return f"its recorded relaunch folder {readers.clean_text(str(cwd), 200)!r} does not exist here"
+    return list(argv), cwd
+
+
 def give_up(action: Action) -> None:
     """Mark the run ``failed`` with the reason (status file and launch.json)."""
     paths = RunPaths(Path(action.path))
@@ -162,11 +185,16 @@ class Launcher:
                 self.report(f"skip {action.name}: it is {now.state} now")
                 lock.release()
                 return None
+            command = relaunch_command(paths.root, self.python, self.torchrun)
+            if isinstance(command, str):
+                self.report(f"skip {action.name}: {command}")
+                lock.release()
+                return None
+            argv, cwd = command
             log = open(paths.log, "ab")  # the child appends to it; our copy closes below
             try:
                 proc = subprocess.Popen(
-                    slurm.train_command(self.python, paths.root, self.torchrun or slurm.recorded_torchrun(paths.root)),
-                    stdin=subprocess.DEVNULL,
+                    argv, cwd=cwd, stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                     env={**os.environ, HANDOFF_ENV: token, "PYTHONUNBUFFERED": "1"})
             finally:

@@ -193,22 +193,44 @@ def run_total_and_es(root: str, warnings: list[str], status: dict | None) -> tup
     return total, readers.load_early_stopping(cfg, warnings)
 
 
+def foreign_trainer(root: str) -> str | None:
+    """The trainer named by ``resolved_config.json`` ``_meta.trainer`` when it is not trainkit's
+    engine (``hf``, ``lightning``: the callbacks of :mod:`trainkit.integrations`), else None. Such a
+    run writes no epoch folders: it is judged by ``progress.json`` and ``training_status.json``."""
+    cfg = load_json(f"{root}/{RESOLVED_CONFIG_FILE}", [], readers.RESOLVED_CONFIG)  # its problems: run_total_and_es
+    meta = cfg.get("_meta") if cfg else None
+    trainer = meta.get("trainer") if isinstance(meta, dict) else None
+    return trainer if isinstance(trainer, str) and trainer != "trainkit" else None
+
+
 def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] | None = None,
              status: dict | None = None) -> Progress:
     """Exact progress of a run: ``progress.json`` when valid and not contradicted by the epoch
     folders, else recomputed from the folders (replaying early stopping); with ``repair`` the
-    recomputed value is written back atomically. (:func:`run_status` never repairs a live run.)"""
+    recomputed value is written back atomically. (:func:`run_status` never repairs a live run.)
+    A run of another trainer (:func:`foreign_trainer`) has no epoch folders: its ``progress.json``
+    is taken as it is, and without a usable one its progress is 0 (never recomputed or repaired)."""
     root = os.fspath(run_dir)
     warnings = [] if warnings is None else warnings
     obj = load_json(f"{root}/{PROGRESS_FILE}", warnings, readers.PROGRESS)
+    foreign: list[str | None] = []  # read at most once, and only when the epoch folders would be
+
+    def trainer() -> str | None:
+        if not foreign:
+            foreign.append(foreign_trainer(root))
+        return foreign[0]
+
     if obj is not None:
         prog, why = check_progress(obj)
-        if prog is not None and prog.completed_epochs > 0 and not epoch_complete(root, prog.completed_epochs - 1):
+        if prog is not None and prog.completed_epochs > 0 and not epoch_complete(root, prog.completed_epochs - 1) \
+                and trainer() is None:
             prog, why = None, (f"says {prog.completed_epochs} epochs but epoch_{prog.completed_epochs - 1:04d} "
                                "is incomplete")
         if prog is not None:
             return prog
-        warnings.append(f"{PROGRESS_FILE}: {why}; recomputed from the epoch folders")
+        warnings.append(f"{PROGRESS_FILE}: {why}; " + ("ignored" if trainer() else "recomputed from the epoch folders"))
+    if trainer() is not None:
+        return Progress(0, _int(status.get("total_epochs")) if status else None, 0.0, source="none")
     total, es = run_total_and_es(root, warnings, status)
     n = complete_epochs(root)
     if obj is None and n == 0:
