@@ -23,6 +23,7 @@ SHOTS = [  # (file, size, keys, wait for screen)
     ("run-detail", (120, 36), ["enter"], "DetailScreen"),
     ("inspector", (120, 36), ["enter", "i", "down", "down", "down"], "InspectorScreen"),
     ("compare", (120, 36), ["space", "space", "c"], "CompareScreen"),
+    ("samples", (120, 36), ["enter", "S"], "SamplesScreen"),
     ("confirm-stop", (120, 36), ["down", "x"], "ConfirmScreen"),
 ]
 

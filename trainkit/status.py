@@ -379,6 +379,16 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
                slurm_jobs: dict[int, JobView] | None = None) -> RunStatus:
     """One run's status. ``slurm_jobs``: Slurm's view of the recorded jobs (from :func:`scan`'s one
     squeue call); None: the files alone decide (no squeue)."""
+    return read_run(run_dir, now=now, repair=repair, host=host, stale_s=stale_s, pid_alive=pid_alive,
+                    slurm_jobs=slurm_jobs)[0]
+
+
+def read_run(run_dir: str | Path, *, now: float | None = None, repair: bool = False,
+             host: str | None = None, stale_s: float | None = None,
+             pid_alive: Callable[[int, float | None], bool] = pid_running,
+             slurm_jobs: dict[int, JobView] | None = None) -> tuple[RunStatus, dict | None]:
+    """:func:`run_status` and the checked ``training_status.json`` it was judged from (None when
+    missing or unusable), for readers that show more of it (trainmon) without reading it twice."""
     root = os.fspath(run_dir)
     now = time.time() if now is None else now
     host = host or socket.gethostname()
@@ -415,7 +425,8 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
         pid=_int(status.get("pid")) if status else None,
         host=status.get("host") if status and isinstance(status.get("host"), str) else None,
         progress_source=prog.source, alert=latest_alert(status), warnings=warnings,
-        slurm_job=job_id, slurm_state=job.state.lower() if job else None, slurm_node=job.node if job else None)
+        slurm_job=job_id, slurm_state=job.state.lower() if job else None,
+        slurm_node=job.node if job else None), status
 
 
 def latest_alert(status: dict | None) -> str | None:

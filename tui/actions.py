@@ -39,6 +39,11 @@ class ActionPlan:
         return sum(1 for t in self.lines if t.ok)
 
 
+
+def progress_line(p) -> str:
+    """One line of a long move's progress (archive, restore)."""
+    return f"{p.name}: {p.phase} {p.files_done}/{p.files_total}"
+
 def _names(views: list[RunView]) -> list[str]:
     return [v.name for v in views]
 
@@ -68,7 +73,7 @@ def plan_archive(root: str, views: list[RunView]) -> ActionPlan:
         plan.lines.append(TargetLine(c.name, f"not archived: {c.why_not} ({c.status}: {c.reason})", False))
     if mp.selected:
         def run(report: Report) -> list[str]:
-            res = lifecycle.archive(mp, progress=lambda p: report(f"{p.name}: {p.phase} {p.files_done}/{p.files_total}"))
+            res = lifecycle.archive(mp, progress=lambda p: report(progress_line(p)))
             return [f"archived {o.name}" for o in res.moved] + \
                 [f"{o.name} not archived: {o.detail}" for o in res.not_moved]
         plan.execute = run
@@ -91,12 +96,13 @@ def plan_restore(root: str, views: list[RunView]) -> ActionPlan:
         plan.lines.extend(TargetLine(n, f"refused: {e}", False) for n in names)
         return plan
     for c in mp.selected:
-        plan.lines.append(TargetLine(c.name, f"moves back to {mp.layout.show(mp.layout.root)}/ ({c.files} files)", True))
+        where = mp.layout.show(mp.layout.root)
+        plan.lines.append(TargetLine(c.name, f"moves back to {where}/ ({c.files} files)", True))
     for c in mp.skipped:
         plan.lines.append(TargetLine(c.name, f"not restored: {c.why_not}", False))
     if mp.selected:
         def run(report: Report) -> list[str]:
-            res = lifecycle.restore(mp, progress=lambda p: report(f"{p.name}: {p.phase} {p.files_done}/{p.files_total}"))
+            res = lifecycle.restore(mp, progress=lambda p: report(progress_line(p)))
             return [f"restored {o.name}" for o in res.moved] + \
                 [f"{o.name} not restored: {o.detail}" for o in res.not_moved]
         plan.execute = run
@@ -166,7 +172,8 @@ def plan_control(views: list[RunView], what: str) -> ActionPlan:
     for v in views:
         if v.state in wants and not v.archived:
             ok.append(v)
-            plan.lines.append(TargetLine(v.name, f"writes a {what} request; the trainer acts on it between steps", True))
+            plan.lines.append(TargetLine(v.name, f"writes a {what} request; the trainer acts on it between steps",
+                                         True))
         else:
             plan.lines.append(TargetLine(v.name, f"{v.state}: only {' or '.join(wants)} runs can be {_past(what)}",
                                          False))

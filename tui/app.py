@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from tui.model.runs import RunsModel
 from tui.watcher import watch_root
 
 LIVENESS_S = 5.0
+# When set, the path where the app writes time.time() once the first full read of ROOT is on screen
+# (benchmarks/tui_scale.py reads it: the time from process start to the first full paint).
+PAINTED_ENV = "TRAINMON_PAINTED_FILE"
 
 
 @dataclass
@@ -77,6 +81,7 @@ class TrainmonApp(App):
         self.readonly = options.readonly
         self.network_fs = network_filesystem(options.root)
         self.watch_mode = self._initial_mode()
+        self.model.stat_at_load = options.poll_s is not None or bool(self.network_fs)
 
     def _initial_mode(self) -> str:
         if self.options.poll_s is not None:
@@ -95,11 +100,15 @@ class TrainmonApp(App):
     def load_model(self) -> None:
         changes = self.model.refresh(None, budget_s=None)
         self.post_message(ModelLoaded(len(self.model.runs)))
+        changes = [c for c in changes if c.kind != "added"]  # ModelLoaded draws those (once)
         if changes:
             self.post_message(RunsChanged(changes))
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.dispatch(lambda s: getattr(s, "model_loaded", None))
+        marker = os.environ.get(PAINTED_ENV)
+        if marker:
+            self.call_after_refresh(_write_painted, marker)
         if not self.options.watch:
             return
         poll = self.options.poll_s if self.options.poll_s is not None else (1.0 if self.network_fs else None)
@@ -149,3 +158,8 @@ class TrainmonApp(App):
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+
+def _write_painted(path: str) -> None:
+    with open(path, "w") as f:
+        f.write(repr(time.time()))

@@ -8,6 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
+import orjson
+
 from trainkit.evaluation.plan import conversation_name
 from trainkit.files import dumps, write_json
 from trainkit.runfolder import FORMAT_VERSION, RunPaths
@@ -82,7 +84,40 @@ def build_demo(root: str | os.PathLike, *, pid: int | None = None) -> Path:
                                             "best_epoch": scores.index(min(scores))}, durable=False)
         if state == "finished":
             _demo_eval(paths)
+        if state in ("finished", "running", "failed"):
+            _demo_monitor(paths, steps, failed=state == "failed")
     return root
+
+
+def _demo_monitor(paths: RunPaths, steps: list[dict], *, failed: bool) -> None:
+    """The training monitor's files: samples, layer health and (for the failed run) alerts, with
+    the latest alerts in the status file too, as the engine writes them."""
+    with open(paths.samples, "wb") as f:
+        for k, rec in enumerate(steps[7::8]):
+            a, b = k % 9 + 2, k * 3 % 11
+            right = k % 4 != 1
+            out = f"{a + b}" if right else f"{a + b + 1}"
+            f.write(dumps({"step": rec["step"], "epoch": rec["epoch"], "prompt": f"What is {a}+{b}?",
+                           "output": out if k % 6 != 5 else f"the answer is {out}", "expected": str(a + b),
+                           "correct": right and k % 6 != 5, "pattern_ok": k % 6 != 5, "t": rec["t"]}) + b"\n")
+    with open(paths.layers, "wb") as f:
+        for k, rec in enumerate(steps[3::4]):
+            layers = [{"name": name, "grad_norm": round(g * math.exp(-k / 20) + 0.05 * math.sin(k + i), 5),
+                       "weight_norm": round(w + k / 100, 4), "update_ratio": round(1e-3 * math.exp(-k / 30), 7)}
+                      for i, (name, g, w) in enumerate((("net.0", 1.2, 8.0), ("net.3", 0.8, 5.5),
+                                                         ("net.6", 0.4, 2.1)))]
+            f.write(dumps({"step": rec["step"], "epoch": rec["epoch"], "t": rec["t"], "layers": layers}) + b"\n")
+    if not failed:
+        return
+    last = steps[-1]
+    alerts = [{"kind": "loss_spike", "step": last["step"] - 3, "value": 9.2, "threshold": 3.0,
+               "message": f"loss spiked to 9.2 at step {last['step'] - 3} (3x the recent mean)", "t": last["t"] - 4},
+              {"kind": "nonfinite_loss", "step": last["step"], "value": "nan", "threshold": None,
+               "message": f"loss is nan at step {last['step']}", "t": last["t"]}]
+    paths.alerts.write_bytes(b"".join(dumps(a) + b"\n" for a in alerts))
+    status = orjson.loads(paths.status.read_bytes())
+    status["alerts"] = alerts
+    write_json(paths.status, status, durable=False)
 
 
 def _demo_eval(paths: RunPaths) -> None:

@@ -12,10 +12,12 @@ from textual.message import Message
 from watchfiles import BaseFilter, Change, awatch
 
 from trainkit.runfolder import (
+    ALERTS_FILE,
     CHECKPOINTS_DIR,
     CONFIG_FILES,
     CURRENT_META_FILE,
     EPOCHS_DIR,
+    LAYERS_FILE,
     LOCK_FILE,
     LOG_FILE,
     METRICS_FILE,
@@ -23,6 +25,7 @@ from trainkit.runfolder import (
     REPORTS_DIR,
     RESOLVED_CONFIG_FILE,
     RESPONSES_FILE,
+    SAMPLES_FILE,
     STATUS_FILE,
     SUMMARY_FILE,
     SYSTEM_FILE,
@@ -34,7 +37,8 @@ from tui.model.runs import RunsModel
 DEBOUNCE_MS = 50  # awatch's default 1.6 s is far too slow for a live monitor
 STEP_MS = 10
 CONTRACT_NAMES = {STATUS_FILE, PROGRESS_FILE, METRICS_FILE, SYSTEM_FILE, RESOLVED_CONFIG_FILE, CURRENT_META_FILE,
-                  LOCK_FILE, LOG_FILE, RESPONSES_FILE, SUMMARY_FILE, VALIDATION_SCORES_FILE, *CONFIG_FILES}
+                  LOCK_FILE, LOG_FILE, RESPONSES_FILE, SUMMARY_FILE, VALIDATION_SCORES_FILE, *CONFIG_FILES,
+                  SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE}
 
 
 class ContractFilter(BaseFilter):

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from tui_helpers import project_conftest
 
 _shared = project_conftest()

@@ -18,7 +18,7 @@ from tui.model.mounts import filesystem_of, is_network_type, parse_mountinfo
 from tui.model.query import FilterError, arrange, matches, parse_filter
 from tui.model.runs import METRICS, ROW, RunsModel
 from tui.model.tail import tail_records
-from tui.model.views import RunView
+from tui.model.views import SPARK_POINTS, RunView
 from tui.widgets.chart import Series, plot
 from tui.widgets.glyphs import bar, sparkline
 
@@ -94,7 +94,7 @@ def test_start_reads_only_the_tail(tmp_path):
     assert [r["step"] for r in recs] == list(range(19_940, 20_000)) and end == paths.metrics.stat().st_size
     m = model_of(r)
     v = m.runs[key(r, "2026-01-01-big")]
-    assert len(v.losses) == 60 and v.losses[-1] == 19_999.0
+    assert len(v.losses) == SPARK_POINTS and v.losses[-1] == 19_999.0
 
 
 def test_malformed_status_keeps_last_value_and_marks(root):
@@ -197,8 +197,8 @@ def test_filter_errors(bad):
 
 
 def test_arrange_sorts_and_groups():
-    vs = [RunView(n, f"/{n}", state=s, fraction=f, last_loss=l, config={"w": w})
-          for n, s, f, l, w in [("b", "finished", 1.0, 0.2, 64), ("a", "running", 0.5, 0.1, 256),
+    vs = [RunView(n, f"/{n}", state=s, fraction=f, last_loss=loss, config={"w": w})
+          for n, s, f, loss, w in [("b", "finished", 1.0, 0.2, 64), ("a", "running", 0.5, 0.1, 256),
                                 ("c", "crashed", 0.2, None, 64)]]
     assert [v.name for v in arrange(vs, terms=[], sort="name", group=None)] == ["a", "b", "c"]
     assert [v.name for v in arrange(vs, terms=[], sort="state", group=None)] == ["a", "c", "b"]

@@ -33,6 +33,11 @@ async def open_all(app, pilot, with_eval: bool):
     await pilot.press("enter")
     await until(pilot, lambda: type(app.screen).__name__ == "DetailScreen", what="detail")
     await until(pilot, lambda: app.screen.history is not None, what="history")
+    await pilot.press("S")
+    await until(pilot, lambda: type(app.screen).__name__ == "SamplesScreen" and not app.screen.reading,
+                what="samples")
+    await pilot.press("escape")
+    await until(pilot, lambda: type(app.screen).__name__ == "DetailScreen", what="detail again")
     await pilot.press("y", "x", "l", "plus", "i")
     if with_eval:
         await until(pilot, lambda: type(app.screen).__name__ == "InspectorScreen", what="inspector")
@@ -111,8 +116,28 @@ async def at_help(pilot):
     await pilot.pause(0.1)
 
 
+async def at_monitor(pilot):
+    """The detail scrolled to the training monitor's tables (samples, alerts, layer health)."""
+    await at_workspace(pilot)
+    pilot.app.screen.query_one("#runs").select_key(str(DEMO / "2026-11-22-bad-lr"))  # it has alerts
+    await pilot.pause(0.1)
+    await pilot.press("enter")
+    await until(pilot, lambda: getattr(pilot.app.screen, "monitor", None) is not None, what="monitor")
+    await pilot.pause(0.2)
+    pilot.app.screen.query_one("#samples").scroll_visible(top=True, animate=False)
+    await pilot.pause(0.2)
+
+
+async def at_samples(pilot):
+    await at_detail(pilot)
+    await pilot.press("S")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "SamplesScreen" and not pilot.app.screen.reading,
+                what="samples")
+    await pilot.pause(0.2)
+
+
 SCREENS = {"workspace": at_workspace, "detail": at_detail, "inspector": at_inspector, "compare": at_compare,
-           "modal": at_modal, "help": at_help}
+           "modal": at_modal, "help": at_help, "monitor": at_monitor, "samples": at_samples}
 
 
 @pytest.mark.parametrize("size", [(120, 36), (80, 24)], ids=["120x36", "80x24"])

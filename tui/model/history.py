@@ -11,8 +11,14 @@ from dataclasses import dataclass, field
 from trainkit import readers
 from trainkit.early_stopping import EarlyStopping, is_better
 from trainkit.files import JsonlTail, ReadProblem, open_regular
-from trainkit.runfolder import CURRENT_META_FILE, CHECKPOINTS_DIR, LOG_FILE, METRICS_FILE, RESOLVED_CONFIG_FILE, \
-    SYSTEM_FILE
+from trainkit.runfolder import (
+    CHECKPOINTS_DIR,
+    CURRENT_META_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    RESOLVED_CONFIG_FILE,
+    SYSTEM_FILE,
+)
 
 SKIP = {"kind", "epoch", "step", "t", "global_step"}
 LOG_LINES = 200

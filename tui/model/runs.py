@@ -20,12 +20,14 @@ from trainkit.files import JsonlTail
 from trainkit.lifecycle.experiments import flatten
 from trainkit.lock import pid_alive
 from trainkit.runfolder import (
+    ALERTS_FILE,
     ARCHIVE_SUFFIX,
     CHECKPOINTS_DIR,
     CONFIG_FILES,
     CURRENT_META_FILE,
     EPOCHS_DIR,
     EVALS_DIR,
+    LAYERS_FILE,
     LIVE,
     LOCK_FILE,
     LOG_FILE,
@@ -34,18 +36,21 @@ from trainkit.runfolder import (
     REPORTS_DIR,
     RESOLVED_CONFIG_FILE,
     RUN_MARKERS,
+    SAMPLES_FILE,
     STATUS_FILE,
     SYSTEM_FILE,
 )
-from trainkit.status import find_runs, run_status, stale_after, summarize
+from trainkit.status import find_runs, read_run, stale_after, summarize
 from tui.model.tail import tail_from_end
 from tui.model.views import SPARK_POINTS, RunView
 
 # What a changed file means for a run.
 ROW, METRICS, CONFIG, SYSTEM, LOG, EVALS, FOLDER = "row", "metrics", "config", "system", "log", "evaluations", "folder"
+MONITOR = "monitor"  # the training monitor's samples, alerts or layer health
+MONITOR_FILES = {SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE}
 ROW_FILES = {STATUS_FILE, PROGRESS_FILE, LOCK_FILE}
 POLLED = (STATUS_FILE, PROGRESS_FILE, LOCK_FILE, METRICS_FILE, RESOLVED_CONFIG_FILE, SYSTEM_FILE, LOG_FILE,
-          f"{CHECKPOINTS_DIR}/{CURRENT_META_FILE}")
+          f"{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE)
 
 
 def is_step(rec: dict) -> bool:
@@ -71,6 +76,7 @@ class _Entry:
     host: str | None = None
     started_at: float | None = None
     status: dict = field(default_factory=dict)
+    loaded_ns: int = 0
 
 
 def _sig(path: str) -> tuple | None:
@@ -99,6 +105,9 @@ class RunsModel:
         self._extra: dict[str, tuple | None] = {}  # files a screen asked to be polled (an open evaluation)
         self.pending = 0
         self.loaded = False
+        # stat the polled files of each run when it is loaded (a polling root). False (inotify):
+        # skip those stats; should polling start later, a file newer than the load counts as changed.
+        self.stat_at_load = True
 
     # ------------------------------------------------------------------ public
     def refresh(self, changed_paths: set[str] | None = None, budget_s: float | None = 0.05) -> list[RunChange]:
@@ -113,8 +122,7 @@ class RunsModel:
         first = True
         while self._dirty and (first or budget_s is None or time.perf_counter() - t0 < budget_s):
             first = False
-            key = next(iter(self._dirty))
-            what = self._dirty.pop(key)
+            key, what = self._dirty.popitem()  # not next(iter()) + pop: that scans the freed slots, O(n^2)
             change = self._update(key, what)
             if change is not None:
                 out.append(change)
@@ -190,6 +198,8 @@ class RunsModel:
                 kinds.add(SYSTEM)
             elif len(parts) == 1 and base == LOG_FILE:
                 kinds.add(LOG)
+            elif len(parts) == 1 and base in MONITOR_FILES:
+                kinds.add(MONITOR)
             elif parts[0] in (CHECKPOINTS_DIR, EPOCHS_DIR):
                 kinds.add(ROW)
             elif parts[0] in (EVALS_DIR, REPORTS_DIR):
@@ -219,7 +229,11 @@ class RunsModel:
         for key, e in self._entries.items():
             for name in POLLED:
                 s = _sig(f"{key}/{name}")
-                if e.sigs.get(name) != s:
+                if name not in e.sigs:  # not stat-ed at load (see stat_at_load)
+                    e.sigs[name] = s
+                    if s is not None and s[0] >= e.loaded_ns - 2_000_000_000:
+                        self._route({f"{key}/{name}"})
+                elif e.sigs.get(name) != s:
                     e.sigs[name] = s
                     self._route({f"{key}/{name}"})
         for path, old in list(self._extra.items()):
@@ -257,7 +271,7 @@ class RunsModel:
         if METRICS in what:
             if self._read_metrics(e):
                 done.add(METRICS)
-        done |= what & {SYSTEM, LOG, EVALS}
+        done |= what & {SYSTEM, LOG, EVALS, MONITOR}
         if not done:
             return None
         e.view.changed_at = self.clock()
@@ -279,8 +293,10 @@ class RunsModel:
             view.changed_at = os.stat(key).st_mtime
         except OSError:
             view.changed_at = 0.0
-        for name in POLLED:
-            e.sigs[name] = _sig(f"{key}/{name}")
+        e.loaded_ns = time.time_ns()
+        if self.stat_at_load:
+            for name in POLLED:
+                e.sigs[name] = _sig(f"{key}/{name}")
         return e
 
     def _read_config(self, e: _Entry) -> None:
@@ -291,11 +307,9 @@ class RunsModel:
 
     def _read_row(self, e: _Entry) -> None:
         v = e.view
-        warnings: list[str] = []
-        status = readers.load(f"{v.path}/{STATUS_FILE}", readers.STATUS, warnings)
-        status_broken = status is None and any(w.startswith(STATUS_FILE) for w in warnings)
-        rs = run_status(v.path, now=self.clock(), host=self.host, stale_s=self.stale_s)
-        problems = list(dict.fromkeys(warnings + rs.warnings))
+        rs, status = read_run(v.path, now=self.clock(), host=self.host, stale_s=self.stale_s)
+        status_broken = status is None and any(w.startswith(STATUS_FILE) for w in rs.warnings)
+        problems = list(rs.warnings)
         if status_broken and e.good_status:
             # a malformed status file: keep the last good values, mark the run
             v.warnings = problems
@@ -305,6 +319,7 @@ class RunsModel:
         v.state, v.reason = rs.state, rs.reason
         v.completed, v.total, v.percentage = rs.completed_epochs, rs.total_epochs, rs.progress_percentage
         v.early_stopped = rs.early_stopped
+        v.alert = rs.alert
         v.best_metric, v.best_value = rs.best_metric, rs.best_value
         if rs.last_loss is not None:
             v.last_loss = rs.last_loss

@@ -9,6 +9,7 @@ import orjson
 from trainkit.files import JsonlTail, ReadProblem, open_regular
 
 BLOCK = 64 * 1024
+FIRST_BLOCK = 4 * 1024  # the first read from the end: ~30 short records; later reads grow to BLOCK
 
 
 def tail_records(path: str, want: int, keep: callable, *, max_bytes: int = 4 * 1024 * 1024
@@ -22,9 +23,10 @@ def tail_records(path: str, want: int, keep: callable, *, max_bytes: int = 4 * 1
         return [], 0, 0
     try:
         size = os.fstat(fd).st_size
-        pos, carry, found, bad, end = size, b"", [], 0, None
+        pos, carry, found, bad, end, block = size, b"", [], 0, None, FIRST_BLOCK
         while pos > 0 and len(found) < want and size - pos < max_bytes:
-            start = max(0, pos - BLOCK)
+            start = max(0, pos - block)
+            block = BLOCK
             data = os.pread(fd, pos - start, start) + carry
             pos = start
             if end is None:

@@ -10,7 +10,7 @@ from trainkit.commands.status import SYMBOLS
 from trainkit.formatting import format_age
 from trainkit.runfolder import COMPLETE, LIVE
 
-SPARK_POINTS = 60
+SPARK_POINTS = 16  # the LOSS TREND column is 16 cells wide
 
 # A word for each state that reads without colour (the symbol alone is ambiguous for ✓).
 STATE_LABELS = {"pending": "pending", "running": "running", "paused": "paused", "finished": "finished",
@@ -41,6 +41,7 @@ class RunView:
     lr: float | None = None
     early_stopped: bool = False
     warnings: list[str] = field(default_factory=list)
+    alert: str | None = None  # the training monitor's latest alert (training_status.json)
     bad_lines: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     changed_at: float = 0.0  # when the model last saw this run change (sort "recent")
@@ -64,7 +65,15 @@ class RunView:
 
     @property
     def warned(self) -> bool:
-        return bool(self.warnings) or self.bad_lines > 0
+        return bool(self.warnings) or self.bad_lines > 0 or bool(self.alert)
+
+    def problems(self) -> list[str]:
+        """What the warning mark stands for, one line each (the row's tooltip)."""
+        out = [f"alert: {self.alert}"] if self.alert else []
+        out += self.warnings
+        if self.bad_lines:
+            out.append(f"{self.bad_lines} unreadable line(s) skipped in the metrics log")
+        return out
 
     def heartbeat_age(self, now: float) -> float | None:
         return None if self.heartbeat_at is None else max(0.0, now - self.heartbeat_at)

@@ -1,5 +1,6 @@
 """Run detail: config summary, live status, a chart per metric (filter, log-Y, step/time, zoom),
-system metrics, the epochs table, the live log (``l``) and the run's evaluations (``i``)."""
+system metrics, the training monitor (latest inference samples, alerts, layer health; ``S`` for
+every sample), the epochs table, the live log (``l``) and the run's evaluations (``i``)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,19 @@ from textual.widgets import DataTable, Footer, Input, Static
 from trainkit.formatting import fmt_duration, fmt_num
 from tui.model.evals import list_evals
 from tui.model.history import History, log_tail
-from tui.model.runs import CONFIG, EVALS, LOG, METRICS, ROW, SYSTEM, RunChange
+from tui.model.monitor import MonitorFiles
+from tui.model.runs import CONFIG, EVALS, LOG, METRICS, MONITOR, ROW, SYSTEM, RunChange
 from tui.widgets.chart import Series, color_of
 from tui.widgets.chart_view import ChartView
 from tui.widgets.glyphs import bar, pct_text
+from tui.widgets.monitor_rows import (
+    ALERT_COLUMNS,
+    LAYER_COLUMNS,
+    SAMPLE_COLUMNS,
+    alert_cells,
+    layer_cells,
+    sample_cells,
+)
 from tui.widgets.runs_table import STATE_STYLES
 
 CONFIG_KEYS = ("task", "epochs", "lr", "batch_size", "optimizer", "lr_schedule.name", "early_stopping.metric",
@@ -46,6 +56,8 @@ def head_text(view, now: float) -> Text:
     parts = [f"{k}={cfg[k]}" for k in CONFIG_KEYS if cfg.get(k) is not None]
     parts += [f"{k}={v}" for k, v in cfg.items() if (k.startswith("model.")) and v is not None][:6]
     t.append("config: " + "  ".join(parts), style="dim")
+    if view.alert:
+        t.append(f"\n⚠ alert: {view.alert}", style="bold yellow")
     for w in view.warnings[:3]:
         t.append(f"\n⚠ {w}", style="yellow")
     if view.bad_lines:
@@ -64,6 +76,7 @@ class DetailScreen(Screen):
         Binding("f", "metric_filter", "Metric filter"),
         Binding("l", "log", "Log"),
         Binding("i", "inspect", "Inspect eval"),
+        Binding("S", "samples", "All samples"),
     ]
     DEFAULT_CSS = """
     DetailScreen #head { height: auto; padding: 0 1; background: $boost; }
@@ -72,6 +85,7 @@ class DetailScreen(Screen):
     DetailScreen .section { text-style: bold; padding: 1 1 0 1; }
     DetailScreen #epochs { height: auto; max-height: 16; }
     DetailScreen #eval-list { height: auto; max-height: 10; }
+    DetailScreen .monitor { height: auto; max-height: 14; }
     DetailScreen #log { dock: bottom; height: 12; border: round $secondary; padding: 0 1; display: none; }
     DetailScreen #mfilter { margin: 0 1; display: none; }
     """
@@ -85,6 +99,7 @@ class DetailScreen(Screen):
         self.last: int | None = None
         self.metric_filter = ""
         self.evals = []
+        self.monitor: MonitorFiles | None = None
 
     @property
     def view(self):
@@ -98,6 +113,12 @@ class DetailScreen(Screen):
             yield Grid(id="charts")
             yield Static("System", classes="section")
             yield Grid(id="system")
+            yield Static("Inference samples (latest; S: all)", classes="section")
+            yield DataTable(id="samples", classes="monitor", cursor_type="row")
+            yield Static("Alerts", classes="section")
+            yield DataTable(id="alerts", classes="monitor", cursor_type="row")
+            yield Static("Layer health", classes="section")
+            yield DataTable(id="layers", classes="monitor", cursor_type="row")
             yield Static("Epochs", classes="section")
             yield DataTable(id="epochs", cursor_type="row")
             yield Static("Evaluations", classes="section")
@@ -114,10 +135,13 @@ class DetailScreen(Screen):
     @work(thread=True, exclusive=True, group="history")
     def load(self) -> None:
         history = History.load(self.key)
-        self.app.call_from_thread(self._loaded, history)
+        monitor = MonitorFiles(self.key)
+        self.app.call_from_thread(self._loaded, history, monitor)
 
-    def _loaded(self, history: History) -> None:
+    def _loaded(self, history: History, monitor: MonitorFiles) -> None:
         self.history = history
+        self.monitor = monitor
+        self.draw_monitor()
         self.draw_charts()
         self.draw_epochs()
 
@@ -134,6 +158,8 @@ class DetailScreen(Screen):
             if ch.what & {METRICS, SYSTEM, ROW} and self.history is not None and self.history.update():
                 self.draw_charts()
                 self.draw_epochs()
+            if MONITOR in ch.what and self.monitor is not None:
+                self.draw_monitor(self.monitor.update())
             if LOG in ch.what and self.query_one("#log").display:
                 self.draw_log()
             if EVALS in ch.what or ROW in ch.what:
@@ -216,6 +242,29 @@ class DetailScreen(Screen):
         for e in self.evals:
             table.add_row(e.name, e.text(), key=e.path)
 
+    def draw_monitor(self, parts: set[str] | None = None) -> None:
+        """Redraw the monitor's tables (``parts``: only those; None: all)."""
+        m = self.monitor
+        if m is None:
+            return
+        if parts is None or "samples" in parts:
+            self._fill("#samples", SAMPLE_COLUMNS, [sample_cells(r) for r in reversed(m.samples)],
+                       "no inference samples (the task has no prompts, or samples are off)")
+        if parts is None or "alerts" in parts:
+            self._fill("#alerts", ALERT_COLUMNS, [alert_cells(r) for r in reversed(m.alerts)], "no alert")
+        if parts is None or "layers" in parts:
+            self._fill("#layers", LAYER_COLUMNS, [layer_cells(x) for x in m.layers.values()],
+                       "no layer health recorded (monitor.layers_every_steps)")
+
+    def _fill(self, selector: str, columns: tuple[str, ...], rows: list[list], empty: str) -> None:
+        table = self.query_one(selector, DataTable)
+        table.clear(columns=True)
+        table.add_columns(*columns)
+        if not rows:
+            table.add_row("-", empty, *[""] * (len(columns) - 2))
+        for row in rows:
+            table.add_row(*row)
+
     def draw_log(self) -> None:
         lines = log_tail(self.key, 200)
         box = self.query_one("#log", Static)
@@ -268,6 +317,11 @@ class DetailScreen(Screen):
         box.display = not box.display
         if box.display:
             self.draw_log()
+
+    def action_samples(self) -> None:
+        from tui.screens.samples import SamplesScreen
+
+        self.app.push_screen(SamplesScreen(self.key))
 
     def action_inspect(self) -> None:
         from tui.screens.inspector import InspectorScreen

@@ -22,6 +22,7 @@ KEYS = [
     ("Run detail", [
         ("y", "log-Y on the charts"), ("x", "x axis: step or wall time"), ("+ / -", "zoom in / out (newest kept)"),
         ("f", "metric filter"), ("l", "show / hide the live log"), ("i", "inspect the selected evaluation"),
+        ("S", "every inference sample of the run (samples.jsonl, live)"),
         ("escape", "back"),
     ]),
     ("Conversation inspector", [

@@ -125,7 +125,8 @@ class InspectorScreen(Screen):
         res = it.result_text()
         return [str(it.question_id), str(it.sample), Text(it.status, style="green" if it.ok else "bold red"),
                 Text(res, style="green" if res == "correct" else "red" if res in ("wrong", "error") else ""),
-                "-" if it.latency_s is None else f"{it.latency_s:.3g}s", "-" if it.attempts is None else str(it.attempts)]
+                "-" if it.latency_s is None else f"{it.latency_s:.3g}s",
+                "-" if it.attempts is None else str(it.attempts)]
 
     def rebuild(self) -> None:
         table = self.query_one("#items", DataTable)
@@ -152,7 +153,8 @@ class InspectorScreen(Screen):
         wrong = sum(1 for i in items if i.wrong)
         t = Text()
         t.append(f"{self.items.paths.name}", style="bold")
-        t.append(f"  {len(items)} items, {errors} error(s), {wrong} wrong  ·  showing: {self.which} ({len(self.shown)})")
+        t.append(f"  {len(items)} items, {errors} error(s), {wrong} wrong  ·  "
+                 f"showing: {self.which} ({len(self.shown)})")
         if self.items.bad_lines:
             t.append(f"  ·  ⚠ {self.items.bad_lines} unreadable line(s) skipped", style="yellow")
         self.query_one("#ihead", Static).update(t)

@@ -57,8 +57,9 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
     ys = [f(y) for _, y in all_pts]
     xs = [x for x, _ in all_pts]
     ylo, yhi, xlo, xhi = min(ys), max(ys), min(xs), max(xs)
-    if yhi == ylo:
-        ylo, yhi = ylo - 0.5, yhi + 0.5
+    if yhi == ylo:  # a constant series: a band around its value, on its own scale (lr 1e-3 stays 1e-3)
+        pad = abs(ylo) * 0.1 or 0.5
+        ylo, yhi = ylo - pad, yhi + pad
     if xhi == xlo:
         xhi = xlo + 1
     label_w = 9
@@ -103,7 +104,7 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
     lo_s, hi_s = fmt_num(xlo, ".6g"), fmt_num(xhi, ".6g")
     lines.append(Text(" " * (label_w + 1) + lo_s + hi_s.rjust(max(1, cols - len(lo_s))), style="dim"))
     legend = Text()
-    for s, pts in data:
+    for s, _pts in data:
         legend.append("━ ", style=s.color)
         legend.append(f"{s.label}  ")
     if logy:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from trainkit.commands.status import SYMBOLS
 from trainkit.runfolder import STATES
 from tui.model.views import STATE_LABELS
 from tui.widgets.glyphs import bar, pct_text
 from tui.widgets.runs_table import STATE_STYLES
-from trainkit.commands.status import SYMBOLS
 
 
 def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: int, filt: str, sort: str,

@@ -1,0 +1,265 @@
+"""trainmon at scale, measured the way a user sees it: the real ``trainmon ROOT`` under a
+pseudo-terminal of 120x36, with the bytes it writes to that terminal counted.
+
+Trees (written directly: ``trainkit.testing.synthetic_run`` for the small files, then each run's
+metrics log written in bulk): 1,000 runs x 5,000 metric lines and 10,000 runs x 100 lines
+(``--quick``: 200 x 1,000 and 1,000 x 100). Every run is finished, so an idle screen has nothing
+to show.
+
+Printed for each tree:
+  - first paint: from just before the process is started to the first complete render of the
+    workspace after the model's first full read. The app writes ``time.time()`` to the file named
+    by ``TRAINMON_PAINTED_FILE`` from ``call_after_refresh`` once the loaded rows are drawn;
+  - peak RSS of the trainmon process (psutil, sampled every 20 ms while it runs);
+  - ``trainkit status --json ROOT`` on the same tree, best of 3, side by side.
+And on the 1,000-run tree:
+  - the append-to-screen latency p50/p95 over 200 appends: a step record with a unique loss is
+    appended to a run's metrics log and its training_status.json is rewritten (atomically) with
+    that loss; the time until the loss's digits appear in the terminal output. The appends cycle
+    over the 25 runs whose rows are on screen (a run scrolled out of view has nothing to draw);
+  - CPU seconds of the process over 30 idle seconds, and the bytes written to the terminal in them;
+  - the bytes written to the terminal per one-run update (median over the appends: everything
+    from the append until 150 ms after the value appeared).
+
+    python benchmarks/tui_scale.py [--quick] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import pty
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+
+from trainkit.files import write_json
+from trainkit.runfolder import METRICS_FILE, STATUS_FILE
+from trainkit.testing import synthetic_run
+
+BIN = Path(sys.executable).parent
+COLS, ROWS = 120, 36
+VISIBLE = 25  # rows of the runs table on a 36-line screen (header 3 + column header + footer)
+
+
+def build(root: Path, runs: int, lines: int) -> float:
+    t0 = time.perf_counter()
+    now = time.time()
+    block = b"".join(orjson.dumps({"kind": "step", "step": i, "epoch": 0, "loss": 1.0 / (1 + i / 50), "lr": 1e-3,
+                                   "t": now - (lines - i)}) + b"\n" for i in range(lines))
+    block += orjson.dumps({"kind": "epoch", "epoch": 0, "train_loss": 0.5, "val_loss": 0.5, "t": now}) + b"\n"
+    for i in range(runs):
+        paths = synthetic_run(root, f"run-{i:05d}", total=1, scores=[0.5], state="finished")
+        with open(paths.metrics, "wb") as f:
+            f.write(block)
+    return time.perf_counter() - t0
+
+
+class Pty:
+    """``trainmon ROOT`` on a pseudo-terminal; a thread reads everything it writes."""
+
+    def __init__(self, root: Path, marker: Path) -> None:
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS),
+                   TRAINMON_PAINTED_FILE=str(marker))
+        env.pop("TEXTUAL", None)
+        self.master = master
+        self.chunks: list[tuple[float, bytes]] = []
+        self.lock = threading.Lock()
+        self.started = time.time()
+        self.proc = subprocess.Popen([str(BIN / "trainmon"), str(root)], stdin=slave, stdout=slave, stderr=slave,
+                                     env=env, start_new_session=True, close_fds=True)
+        os.close(slave)
+        self.ps = psutil.Process(self.proc.pid)
+        self.peak_rss = 0
+        self.alive = True
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.lock:
+                self.chunks.append((time.monotonic(), data))
+
+    def _sample(self) -> None:
+        while self.alive:
+            try:
+                self.peak_rss = max(self.peak_rss, self.ps.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.chunks)
+
+    def since(self, index: int) -> bytes:
+        with self.lock:
+            return b"".join(c for _, c in self.chunks[index:])
+
+    def bytes_between(self, t0: float, t1: float) -> int:
+        with self.lock:
+            return sum(len(c) for t, c in self.chunks if t0 <= t < t1)
+
+    def close(self) -> None:
+        self.alive = False
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.master)
+
+
+def first_paint(app: Pty, marker: Path, timeout: float = 120.0) -> float:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if marker.exists() and marker.stat().st_size:
+            return float(marker.read_text()) - app.started
+        if app.proc.poll() is not None:
+            raise SystemExit(f"trainmon exited with {app.proc.returncode}: {app.since(0)[-2000:]!r}")
+        time.sleep(0.005)
+    raise SystemExit("no first paint within the timeout")
+
+
+def status_time(root: Path) -> float:
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([str(BIN / "trainkit"), "status", "--json", str(root)], stdout=subprocess.DEVNULL, check=True)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def append(root: Path, i: int, value: float) -> None:
+    run = root / f"run-{i % VISIBLE:05d}"
+    with open(run / METRICS_FILE, "ab") as f:
+        f.write(orjson.dumps({"kind": "step", "step": 100_000 + i, "epoch": 0, "loss": value, "lr": 1e-3,
+                              "t": time.time()}) + b"\n")
+    status_path = run / STATUS_FILE
+    status = orjson.loads(status_path.read_bytes())
+    status.update(loss=value, step=100_000 + i, heartbeat_at=time.time())
+    write_json(status_path, status)
+
+
+def latency(app: Pty, root: Path, n: int) -> tuple[list[float], list[int], list[int]]:
+    """(latencies s, bytes per update, misses)."""
+    lats, sizes, misses = [], [], []
+    for i in range(n):
+        value = 7000 + i  # shown as "7000".."7199" (.4g): unique on the screen
+        needle = str(value).encode()
+        time.sleep(0.05)
+        idx = app.mark()
+        t0 = time.monotonic()
+        append(root, i, float(value))
+        seen = None
+        while time.monotonic() - t0 < 3.0:
+            if needle in app.since(idx):
+                seen = time.monotonic()
+                break
+            time.sleep(0.001)
+        if seen is None:
+            misses.append(i)
+            continue
+        lats.append(seen - t0)
+        time.sleep(0.15)
+        sizes.append(len(app.since(idx)))
+    return lats, sizes, misses
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def run_tree(base: Path, runs: int, lines: int, *, full: bool, idle_s: float, appends: int, quick: bool) -> None:
+    root = base / f"tree-{runs}"
+    build_s = build(root, runs, lines)
+    print(f"\n== {runs:,} runs x {lines:,} metric lines (built in {build_s:.1f} s, "
+          f"{sum(f.stat().st_size for f in root.glob('*/' + METRICS_FILE)) / 2**20:.0f} MiB of metrics)")
+    marker = base / f"painted-{runs}"
+    app = Pty(root, marker)
+    try:
+        paint = first_paint(app, marker)
+        goal = 1.5 if runs <= 1000 else 3.0
+        print(f"first full paint      {paint:.2f} s   (goal < {goal:g} s: {verdict(paint < goal)})")
+        if full:
+            time.sleep(1.0)  # let the first paint's tail and any late reads settle
+            lats, sizes, misses = latency(app, root, appends)
+            p50, p95 = pct(lats, 0.5), pct(lats, 0.95)
+            print(f"append-to-screen      p50 {p50 * 1000:.0f} ms  p95 {p95 * 1000:.0f} ms over {len(lats)} appends"
+                  f"{f' ({len(misses)} never shown)' if misses else ''}   (goal p95 < 250 ms: "
+                  f"{verdict(p95 < 0.25 and not misses)})")
+            per = statistics.median(sizes) if sizes else float("nan")
+            print(f"bytes per one-run update  median {per:.0f} B, max {max(sizes) if sizes else 0} B"
+                  f"   (goal < 2 KB: {verdict(per < 2048)})")
+            time.sleep(1.0)
+            cpu0 = sum(app.ps.cpu_times()[:2])
+            t0 = time.monotonic()
+            time.sleep(idle_s)
+            t1 = time.monotonic()
+            cpu = sum(app.ps.cpu_times()[:2]) - cpu0
+            idle_bytes = app.bytes_between(t0, t1)
+            print(f"idle {idle_s:g} s            CPU {cpu:.2f} s = {cpu / idle_s * 100:.2f} %   (goal < 1 %: "
+                  f"{verdict(cpu / idle_s < 0.01)})")
+            print(f"idle terminal output  {idle_bytes} B = {idle_bytes / idle_s:.1f} B/s   (goal 0 B/s: "
+                  f"{verdict(idle_bytes == 0)})")
+        rss = app.peak_rss / 2**20
+        if runs <= 1000:
+            print(f"peak RSS              {rss:.0f} MB   (goal < 300 MB: {verdict(rss < 300)})")
+        else:
+            print(f"peak RSS              {rss:.0f} MB")
+    finally:
+        app.close()
+    print(f"trainkit status --json  {status_time(root):.2f} s (best of 3, same tree)")
+    if quick:
+        print("(--quick: smaller trees; the goals are for the full sizes)")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="200 x 1,000 and 1,000 x 100; 10 s idle, 50 appends")
+    p.add_argument("--keep", metavar="DIR", help="build the trees in DIR and keep them")
+    args = p.parse_args()
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tui-scale-"))
+    base.mkdir(parents=True, exist_ok=True)
+    print(f"trainmon under a {COLS}x{ROWS} pseudo-terminal; trees in {base}; {os.cpu_count()} CPUs")
+    try:
+        if args.quick:
+            run_tree(base, 200, 1000, full=True, idle_s=10, appends=50, quick=True)
+            run_tree(base, 1000, 100, full=False, idle_s=0, appends=0, quick=True)
+        else:
+            run_tree(base, 1000, 5000, full=True, idle_s=30, appends=200, quick=False)
+            shutil.rmtree(base / "tree-1000", ignore_errors=True)
+            run_tree(base, 10000, 100, full=False, idle_s=0, appends=0, quick=False)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
