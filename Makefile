@@ -19,9 +19,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# three real runs in the background (one early-stops, one trains longer, one arith-chat train +
+# evaluation with conversations) into experiments/, then trainmon on them (on a terminal; otherwise
+# `trainmon --once` prints the table). The runs go on after trainmon quits.
 demo: $(STAMP)
-	$(BIN)/trainkit run examples/burgers.yaml
-	$(BIN)/trainkit status experiments
+	$(BIN)/python tools/demo_runs.py --root experiments
 
 system-deps:
 	@bash tools/system-deps.sh

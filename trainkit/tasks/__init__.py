@@ -9,6 +9,7 @@ from trainkit.tasks.base import Task, TaskData
 
 BUILTIN = {
     "burgers": "trainkit.tasks.burgers:BurgersTask",
+    "arith-chat": "trainkit.tasks.arith_chat:ArithChatTask",
 }
 ENTRY_POINT_GROUP = "trainkit.tasks"
 
