@@ -56,6 +56,15 @@ def write_config(path: Path, **over) -> Path:
     return path
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that a test stops with SIGINT (Ctrl-C): the default disposition.
+    A shell's background job (or a CI runner) may start the tests with SIGINT ignored, children
+    inherit that, and Python then never raises KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def trainkit(*args: str, cwd: Path, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "trainkit", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import eval_env, read_json, trainkit
+from conftest import eval_env, read_json, records, trainkit
 
 from trainkit.errors import UserError
 from trainkit.profiles import get_profile
@@ -179,8 +179,6 @@ def test_a_short_run_learns(tmp_path, env):
     """The example config for 6 of its 20 epochs, end to end (`trainkit run`: train, eval, report):
     the loss falls clearly and the held-out exact-match accuracy is well above chance (0.2; the
     full 20 epochs reach the 0.8 gate: benchmarks/monitor_overhead.py)."""
-    from conftest import read_json, records, trainkit
-
     example = Path(__file__).resolve().parents[1] / "examples" / "arith_chat.yaml"
     run = tmp_path / "run"
     r = trainkit("run", example, "--run-dir", run, "--epochs", 6, cwd=tmp_path, env=env)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import read_json, read_until, records, trainkit, wait_for, write_config
+from conftest import default_sigint, read_json, read_until, records, trainkit, wait_for, write_config
 
 from trainkit import status as S
 from trainkit.serve.api import Api
@@ -50,6 +50,7 @@ def start_server(root: Path, log_dir: Path, *args: str) -> tuple[subprocess.Pope
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     stderr = open(log_dir / f"serve-{time.monotonic_ns()}.err", "wb")  # noqa: SIM115 (the process holds it)
     proc = subprocess.Popen([sys.executable, "-m", "trainkit", "serve", str(root), "--port", "0", *args],
+                            preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=stderr, env=env)
     proc.stderr_path = Path(stderr.name)
     stderr.close()

@@ -11,7 +11,7 @@ import sys
 
 import orjson
 import pytest
-from conftest import read_json, read_until, start_trainkit, trainkit, wait_for, write_config
+from conftest import default_sigint, read_json, read_until, start_trainkit, trainkit, wait_for, write_config
 
 from trainkit import status as S
 from trainkit.launcher import plan
@@ -284,7 +284,7 @@ def test_status_never_imports_torch(tmp_path):
 def test_watch_redraws_until_ctrl_c(tmp_path, env):
     synthetic_run(tmp_path, "a", scores=[1.0], state="stopped")
     proc = subprocess.Popen([sys.executable, "-m", "trainkit", "status", str(tmp_path), "--watch", "--interval", "0.2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
     try:
         read_until(proc.stdout, lambda seen: seen.count(b"1 run: 1 stopped") >= 2, timeout=60,
                    what="two redraws")
