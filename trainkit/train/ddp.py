@@ -58,8 +58,16 @@ class Dist:
                 torch.cuda.set_device(device)
             torch.distributed.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
 
-    def stop(self) -> None:
+    def stop(self, *, together: bool = False) -> None:
+        """Tear the process group down; ``together`` (every rank ended the loop at the same step):
+        meet at a barrier first, so no rank exits while another still has collectives in flight
+        (gloo aborts a process whose threads are torn down mid-operation)."""
         if self.active and torch.distributed.is_initialized():
+            if together:
+                try:
+                    torch.distributed.barrier()
+                except Exception:  # a peer is gone: nothing left to wait for
+                    pass
             torch.distributed.destroy_process_group()
 
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -158,6 +158,7 @@ class Trainer:
         self.train_model: torch.nn.Module | None = None  # what the steps call: the model, or DDP around it
         self.optimizer: torch.optim.Optimizer | None = None
         self.monitor: Monitor | None = None
+        self._ended_together = False
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -279,7 +280,9 @@ class Trainer:
         try:
             with self.interrupts:
                 self.setup()
-                return self._loop()
+                outcome = self._loop()
+                self._ended_together = True  # every rank left the loop at the same step
+                return outcome
         except KeyboardInterrupt:
             return self._interrupted()
         except Exception as e:
@@ -517,4 +520,4 @@ class Trainer:
             self.metrics.close()
         if self.monitor is not None:
             self.monitor.close()
-        self.dist.stop()
+        self.dist.stop(together=self._ended_together)
