@@ -3,6 +3,9 @@
 * :func:`sampling_task`: a small regression task that can ``generate``, and whose generation draws
   from torch's global RNG on purpose: if sampling leaked into the training RNG, the weights of a
   run with samples would differ from one without. Dropout is on, so the RNG matters to training.
+  With ``MONITOR_HOLD_AT=N`` and ``MONITOR_HOLD_FILE=path`` in the environment, its training step
+  ``N`` (counted from 0 in this process) creates the file and waits there until the process is
+  killed, unless the file exists already (a resumed run goes on): a test kills it at a known step.
 * :func:`nan_task`: its loss becomes NaN from global step ``MONITOR_NAN_AT`` (environment).
 * :func:`spike_task`: its loss is multiplied by 1000 at global step ``MONITOR_SPIKE_AT``.
 """
@@ -10,6 +13,8 @@
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import torch
 
@@ -33,6 +38,16 @@ class _Base(Task):
 
 
 class SamplingTask(_Base):
+    def loss(self, model, batch):
+        hold = os.environ.get("MONITOR_HOLD_FILE")
+        if model.training and hold and self.calls == int(os.environ.get("MONITOR_HOLD_AT", "0")) \
+                and not Path(hold).exists():
+            Path(hold).touch()
+            while True:  # until killed
+                time.sleep(1)
+        self.calls += model.training
+        return super().loss(model, batch)
+
     def sample_prompts(self):
         return [{"prompt": "1", "expected": "1"}, {"prompt": "2", "expected": "3"}]
 

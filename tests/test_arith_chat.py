@@ -85,8 +85,9 @@ def test_data_masks_the_reply_only(profile):
     task.profile = get_profile(profile) if profile else None
     data = defaults(**{**TINY, "system_prompt": "Be exact."})
     built = task.build_data(data, None)
-    tokens, targets, mask = built.train
-    assert tokens.shape == targets.shape == mask.shape and tokens.shape[0] == 60 and built.val[0].shape[0] == 15
+    tokens, targets, mask, places = built.train
+    assert tokens.shape == targets.shape == mask.shape == places.shape
+    assert tokens.shape[0] == 60 and built.val[0].shape[0] == 15
     tok = task.tokenizer
     shaped = task.active_profile()
     for r in range(5):
@@ -98,8 +99,25 @@ def test_data_masks_the_reply_only(profile):
         assert targets[r, end] == tok.eos_token_id and not mask[r, end + 1:].any()  # the end marker is learned
         if profile == "emoji_think":
             assert shaped.pattern_ok(reply)
+        digits = [i for i, t in enumerate(tokens[r].tolist()) if tok.itos[t].isdigit()]
+        assert [int(places[r, i]) for i in digits if not mask[r, i - 1]] == [1, 1]  # one-digit operands
+        assert all(places[r, i] == 0 for i in digits if mask[r, i - 1])  # the reply's digits: no place
     again = task.build_data(data, None)
     assert all(torch.equal(a, b) for a, b in zip(built.train + built.val, again.train + again.val, strict=True))
+
+
+@pytest.mark.parametrize("text,learned_from,places", [
+    ("What is 27 + 5?", None, [2, 1, 1]),
+    ("12345678901 - 0?", None, [8, 8, 8, 8, 7, 6, 5, 4, 3, 2, 1, 1]),
+    ("x7y 42", 4, [1, 0, 0]),  # from position 4 on the text is learned (a reply): no places
+])
+def test_digit_places_count_from_the_end_of_each_number(text, learned_from, places):
+    tok = CharTokenizer()
+    ids = tok.encode(text)
+    learned = None if learned_from is None else [i >= learned_from for i in range(len(ids))]
+    got = tok.places(ids, learned)
+    assert [p for p, c in zip(got, text, strict=True) if c.isdigit()] == places
+    assert all(p == 0 for p, c in zip(got, text, strict=True) if not c.isdigit())
 
 
 def test_vocabulary_is_fixed_by_the_config():
@@ -174,18 +192,46 @@ def test_prompts_for_the_monitor():
 
 # ------------------------------------------------------------------------------------ learning
 
+def test_a_short_run_fits_its_training_conversations():
+    """300 steps in-process on 60 one-digit sums: the loss on them falls below a fifth and the model
+    answers most of them by generation (the model, its place embedding, the loss mask and greedy
+    generation work together; learning to add unseen sums is the slow test's job: 60 examples
+    cannot teach it)."""
+    task = ArithChatTask()
+    torch.manual_seed(0)
+    data = task.build_data(defaults(**TINY), None)
+    model = task.build_model({}, data)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    order = torch.Generator().manual_seed(0)
+    model.eval()
+    before = task.validate(model, data.train, 64)
+    model.train()
+    for _ in range(300):
+        idx = torch.randint(0, data.train[0].shape[0], (32,), generator=order)
+        loss = task.loss(model, tuple(t[idx] for t in data.train))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    after = task.validate(model, data.train, 64)  # answers its training questions by generation
+    assert after["val_loss"] < 0.2 * before["val_loss"]
+    assert after["val_accuracy"] >= 0.6 > before["val_accuracy"]
+    answer = task.predictor(model, torch.device("cpu"))(task.default_questions(defaults(**TINY))[0])
+    assert [m["role"] for m in answer["messages"]] == ["user", "assistant"]
+
+
 @pytest.mark.slow
-def test_a_short_run_learns(tmp_path, env):
-    """The example config for 6 of its 20 epochs, end to end (`trainkit run`: train, eval, report):
-    the loss falls clearly and the held-out exact-match accuracy is well above chance (0.2; the
-    full 20 epochs reach the 0.8 gate: benchmarks/monitor_overhead.py)."""
+def test_the_example_config_passes_its_gate(tmp_path, env):
+    """`trainkit run examples/arith_chat.yaml` (train, eval, report) end to end: the loss falls, the
+    held-out accuracy passes the 80 % gate, and the conversations have their roles. About 1.5 min."""
     example = Path(__file__).resolve().parents[1] / "examples" / "arith_chat.yaml"
     run = tmp_path / "run"
-    r = trainkit("run", example, "--run-dir", run, "--epochs", 6, cwd=tmp_path, env=env)
-    assert r.returncode in (0, 3), r.stderr[-2000:]  # 3: the 80 % gate of the full 20 epochs is not met in 6
+    r = trainkit("run", example, "--run-dir", run, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
     losses = [e["train_loss"] for e in records(run, "epoch")]
-    assert losses[-1] < 0.5 * losses[0]
-    assert read_json(run / "reports" / "default.json")["accuracy"] >= 0.2
+    assert losses[-1] < 0.1 * losses[0]
+    report = read_json(run / "reports" / "default.json")
+    assert report["gates_passed"] is True and report["accuracy"] >= 0.8
     conv = read_json(next((run / "evals" / "default" / "conversations").glob("q*_s0.json")))
     assert [m["role"] for m in conv["messages"]] == ["system", "user", "assistant"]
 

@@ -122,10 +122,11 @@ def test_resume_keeps_the_monitor_files_free_of_duplicates(tmp_path, env):
                        batch_size=8, checkpoint={"every_steps": 5},
                        monitor={"samples_every_steps": 1, "layers_every_steps": 1})
     run = tmp_path / "run"
-    e = eval_env(env)
+    held = tmp_path / "held"  # the task waits in its training step 23 (checkpoint at 20) until killed
+    e = eval_env(env, MONITOR_HOLD_AT="23", MONITOR_HOLD_FILE=str(held))
     proc = start_trainkit("train", cfg, "--run-dir", run, cwd=tmp_path, env=e)
     try:
-        wait_for(lambda: count_lines(run / "layers.jsonl", b'"layers"') >= 23, timeout=120, what="23 layer records")
+        wait_for(held.exists, timeout=120, what="the run to reach step 23")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:

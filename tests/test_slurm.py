@@ -240,9 +240,11 @@ def test_requeue_from_outside_and_self_requeue_resume_the_same_run(tmp_path, sen
     [started] = launch(root, cwd=tmp_path, env=senv)
     job = started["job_id"]
 
-    def step() -> int:
-        st = S.run_status(run)
-        return (read_json(run / "training_status.json").get("step") or 0) if st.state == "running" else -1
+    def step() -> int:  # -1 until the job runs and has written its first status (Slurm says running first)
+        status = run / "training_status.json"
+        if S.run_status(run).state != "running" or not status.exists():
+            return -1
+        return read_json(status).get("step") or 0
 
     wait_for(lambda: step() >= 20, timeout=120, interval=0.2, what="training under Slurm")
     cluster.run("scontrol", "requeue", str(job))  # from outside, mid-training
