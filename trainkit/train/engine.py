@@ -156,6 +156,7 @@ class Trainer:
         self.total_steps = 0
         self.model: torch.nn.Module | None = None  # validated, sampled, checkpointed
         self.train_model: torch.nn.Module | None = None  # what the steps call: the model, or DDP around it
+        self.params: list[torch.nn.Parameter] = []  # the model's, listed once (walking the modules each step costs)
         self.optimizer: torch.optim.Optimizer | None = None
         self.monitor: Monitor | None = None
         self._ended_together = False
@@ -206,7 +207,8 @@ class Trainer:
         log.info("device: %s; model on %s (%s parameters)", device_label(self.device),
                  next(self.model.parameters()).device, f"{n_params:,}")
         self.train_model = self.dist.wrap(self.model, self.device)
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.params = list(self.model.parameters())
+        self.optimizer = make_optimizer(cfg, self.params)
         if self.resume_from is not None:
             self._restore(self.resume_from)
             self.resume_from = None
@@ -323,10 +325,11 @@ class Trainer:
 
                 loss = self.task.loss(self.train_model, batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                (loss * self.dist.weight(len(shard), len(idx))).backward()
+                weight = self.dist.weight(len(shard), len(idx))
+                (loss if weight == 1.0 else loss * weight).backward()  # no extra autograd node in one process
                 loss = self.dist.global_loss(loss, len(shard), len(idx))
                 step = st.global_step
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip) \
+                norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip) \
                     if cfg.grad_clip > 0 else None
                 before = layer_snapshot(self.model) if self.writes and self.monitor.layers_due(step) else None
                 self.optimizer.step()
@@ -362,7 +365,7 @@ class Trainer:
         and the monitor's alerts; returns the alert that must stop the run (a non-finite loss)."""
         st = self.state
         value = loss.item()
-        gn = float(norm) if norm is not None else grad_norm(self.model.parameters())
+        gn = float(norm) if norm is not None else grad_norm(self.params)
         record = {"kind": "step", "epoch": st.epoch, "step": step, "loss": value, "lr": lr, "grad_norm": gn,
                   "t": time.time()}
         if self.writes and self.monitor.samples_due(step):
