@@ -8,7 +8,8 @@ to show.
 
 Printed for each tree:
   - first paint: from just before the process is started to the first complete render of the
-    workspace after the model's first full read. The app writes ``time.time()`` to the file named
+    workspace after the model's first full read; best of 3 starts (the disk is synced after the
+    tree is built), as ``trainkit status`` below. The app writes ``time.time()`` to the file named
     by ``TRAINMON_PAINTED_FILE`` from ``call_after_refresh`` once the loaded rows are drawn;
   - peak RSS of the trainmon process (psutil, sampled every 20 ms while it runs);
   - ``trainkit status --json ROOT`` on the same tree, best of 3, side by side.
@@ -200,12 +201,23 @@ def run_tree(base: Path, runs: int, lines: int, *, full: bool, idle_s: float, ap
     build_s = build(root, runs, lines)
     print(f"\n== {runs:,} runs x {lines:,} metric lines (built in {build_s:.1f} s, "
           f"{sum(f.stat().st_size for f in root.glob('*/' + METRICS_FILE)) / 2**20:.0f} MiB of metrics)")
+    os.sync()  # the new tree's writeback does not land in the timed starts
     marker = base / f"painted-{runs}"
+    paints = []
+    for _ in range(2):  # two starts measured and quit; the third goes on to the other figures
+        app = Pty(root, marker)
+        try:
+            paints.append(first_paint(app, marker))
+        finally:
+            app.close()
+        marker.unlink(missing_ok=True)
     app = Pty(root, marker)
     try:
-        paint = first_paint(app, marker)
+        paints.append(first_paint(app, marker))
+        paint = min(paints)
         goal = 1.5 if runs <= 1000 else 3.0
-        print(f"first full paint      {paint:.2f} s   (goal < {goal:g} s: {verdict(paint < goal)})")
+        print(f"first full paint      {paint:.2f} s best of 3 ({', '.join(f'{p:.2f}' for p in paints)})   "
+              f"(goal < {goal:g} s: {verdict(paint < goal)})")
         if full:
             time.sleep(1.0)  # let the first paint's tail and any late reads settle
             lats, sizes, misses = latency(app, root, appends)

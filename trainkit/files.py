@@ -112,17 +112,21 @@ def depth(value: Any, limit: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> int
     """Nesting depth of a JSON-like value (iterative: a deep value cannot overflow the stack).
     Returns ``limit + 1`` as soon as the value is deeper than ``limit`` or has more than
     ``max_nodes`` values (a YAML alias bomb)."""
-    deepest, stack, seen = 0, [(value, 1)], 0
-    while stack:
+    if not isinstance(value, (dict, list)):
+        return 0
+    deepest, stack, seen = 0, [(value, 1)], 1
+    while stack:  # only containers are pushed; scalars are counted in bulk
         v, d = stack.pop()
-        seen += 1
-        if seen > max_nodes:
-            return limit + 1
-        if isinstance(v, (dict, list)):
-            deepest = max(deepest, d)
+        if d > deepest:
+            deepest = d
             if d > limit:
                 return d
-            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+        seen += len(v)
+        if seen > max_nodes:
+            return limit + 1
+        for x in (v.values() if isinstance(v, dict) else v):
+            if isinstance(x, (dict, list)):
+                stack.append((x, d + 1))
     return deepest
 
 

@@ -38,12 +38,12 @@ def pid_alive(pid: int, started_at: float | None = None) -> bool:
         return False
 
 
-def read_lock(path: Path, warnings: list[str] | None = None) -> dict | None:
+def read_lock(path: str | os.PathLike, warnings: list[str] | None = None) -> dict | None:
     """The lock's content, type-checked (None when missing or unusable)."""
     return readers.load(path, readers.LOCK, [] if warnings is None else warnings)
 
 
-def live_lock(path: Path, warnings: list[str], *, host: str | None = None) -> dict | None:
+def live_lock(path: str | os.PathLike, warnings: list[str], *, host: str | None = None) -> dict | None:
     """The lock's content when another live process on this host holds it (a lock is evidence of
     life, like a heartbeat); None otherwise. A lock of another host proves nothing here: that
     run's heartbeat decides. A lock this process holds (a launcher re-checking a run under its own

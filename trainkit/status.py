@@ -36,6 +36,7 @@ from trainkit.runfolder import (
     FINISHED,
     LAUNCH_FILE,
     LIVE,
+    LOCK_FILE,
     METRICS_FILE,
     PENDING,
     PROGRESS_FILE,
@@ -401,7 +402,7 @@ def read_run(run_dir: str | Path, *, now: float | None = None, repair: bool = Fa
                                       or os.path.exists(f"{root}/{METRICS_FILE}"))
     state, reason = derive_state(status, prog, now=now, host=host, pid_alive=pid_alive, has_outputs=has_outputs,
                                  stale_s=stale_s)
-    holder = live_lock(RunPaths(Path(root)).lock, warnings, host=host) if state not in LIVE else None
+    holder = live_lock(f"{root}/{LOCK_FILE}", warnings, host=host) if state not in LIVE else None
     if holder is not None and state not in COMPLETE:  # a live trainer holds the run: it is starting
         state, reason = RUNNING, f"starting: locked by pid {holder.get('pid')} ({holder.get('purpose', 'train')})"
     job_id = job = None
