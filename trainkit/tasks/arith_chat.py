@@ -458,11 +458,15 @@ class ArithChatTask(Task):
         one; the mask marks the targets that are learned (the assistant's); places are the tokens'
         digit places (:meth:`CharTokenizer.places`)."""
         pad = self.tokenizer.pad_token_id
-        rows = [(ids + [pad] * (width + 1 - len(ids)), learned + [False] * (width + 1 - len(ids)),
-                 self.tokenizer.places(ids, learned) + [0] * (width + 1 - len(ids))) for ids, learned in convs]
-        ids = torch.tensor([r[0] for r in rows], dtype=torch.long)
-        learned = torch.tensor([r[1] for r in rows], dtype=torch.bool)
-        places = torch.tensor([r[2] for r in rows], dtype=torch.long)
+        ids_rows, learned_rows, place_rows = [], [], []
+        for ids, learned in convs:
+            fill = width + 1 - len(ids)
+            ids_rows.append(ids + [pad] * fill)
+            learned_rows.append(learned + [False] * fill)
+            place_rows.append(self.tokenizer.places(ids, learned) + [0] * fill)
+        ids = torch.tensor(ids_rows, dtype=torch.long)
+        learned = torch.tensor(learned_rows, dtype=torch.bool)
+        places = torch.tensor(place_rows, dtype=torch.long)
         return (ids[:, :-1].contiguous(), ids[:, 1:].contiguous(), learned[:, 1:].contiguous(),
                 places[:, :-1].contiguous())
 

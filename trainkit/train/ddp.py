@@ -82,9 +82,10 @@ class Dist:
         """This rank's contiguous part of a global batch's indices."""
         return idx if not self.active else idx.tensor_split(self.world)[self.rank]
 
-    def weight(self, n_local: int, n_global: int) -> float:
-        """The factor on a rank's mean loss that makes DDP's gradient average the global mean's."""
-        return 1.0 if not self.active else n_local * self.world / n_global
+    def weighted(self, loss: torch.Tensor, n_local: int, n_global: int) -> torch.Tensor:
+        """The loss to backpropagate: a rank's mean loss times the factor that makes DDP's gradient
+        average the global mean's; in one process the loss itself (no extra autograd node)."""
+        return loss if not self.active else loss * (n_local * self.world / n_global)
 
     def global_loss(self, loss: torch.Tensor, n_local: int, n_global: int) -> torch.Tensor:
         """The global batch's mean loss (detached; all-reduced across the ranks)."""

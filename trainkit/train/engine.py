@@ -325,8 +325,7 @@ class Trainer:
 
                 loss = self.task.loss(self.train_model, batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                weight = self.dist.weight(len(shard), len(idx))
-                (loss if weight == 1.0 else loss * weight).backward()  # no extra autograd node in one process
+                self.dist.weighted(loss, len(shard), len(idx)).backward()
                 loss = self.dist.global_loss(loss, len(shard), len(idx))
                 step = st.global_step
                 norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip) \

@@ -69,15 +69,19 @@ class Cell:
     def __init__(self, text: str, style: str = "", justify: str | None = None, tail: str = "") -> None:
         self.text, self.style, self.justify, self.tail = text, style, justify, tail
 
+    def body(self) -> str:
+        """The styled part of the cell's text."""
+        return self.text
+
     @property
     def plain(self) -> str:
-        return self.text + self.tail
+        return self.body() + self.tail
 
     def __str__(self) -> str:
         return self.plain
 
     def __rich__(self) -> Text:
-        t = Text(self.text, style=self.style, justify=self.justify)
+        t = Text(self.body(), style=self.style, justify=self.justify)
         if self.tail:
             t.append(self.tail)
         return t
@@ -92,12 +96,8 @@ class SparkCell(Cell):
         super().__init__("", style)
         self.values, self.width = values, width
 
-    @property
-    def plain(self) -> str:
+    def body(self) -> str:
         return sparkline(self.values, self.width)
-
-    def __rich__(self) -> Text:
-        return Text(self.plain, style=self.style)
 
 
 def cells(view: RunView, cols: list[Col], name_w: int, now: float, marked: bool) -> list[Cell]:
