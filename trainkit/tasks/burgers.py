@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import torch
 from torch import nn
@@ -45,7 +46,8 @@ from trainkit.config import setting
 from trainkit.files import atomic_write
 from trainkit.tasks.base import Task, TaskData
 
-SOLVER_VERSION = 2  # 1: first-order finite differences (about 7 % off); 2: exact (Cole-Hopf)
+SOLVER_VERSION = 3  # 1: first-order finite differences (about 7 % off); 2: exact (Cole-Hopf); 3: the same, with
+# numpy's FFT (the same bits in every process)
 EVAL_QUESTIONS = 64
 PHI_RESOLVED = 1e-13  # largest Fourier coefficient allowed in the top half of phi(x, 0)'s spectrum
 PHI_RANGE = 1e-10  # smallest min(phi) / max(phi) at time T that float64 resolves well enough
@@ -71,30 +73,33 @@ class BurgersModel:
 
 
 def random_initial_conditions(n: int, nx: int, modes: int, generator: torch.Generator) -> torch.Tensor:
-    """Smooth periodic initial conditions: random Fourier sums scaled to max |u| = 1."""
-    x = torch.arange(nx, dtype=torch.float64) / nx
-    k = torch.arange(1, modes + 1, dtype=torch.float64)
-    amp = torch.randn(n, modes, generator=generator, dtype=torch.float64) / k
-    phase = torch.rand(n, modes, generator=generator, dtype=torch.float64) * 2 * math.pi
-    u = (amp[:, :, None] * torch.sin(2 * math.pi * k[None, :, None] * x[None, None, :] + phase[:, :, None])).sum(1)
-    return u / u.abs().amax(dim=1, keepdim=True)
+    """Smooth periodic initial conditions: random Fourier sums scaled to max |u| = 1 (float64).
+
+    The random numbers come from the torch ``generator``; the sums are computed with numpy, whose float64 ``sin``
+    gives the same bits in every process (torch's vectorized one did not, in about one process out of six)."""
+    x = np.arange(nx, dtype=np.float64) / nx
+    k = np.arange(1, modes + 1, dtype=np.float64)
+    amp = torch.randn(n, modes, generator=generator, dtype=torch.float64).numpy() / k
+    phase = torch.rand(n, modes, generator=generator, dtype=torch.float64).numpy() * 2 * math.pi
+    u = (amp[:, :, None] * np.sin(2 * math.pi * k[None, :, None] * x[None, None, :] + phase[:, :, None])).sum(1)
+    return torch.from_numpy(u / np.abs(u).max(axis=1, keepdims=True))
 
 
-def _potential(u0: torch.Tensor, m: int) -> torch.Tensor:
+def _potential(u0: np.ndarray, m: int) -> np.ndarray:
     """The periodic antiderivative of the trigonometric interpolant of ``u0`` (batch, nx; zero mean), on ``m`` points.
 
     ``m`` is at least nx. For even nx the Nyquist coefficient is split evenly between +-nx/2, as usual."""
     n = u0.shape[1]
-    coef = torch.fft.rfft(u0, dim=1) / n
+    coef = np.fft.rfft(u0, axis=1) / n
     if n % 2 == 0:
         coef[:, -1] *= 0.5
-    k = torch.arange(1, coef.shape[1], dtype=torch.float64)
-    fine = torch.zeros(u0.shape[0], m // 2 + 1, dtype=torch.complex128)
+    k = np.arange(1, coef.shape[1], dtype=np.float64)
+    fine = np.zeros((u0.shape[0], m // 2 + 1), dtype=np.complex128)
     fine[:, 1:coef.shape[1]] = coef[:, 1:] / (2j * math.pi * k)
-    return torch.fft.irfft(fine * m, n=m, dim=1)
+    return np.fft.irfft(fine * m, n=m, axis=1)
 
 
-def _heat_initial_spectrum(v0: torch.Tensor, viscosity: float) -> torch.Tensor:
+def _heat_initial_spectrum(v0: np.ndarray, viscosity: float) -> np.ndarray:
     """Normalized rfft coefficients of phi(x, 0) = exp(-(U - max U) / (2 nu)) for zero-mean ``v0`` (batch, nx).
 
     The grid is nx * 2**j points, the coarsest on which the top half of the spectrum is below ``PHI_RESOLVED``
@@ -103,9 +108,9 @@ def _heat_initial_spectrum(v0: torch.Tensor, viscosity: float) -> torch.Tensor:
     m = n
     while True:
         exponent = -_potential(v0, m) / (2 * viscosity)
-        phi0 = torch.exp(exponent - exponent.amax(dim=1, keepdim=True))
-        spectrum = torch.fft.rfft(phi0, dim=1) / m
-        if spectrum[:, m // 4:].abs().max() <= PHI_RESOLVED:
+        phi0 = np.exp(exponent - exponent.max(axis=1, keepdims=True))
+        spectrum = np.fft.rfft(phi0, axis=1) / m
+        if np.abs(spectrum[:, m // 4:]).max() <= PHI_RESOLVED:
             return spectrum
         if m >= max(MAX_HEAT_GRID, n):
             raise ValueError(f"viscosity {viscosity} too small: exp(-U / (2 nu)) is not resolved on {m} points")
@@ -115,23 +120,26 @@ def _heat_initial_spectrum(v0: torch.Tensor, viscosity: float) -> torch.Tensor:
 def solve_burgers(u0: torch.Tensor, viscosity: float, t_final: float) -> torch.Tensor:
     """The exact solution at ``t_final`` of periodic viscous Burgers on [0, 1) from ``u0`` (batch, nx) on the grid.
 
-    Cole-Hopf (see the module docstring): computed in float64, returned in ``u0``'s dtype. Raises ``ValueError``
-    for a non-positive viscosity, a negative time, or a viscosity too small for float64 to resolve phi."""
+    Cole-Hopf (see the module docstring): computed in float64 with numpy's FFT (pocketfft gives the same bits in
+    every process; torch's MKL FFT did not, which changed the float32 answers, and with them the hash of the
+    evaluation's questions, in about one process out of ten), returned as a tensor of ``u0``'s dtype. Raises
+    ``ValueError`` for a non-positive viscosity, a negative time, or a viscosity too small for float64 to resolve
+    phi."""
     if viscosity <= 0 or t_final < 0:
         raise ValueError(f"need viscosity > 0 and t_final >= 0, got {viscosity} and {t_final}")
-    v0 = u0.to(torch.float64)
+    v0 = u0.detach().cpu().to(torch.float64).numpy()
     n = v0.shape[1]
-    mean = v0.mean(dim=1, keepdim=True)
+    mean = v0.mean(axis=1, keepdims=True)
     spectrum = _heat_initial_spectrum(v0 - mean, viscosity)
     m = 2 * (spectrum.shape[1] - 1)
-    wave = 2j * math.pi * torch.arange(spectrum.shape[1], dtype=torch.float64)
-    spectrum = spectrum * m * torch.exp((viscosity * wave**2 - wave * mean) * t_final)  # heat flow, Galilean shift
-    phi = torch.fft.irfft(spectrum, n=m, dim=1)
-    if bool((phi.amin(dim=1) < PHI_RANGE * phi.amax(dim=1)).any()):
+    wave = 2j * math.pi * np.arange(spectrum.shape[1], dtype=np.float64)
+    spectrum = spectrum * m * np.exp((viscosity * wave**2 - wave * mean) * t_final)  # heat flow, Galilean shift
+    phi = np.fft.irfft(spectrum, n=m, axis=1)
+    if bool((phi.min(axis=1) < PHI_RANGE * phi.max(axis=1)).any()):
         raise ValueError(f"viscosity {viscosity} too small at t_final {t_final}: phi spans more than float64 resolves")
-    phi_x = torch.fft.irfft(wave * spectrum, n=m, dim=1)
+    phi_x = np.fft.irfft(wave * spectrum, n=m, axis=1)
     u = mean - 2 * viscosity * phi_x[:, :: m // n] / phi[:, :: m // n]
-    return u.to(u0.dtype)
+    return torch.from_numpy(u).to(u0.dtype)
 
 
 def generate(cfg: BurgersData) -> dict[str, torch.Tensor]:
