@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import math
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+
 
 def fmt_duration(seconds: float | None) -> str:
     """``mm:ss``, or ``h:mm:ss`` from an hour on; ``--:--`` when unknown."""
@@ -38,3 +41,68 @@ def eta_seconds(done: float, remaining: float, elapsed_s: float) -> float | None
     if done <= 0 or elapsed_s <= 0:
         return None
     return max(0.0, remaining * elapsed_s / done)
+
+
+# ---------------------------------------------------------------------------------------------
+# one way to print a number (every surface: CLI, trainmon, the serve page's data, reasons)
+
+
+def _half_up(value: float, decimals: int) -> Decimal:
+    """``value`` rounded to ``decimals`` places, halves away from zero, from its shortest repr
+    (0.125 -> 0.13 and 2.5 -> 3 everywhere, whatever the binary value's last bits)."""
+    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+
+
+def percent_value(pct: float, decimals: int = 1) -> float:
+    """The percentage as it is shown with ``decimals`` places: halves up, but never rounded onto
+    100 unless it is 100 (99.95 -> 99.9, 199/200 -> 99.5) nor onto 0 unless it is 0 (0.04 -> 0.1)."""
+    if not math.isfinite(pct):
+        return pct
+    pct = min(100.0, max(0.0, pct))
+    shown = float(_half_up(pct, decimals))
+    step = 10.0 ** -decimals
+    if shown >= 100.0 and pct < 100.0:
+        return float(Decimal(repr(pct)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_FLOOR))
+    if shown <= 0.0 < pct:
+        return step
+    return shown
+
+
+def fmt_percent(pct: float | None, decimals: int = 1, *, space: bool = True) -> str:
+    """``42 %``, ``99.9 %``, ``100 %`` (a whole number without decimals); ``-`` when unknown. Never
+    shows 100 for less than 100 nor 0 for more than 0 (:func:`percent_value`)."""
+    if pct is None or not math.isfinite(pct):
+        return "-"
+    v = percent_value(pct, decimals)
+    text = f"{v:.0f}" if v == int(v) else f"{v:.{decimals}f}".rstrip("0").rstrip(".")
+    return f"{text} %" if space else f"{text}%"
+
+
+def fmt_sig(v: float | None, digits: int = 4) -> str:
+    """``v`` to ``digits`` significant digits (halves up): 3.344e-05 stays 3.344e-05, never 0.0000;
+    ``-`` when unknown; ``nan``/``inf`` as such."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if v == 0:
+        return "0"
+    exp = math.floor(math.log10(abs(v)))
+    rounded = float(_half_up(v, digits - 1 - exp))
+    return format(rounded, f".{digits}g")
+
+
+def fmt_against(value: float, limit: float, digits: int = 4) -> str:
+    """``value`` with enough significant digits that it never reads as ``limit`` unless it is
+    (0.10003 against a limit of 0.1 -> ``0.10003``, not ``0.1``): for reasons such as
+    ``nrmse 0.10003 > max 0.1``."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value)) or value == limit:
+        return fmt_sig(value, digits)
+    limit_text = fmt_sig(limit, 17)
+    for d in range(digits, 18):
+        text = fmt_sig(value, d)
+        if float(text) != float(limit_text) and (float(text) > limit) == (value > limit):
+            return text
+    return repr(float(value))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainkit.files import fsync_dir
+from trainkit.formatting import percent_value
 
 FORMAT_VERSION = 1
 
@@ -227,12 +228,13 @@ def choose_run_dir(config_path: Path, run_dir: str | None, *, today: dt.date | N
 
 
 def progress_percentage(completed: int, total: int | None, early_stopped: bool) -> float:
-    """completed / total x 100 (2 decimals); an early-stopped run is complete: 100."""
+    """completed / total x 100 (2 decimals, never rounded onto 100 or 0: 19,999 of 20,000 is 99.99);
+    an early-stopped run is complete: 100."""
     if early_stopped:
         return 100.0
     if not total:
         return 0.0
-    return round(min(completed, total) / total * 100, 2)
+    return percent_value(min(completed, total) / total * 100, 2)
 
 
 def progress_record(completed: int, total: int | None, *, early_stopped_at: int | None, finished: bool) -> dict:

@@ -122,9 +122,9 @@ def resolve(req: EvalRequest) -> Target:
     if standalone:
         metric = "accuracy"
     else:
-        from trainkit.tasks import get_task  # imports torch
+        from trainkit.tasks.configured import task_from_resolved  # imports torch
 
-        task = get_task(str(task_name))
+        _, task = task_from_resolved(config, source=str(RunPaths(run_dir).resolved_config))
         metric = getattr(task, "metric", "accuracy")
         if metric not in METRICS:
             raise UserError(f"task {task_name!r}: metric {metric!r} is not one of {', '.join(METRICS)}")

@@ -47,6 +47,9 @@ class Task(ABC):
     #: the data profile chosen by the config's ``profile:`` (a DataProfile), set by the session
     #: before ``build_data``; None: the task's plain data
     profile: Any = None
+    #: whether the task shapes its data through ``profile`` (a config naming a profile for a task
+    #: that does not is refused)
+    uses_profile: bool = True
 
     @abstractmethod
     def build_data(self, data: dict, cache_dir: Path | None) -> TaskData:

@@ -196,6 +196,7 @@ class BurgersTask(Task):
     model_config = BurgersModel
     data_config = BurgersData
     metric = "nrmse"
+    uses_profile = False  # numbers, not conversations
 
     def build_data(self, data: dict, cache_dir: Path | None) -> TaskData:
         cfg = BurgersData(**data)

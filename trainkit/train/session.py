@@ -30,7 +30,8 @@ from trainkit.runfolder import (
     move_aside,
     progress_record,
 )
-from trainkit.tasks import Task, get_task
+from trainkit.tasks import Task
+from trainkit.tasks.configured import configured_task
 from trainkit.train import checkpoint
 
 log = logging.getLogger("trainkit")
@@ -81,12 +82,7 @@ def prepare(req: TrainRequest) -> Prepared:
     """Resolve the config (defaults < file < CLI) and the task once, and decide resume or fresh.
     Reads only. Raises :class:`UserError` with one line on bad input or a refused resume."""
     cfg, paths, source, config_file = _resolve_config(req)
-    task = get_task(cfg.task)
-    config.resolve_sections(cfg, model_schema=task.model_config, data_schema=task.data_config, source=source)
-    if cfg.profile is not None:
-        from trainkit.profiles import get_profile
-
-        task.profile = get_profile(cfg.profile)
+    task = configured_task(cfg, source=source)
     if cfg.monitor.prompts is not None:
         load_prompts(cfg.monitor.prompts)  # a bad prompts file is bad input: say so before training
     rank, world = dist_rank()
