@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import math
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+import re
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -17,8 +18,25 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+_SPEC = re.compile(r"\.([0-9]{1,2})([gef])")
+
+
 def fmt_num(v: float | None, spec: str = ".4g") -> str:
-    return "-" if v is None else format(v, spec)
+    """``format(v, spec)`` with the one rounding rule (halves up, from the shortest repr): ``.Ng``
+    is :func:`fmt_sig`, ``.Nf`` and ``.Ne`` round the same way; ``-`` when unknown."""
+    if v is None:
+        return "-"
+    m = _SPEC.fullmatch(spec)
+    if m is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v == 0:
+        return format(v, spec)
+    n, kind = int(m[1]), m[2]
+    if kind == "g":
+        return fmt_sig(v, max(n, 1))
+    if kind == "f":
+        return format(_half_up(v, n), "f")
+    d = _half_up(v, n - _exponent(v))
+    exp = d.adjusted()
+    return f"{format(d.scaleb(-exp).quantize(Decimal(1).scaleb(-n)), 'f')}e{exp:+03d}"
 
 
 def format_age(seconds: float | None) -> str:
@@ -47,10 +65,29 @@ def eta_seconds(done: float, remaining: float, elapsed_s: float) -> float | None
 # one way to print a number (every surface: CLI, trainmon, the serve page's data, reasons)
 
 
+_WIDE = Context(prec=450)  # every digit of a float written with up to 99 decimals (1e308 has 309)
+
+
+def _exponent(value: float) -> int:
+    """The decimal exponent of ``value``'s shortest repr (exact, unlike ``floor(log10(x))``)."""
+    return Decimal(repr(float(value))).adjusted()
+
+
+def _g(d: Decimal, digits: int) -> str:
+    """A decimal already rounded to ``digits`` significant digits, written as ``format(x, ".Ng")``
+    writes a float, but from the decimal digits (a subnormal float's binary expansion never shows)."""
+    exp = d.adjusted()
+    fixed = -4 <= exp < digits
+    text = format(d if fixed else d.scaleb(-exp), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text if fixed else f"{text}e{exp:+03d}"
+
+
 def _half_up(value: float, decimals: int) -> Decimal:
     """``value`` rounded to ``decimals`` places, halves away from zero, from its shortest repr
     (0.125 -> 0.13 and 2.5 -> 3 everywhere, whatever the binary value's last bits)."""
-    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP, context=_WIDE)
 
 
 def percent_value(pct: float, decimals: int = 1) -> float:
@@ -78,6 +115,17 @@ def fmt_percent(pct: float | None, decimals: int = 1, *, space: bool = True) -> 
     return f"{text} %" if space else f"{text}%"
 
 
+def fmt_progress(completed: int, total: int | None, early_stopped: bool = False, *, decimals: int = 1,
+                 space: bool = True) -> str:
+    """A run's progress as :func:`fmt_percent` shows it, from the exact ratio (``progress_percentage``
+    is already rounded to 2 decimals; rounding it again could move a half): an early-stopped run is
+    complete (100 %), ``completed`` of ``total`` epochs otherwise, 0 % without a total."""
+    if early_stopped:
+        return fmt_percent(100.0, decimals, space=space)
+    pct = min(completed, total) / total * 100 if total else 0.0
+    return fmt_percent(pct, decimals, space=space)
+
+
 def fmt_sig(v: float | None, digits: int = 4) -> str:
     """``v`` to ``digits`` significant digits (halves up): 3.344e-05 stays 3.344e-05, never 0.0000;
     ``-`` when unknown; ``nan``/``inf`` as such."""
@@ -89,9 +137,7 @@ def fmt_sig(v: float | None, digits: int = 4) -> str:
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
     if v == 0:
         return "0"
-    exp = math.floor(math.log10(abs(v)))
-    rounded = float(_half_up(v, digits - 1 - exp))
-    return format(rounded, f".{digits}g")
+    return _g(_half_up(v, digits - 1 - _exponent(v)), digits)
 
 
 def fmt_against(value: float, limit: float, digits: int = 4) -> str:
