@@ -160,6 +160,7 @@ def cmd_list(args) -> int:
 
 
 def render_list(rows, root: str, now: float) -> str:
+    from trainkit.formatting import fmt_percent, fmt_sig
     from trainkit.status import format_age
 
     if not rows:
@@ -167,10 +168,11 @@ def render_list(rows, root: str, now: float) -> str:
     header = ("NAME", "STATUS", "STATE", "%", "BEST", "REPORT", "CHANGED", "REASON")
     table = []
     for e in rows:
-        best = f"{e.best_metric} {e.best_value:.4g}" if e.best_metric and e.best_value is not None else "-"
-        report = f"{e.report_metric} {e.report_value:.4g}" if e.report_metric and e.report_value is not None else "-"
+        best = f"{e.best_metric} {fmt_sig(e.best_value)}" if e.best_metric and e.best_value is not None else "-"
+        report = (f"{e.report_metric} {fmt_sig(e.report_value)}" if e.report_metric and e.report_value is not None
+                  else "-")
         state = f"{STATE_SYMBOLS.get(e.state, '?')} {e.state}" if e.state else "-"
-        pct = "-" if e.progress_percentage is None else f"{e.progress_percentage:.0f} %"
+        pct = fmt_percent(e.progress_percentage)  # 199/200: 99.5 %, never 100 %
         changed = "-" if e.last_change is None else format_age(now - e.last_change) + " ago"
         table.append((e.name, f"{SYMBOLS.get(e.status, '?')} {e.status}", state, pct, best, report, changed, e.reason))
     lines = _columns(header, table)
@@ -226,12 +228,13 @@ def cmd_compare(args) -> int:
 
 
 def _cell(v) -> str:
+    from trainkit.formatting import fmt_sig
     from trainkit.lifecycle.experiments import MISSING
 
     if v is MISSING:
         return "-"
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return fmt_sig(v, 6)
     if isinstance(v, (list, dict)):
         import orjson
 
@@ -240,6 +243,8 @@ def _cell(v) -> str:
 
 
 def render_compare(c, *, diff_only: bool = False) -> str:
+    from trainkit.formatting import fmt_sig
+
     names = [e.name for e in c.experiments]
     header = ("", "KEY", *names)
     rows = []
@@ -256,11 +261,11 @@ def render_compare(c, *, diff_only: bool = False) -> str:
             if rep is None:
                 cells.append("-")
                 continue
-            value = f"{rep['metric']} {rep['value']:.4g}" if rep.get("value") is not None else "-"
+            value = f"{rep['metric']} {fmt_sig(rep['value'])}" if rep.get("value") is not None else "-"
             verdict = {True: "passed", False: "failed"}.get(rep.get("gates_passed"), "?")
             cells.append(f"{value} ({verdict})")
         rows.append(("", f"report {r}", *cells))
-    rows.append(("", "best epoch", *(f"{e.best_epoch} ({e.best_metric} {e.best_value:.4g})"
+    rows.append(("", "best epoch", *(f"{e.best_epoch} ({e.best_metric} {fmt_sig(e.best_value)})"
                                      if e.best_epoch is not None and e.best_value is not None else "-"
                                      for e in c.experiments)))
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

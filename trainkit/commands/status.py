@@ -68,13 +68,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
 
 
-def _pct(v: float) -> str:
-    return f"{v:.0f} %" if v == int(v) else f"{v:.1f} %"
-
-
 def render(runs, root: Path) -> str:
     """A plain table (readable without colour: each state has a symbol and its name)."""
-    from trainkit.formatting import format_age
+    from trainkit.formatting import fmt_num, fmt_percent, fmt_progress, fmt_sig, format_age
     from trainkit.status import summarize
 
     if not runs:
@@ -84,9 +80,9 @@ def render(runs, root: Path) -> str:
     rows = []
     for r in runs:
         total = r.total_epochs if r.total_epochs is not None else "?"
-        best = f"{r.best_metric} {r.best_value:.4g}" if r.best_value is not None and r.best_metric else "-"
+        best = f"{r.best_metric} {fmt_sig(r.best_value)}" if r.best_value is not None and r.best_metric else "-"
         rows.append((r.name, f"{SYMBOLS.get(r.state, '?')} {r.state}", f"{r.completed_epochs}/{total}",
-                     _pct(r.progress_percentage), best, "-" if r.last_loss is None else f"{r.last_loss:.4g}",
+                     fmt_progress(r.completed_epochs, r.total_epochs, r.early_stopped), best, fmt_sig(r.last_loss),
                      "-" if r.heartbeat_age_s is None else format_age(r.heartbeat_age_s) + " ago",
                      r.reason + (f"  ⚠ {r.alert}" if r.alert else "")))
     if marked:  # a column of alert marks before the names
@@ -99,7 +95,9 @@ def render(runs, root: Path) -> str:
     counts = ", ".join(f"{n} {state}" for state, n in s["counts"].items() if n)
     lines.append("")
     lines.append(f"{s['runs']} run{'s' if s['runs'] != 1 else ''}: {counts}")
-    lines.append(f"overall {_pct(s['overall_percentage'])} ({s['epochs_done']:.0f}/{s['epochs_total']:.0f} epochs; "
+    done, total = s["epochs_done"], s["epochs_total"]
+    overall = fmt_percent(done / total * 100 if total else 0.0)  # the exact ratio, rounded once
+    lines.append(f"overall {overall} ({fmt_num(done, '.0f')}/{fmt_num(total, '.0f')} epochs; "
                  "early-stopped runs count as complete)")
     warned = [(r.name, w) for r in runs for w in r.warnings]
     if warned:
