@@ -163,3 +163,41 @@ def test_halves_go_up_where_python_goes_to_even_or_down():
     assert [format(v, ".1f") for v in (0.25, 0.35)] == ["0.2", "0.3"]
     assert [fmt_num(v, ".1f") for v in (0.25, 0.35)] == ["0.3", "0.4"]
     assert fmt_num(2.675, ".2f") == "2.68" and format(2.675, ".2f") == "2.67"
+
+
+@pytest.mark.parametrize("seconds, shown", [(None, "--:--"), (0.4, "00:00"), (0.5, "00:01"), (60.5, "01:01"),
+                                            (3599.5, "1:00:00"), (-2, "00:00")])
+def test_fmt_duration_rounds_halves_up(seconds, shown):
+    from trainkit.formatting import fmt_duration
+
+    assert fmt_duration(seconds) == shown
+
+
+# ------------------------------------------------------------------ the surfaces print its text
+
+
+def test_status_cli_and_trainmon_once_print_the_formatters_text(tmp_path):
+    """`trainkit status` and `trainmon --once`: a run crashed at 199/200 reads 99.5 % (never 100 %),
+    its loss 3.344e-05 (never 0.0000), and the overall line is the exact ratio rounded once."""
+    import os
+    import subprocess
+    import sys
+
+    import orjson
+
+    from trainkit.files import write_json
+    from trainkit.testing import synthetic_run
+
+    root = tmp_path / "experiments"
+    run = synthetic_run(root, "2026-01-01-crashed", total=200, scores=[1.0] * 199, heartbeat_age_s=100_000)
+    write_json(run.status, {**orjson.loads(run.status.read_bytes()), "loss": 3.344e-05})
+    synthetic_run(root, "2026-01-01-third", total=3, scores=[0.12345], state="stopped")
+    env = {**os.environ, "COLUMNS": "200"}
+    for cmd in ([sys.executable, "-m", "trainkit", "status", str(root)],
+                [sys.executable, "-m", "tui.cli", "--once", str(root)]):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, check=True).stdout
+        crashed = next(line for line in out.splitlines() if "2026-01-01-crashed" in line)
+        assert "crashed" in crashed and " 99.5 % " in crashed and " 3.344e-05 " in crashed, out
+        third = next(line for line in out.splitlines() if "2026-01-01-third" in line)
+        assert " 33.3 % " in third, out
+        assert f"overall {fmt_percent(200 / 203 * 100)} (200/203 epochs" in out and "98.5 %" in out, out

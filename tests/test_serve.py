@@ -328,6 +328,46 @@ def test_memo_computes_once_per_burst_and_serves_the_old_value_while_recomputing
     assert results[-1] == 2 and memo.get("k", compute) == 2 and len(calls) == 2
 
 
+CRASHED_NEAR_END = "2026-01-05-crashed"
+
+
+@pytest.fixture
+def numbers_root(tmp_path) -> Path:
+    """A run that crashed at 199 of 200 epochs (its status still holds an ETA and a tiny loss) and a
+    running run whose loss is a half at the 4th digit (binary 0.12345 is a hair below it)."""
+    root = tmp_path / "experiments"
+    crashed = synthetic_run(root, CRASHED_NEAR_END, total=200, scores=[1.0] * 199, state="running",
+                            heartbeat_age_s=100_000)  # a stale heartbeat: crashed
+    set_status(crashed.root, loss=3.344e-05, eta_s=12.0)
+    live = synthetic_run(root, "2026-01-05-live", total=7, scores=[1.0, 0.9, 0.8], pid=os.getpid(),
+                         heartbeat_interval_s=600)
+    set_status(live.root, loss=0.12345, eta_s=60.5, heartbeat_at=time.time())
+    return root
+
+
+def test_numbers_are_sent_as_the_one_formatter_prints_them(numbers_root):
+    from trainkit.formatting import fmt_progress, fmt_sig
+
+    api = Api(numbers_root)
+    line = orjson.loads(api.handle("GET", f"/training/status?run={CRASHED_NEAR_END}&text=1").body)
+    assert line["state"] == "crashed" and line["running"] is False
+    assert line["eta_s"] is None and line["text"]["eta"] == "--:--"  # not live: no ETA
+    assert line["text"]["progress"] == "99.5 %" and line["text"]["loss"] == "3.344e-05"
+    plain = orjson.loads(api.handle("GET", f"/training/status?run={CRASHED_NEAR_END}").body)
+    assert set(plain) == STATUS_KEYS  # without text=1: the documented keys only
+    assert without_age([plain]) == without_age([{k: v for k, v in line.items() if k != "text"}])
+    live = orjson.loads(api.handle("GET", "/training/status?text=1").body)
+    assert live["state"] == "running" and live["eta_s"] == 60.5
+    assert live["text"] == {"progress": "42.9 %", "loss": "0.1235", "best": "-", "eta": "01:01",  # halves up
+                            "heartbeat_age": live["text"]["heartbeat_age"]}
+    runs, with_text = (orjson.loads(api.handle("GET", t).body) for t in ("/runs", "/runs?text=1"))
+    assert without_age([{k: v for k, v in r.items() if k != "text"} for r in with_text]) == without_age(runs)
+    for r in with_text:
+        assert r["text"]["progress"] == fmt_progress(r["completed_epochs"], r["total_epochs"], r["early_stopped"])
+        assert r["text"]["loss"] == fmt_sig(r["last_loss"])
+    assert [r["text"]["progress"] for r in with_text] == ["99.5 %", "42.9 %"]  # 199/200 never reads 100 %
+
+
 def entry(name: str, state: str, activity: float, started: float | None = None) -> Entry:
     rs = S.RunStatus(name, name, state, "", 0, 10, 0.0, False, None, False)
     return Entry(rs, (), 0.0, activity, started)
@@ -445,16 +485,21 @@ def test_the_page_in_headless_chromium(tmp_path):
     run = synthetic_run(root, "2026-01-04-training", total=10, scores=[1.0, 0.9], pid=os.getpid(),
                         heartbeat_interval_s=600)
     synthetic_run(root, "2026-01-04-older", total=4, scores=[1.0] * 4, state="finished")
+    crashed = synthetic_run(root, CRASHED_NEAR_END, total=200, scores=[1.0] * 199, heartbeat_age_s=100_000)
+    set_status(crashed.root, loss=3.344e-05)
     set_status(run.root, current_epoch=2, loss=4.94, heartbeat_at=time.time())
     proc, port = start_server(root, tmp_path)
     try:
         dom = dump_dom(port, tmp_path / "profile")
-        assert "Epoch 3/10 – loss 4.9400" in dom  # current_epoch 2 is the third epoch
+        assert "Epoch 3/10 – loss 4.94" in dom  # current_epoch 2 is the third epoch
         assert 'data-running="true"' in dom and "2026-01-04-older" in dom and 'style="width: 20%;"' in dom
+        # numbers as the server's formatter wrote them: 199/200 is 99.5 %, a tiny loss keeps its digits
+        row = dom.split(CRASHED_NEAR_END, 1)[1].split("</tr>", 1)[0]
+        assert "99.5 %" in row and "3.344e-05" in row and "100 %" not in row and "0.0000" not in row
         assert int(dom.split('data-polls="', 1)[1].split('"', 1)[0]) >= 2  # it polls
         set_status(run.root, current_epoch=3, loss=3.21, heartbeat_at=time.time())
-        wait_for(lambda: get(port, "/training/status")["current_epoch"] == 3, timeout=10, what="the new status")
+        wait_for(lambda: get(port, "/training/status?text=1")["current_epoch"] == 3, timeout=10, what="the new status")
         dom = dump_dom(port, tmp_path / "profile")
-        assert "Epoch 4/10 – loss 3.2100" in dom and "Epoch 3/10" not in dom
+        assert "Epoch 4/10 – loss 3.21" in dom and "Epoch 3/10" not in dom
     finally:
         assert stop_server(proc) == 0

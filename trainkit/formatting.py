@@ -12,7 +12,7 @@ def fmt_duration(seconds: float | None) -> str:
     """``mm:ss``, or ``h:mm:ss`` from an hour on; ``--:--`` when unknown."""
     if seconds is None:
         return "--:--"
-    seconds = int(round(seconds))
+    seconds = int(_half_up(max(0.0, seconds), 0))  # halves up, as every number
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -7,6 +7,9 @@ Routes::
     GET /                                   the status page (page.html)
     GET /training/status[?run=NAME]         the compact status of one run (default: the most recently active)
     GET /runs                               what `trainkit status --json` prints
+
+``?text=1`` on those two adds ``text`` to each run: its numbers as every surface prints them
+(trainkit.formatting; the page shows these instead of formatting numbers in JavaScript).
     GET /runs/NAME                          one run: status, files, latest epoch record, report summaries
     GET /runs/NAME/metrics?after=N          metrics.jsonl records from byte offset N, and the next offset
 
@@ -36,6 +39,7 @@ from trainkit.serve.runs import (
     no_status,
     resolve_run,
     run_detail,
+    runs_with_text,
     status_line,
 )
 
@@ -101,6 +105,9 @@ class Api:
             case ["training", "status"]:
                 return self.training_status(query)
             case ["runs"]:
+                if wants_text(query):
+                    return Response(200, self.memo.get("index-text", lambda: orjson.dumps(
+                        runs_with_text(self.snapshot().runs))))
                 return Response(200, self.snapshot().body)
             case ["runs", name]:
                 path = resolve_run(self.root, name)
@@ -129,8 +136,9 @@ class Api:
             path = resolve_run(self.root, active) if active is not None else None
             if path is None:  # no run at all (or it went away since the last scan)
                 return json_response(no_status())
-        return Response(200, self.memo.get(("status", path), lambda: orjson.dumps(
-            status_line(path, stale_s=self.stale_s))))
+        text = wants_text(query)
+        return Response(200, self.memo.get(("status", path, text), lambda: orjson.dumps(
+            status_line(path, stale_s=self.stale_s, text=text))))
 
     def metrics(self, name: str, query: dict[str, list[str]]) -> Response:
         path = resolve_run(self.root, name)
@@ -140,6 +148,10 @@ class Api:
         if len(after) != 1 or not OFFSET.fullmatch(after[0]):
             return error(400, "after must be a non-negative integer: the byte offset `next` of the previous page")
         return json_response(metrics_page(path, int(after[0]), max_bytes=self.max_bytes))
+
+
+def wants_text(query: dict[str, list[str]]) -> bool:
+    return query.get("text", ["0"])[-1] in ("1", "true")
 
 
 def no_run(name: str) -> Response:

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from trainkit.files import JsonlTail, read_json_object_or_none
+from trainkit.formatting import fmt_duration, fmt_progress, fmt_sig, format_age
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     EPOCHS_DIR,
@@ -29,6 +30,7 @@ from trainkit.runfolder import (
     METRICS_FILE,
     PROGRESS_FILE,
     RUN_MARKERS,
+    RUNNING,
     STATUS_FILE,
     VALIDATION_SCORES_FILE,
     RunPaths,
@@ -184,17 +186,39 @@ def no_status() -> dict:
     return {k: False if k == "running" else None for k in STATUS_KEYS}
 
 
-def status_line(path: str, *, stale_s: float | None = None) -> dict:
+def status_line(path: str, *, stale_s: float | None = None, text: bool = False) -> dict:
     """The seed's ``running``/``current_epoch``/``total_epochs``/``loss`` plus name, state, progress,
     ETA and heartbeat age. State and progress come from ``run_status``; epoch, loss and ETA from
-    ``training_status.json`` (a wrongly typed value reads as null)."""
+    ``training_status.json`` (a wrongly typed value reads as null); the ETA only while the run is
+    running (a crashed, stopped or paused run has none). ``text``: also ``text``, the numbers as
+    every surface prints them (:func:`numbers_text`)."""
     rs = run_status(path, stale_s=stale_s)
     st = read_object(f"{path}/{STATUS_FILE}", path) or {}
     total = rs.total_epochs if rs.total_epochs is not None else _int(st.get("total_epochs"))
-    return {"running": rs.state in LIVE, "current_epoch": _int(st.get("current_epoch")), "total_epochs": total,
+    line = {"running": rs.state in LIVE, "current_epoch": _int(st.get("current_epoch")), "total_epochs": total,
             "loss": _num(st.get("loss")), "name": rs.name, "state": rs.state,
-            "progress_percentage": rs.progress_percentage, "eta_s": _num(st.get("eta_s")),
+            "progress_percentage": rs.progress_percentage,
+            "eta_s": _num(st.get("eta_s")) if rs.state == RUNNING else None,
             "heartbeat_age_s": rs.heartbeat_age_s}
+    if text:
+        line["text"] = {**numbers_text(rs, line["loss"]), "eta": fmt_duration(line["eta_s"]),
+                        "heartbeat_age": format_age(rs.heartbeat_age_s)}
+    return line
+
+
+def numbers_text(rs: RunStatus, loss: float | None) -> dict:
+    """A run's numbers as text, by the one formatter (the page shows these, so that the browser,
+    the CLI and trainmon round alike): ``progress`` (199/200 is 99.5 %, never 100 %), ``loss``
+    (3.344e-05, never 0.0000) and ``best``; the status line adds ``eta`` and ``heartbeat_age``."""
+    return {"progress": fmt_progress(rs.completed_epochs, rs.total_epochs, rs.early_stopped), "loss": fmt_sig(loss),
+            "best": f"{rs.best_metric} {fmt_sig(rs.best_value)}" if rs.best_metric and rs.best_value is not None
+            else "-"}
+
+
+def runs_with_text(runs: list[RunStatus]) -> list[dict]:
+    """``/runs`` with each run's numbers as text too (``?text=1``, for the page)."""
+    return [{**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)}, "text": numbers_text(r, r.last_loss)}
+            for r in runs]
 
 
 def last_epoch_record(path: str, rs: RunStatus) -> dict | None:
