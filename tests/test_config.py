@@ -147,7 +147,9 @@ def test_eval_gates_section_typed_and_overridable(tmp_path):
     assert cfg.eval.gates.accuracy.min == 0.8 and isinstance(cfg.eval.gates.accuracy.min, float)
     plain = resolve_text(tmp_path, "task: burgers\n")
     assert plain.eval.gates.nrmse is None and plain.eval.gates.accuracy is None
-    assert config.to_dict(plain)["eval"] == {"gates": {"nrmse": None, "accuracy": None}}
+    assert config.to_dict(plain)["eval"] == {"gates": {"nrmse": None, "accuracy": None}, "min_ok_fraction": 1.0}
+    part = resolve_text(tmp_path, "task: burgers\n", sets=["eval.min_ok_fraction=0.9"])
+    assert part.eval.min_ok_fraction == 0.9
 
 
 @pytest.mark.parametrize("text,fragment", [
@@ -156,6 +158,7 @@ def test_eval_gates_section_typed_and_overridable(tmp_path):
     ("task: burgers\neval: {gates: {nrmse: {maximum: 1}}}\n", "unknown key eval.gates.nrmse.'maximum'"),
     ("task: burgers\neval: {gates: {nrmse: {max: low}}}\n", "eval.gates.nrmse.max: expected a number, got 'low'"),
     ("task: burgers\neval: [1]\n", "eval: expected a mapping"),
+    ("task: burgers\neval: {min_ok_fraction: 1.5}\n", "eval.min_ok_fraction: 1.5 must be between 0 and 1"),
 ])
 def test_bad_eval_section_is_one_line_and_exit_2(tmp_path, capsys, text, fragment):
     p = tmp_path / "cfg.yaml"

@@ -193,10 +193,26 @@ GATES = [
      "> max 0.9"),
     ({"accuracy": {"min": 0.8}}, {"metric": "nrmse", "nrmse": 0.1, "completed": True}, False, "not measured"),
     ({"nrmse": {"max": 0.1}}, {"metric": "nrmse", "nrmse": None, "completed": True}, False, "no ok item"),
-    ({}, {"metric": "nrmse", "nrmse": 0.9, "completed": True}, True, "no gates configured"),
-    ({}, {"metric": "nrmse", "nrmse": 0.01, "completed": False, "done": 3, "planned": 9}, False,
+    # no gate: evaluated, neither passed nor failed (null), complete or not
+    ({}, {"metric": "nrmse", "nrmse": 0.9, "completed": True}, None, "evaluated, no gates configured"),
+    ({}, {"metric": "nrmse", "nrmse": 0.01, "completed": False, "done": 3, "planned": 9}, None,
      "evaluation incomplete (3/9)"),
+    ({}, {"metric": "accuracy", "accuracy": None, "completed": True, "planned": 60, "ok": 0, "error": 60}, None,
+     "no gates configured"),
     ({"nrmse": {"max": 0.1}}, {"metric": "nrmse", "nrmse": 0.01, "completed": False}, False, "incomplete"),
+    # never rounded onto the limit
+    ({"nrmse": {"max": 0.1}}, {"metric": "nrmse", "nrmse": 0.10003, "completed": True}, False,
+     "nrmse 0.10003 > max 0.1"),
+    ({"accuracy": {"min": 0.995}}, {"metric": "accuracy", "accuracy": 0.99499, "completed": True}, False,
+     "accuracy 0.99499 < min 0.995"),
+    # a gate never passes on a fraction of the questions (min_ok_fraction defaults to 1)
+    ({"accuracy": {"min": 0.8}}, {"metric": "accuracy", "accuracy": 1.0, "completed": True, "planned": 60, "ok": 40,
+                                  "error": 20}, False,
+     "accuracy 1 over 40 of 60 items (66.7 %) < min_ok_fraction 1"),
+    ({"accuracy": {"min": 0.8}}, {"metric": "accuracy", "accuracy": 0.5, "completed": True, "planned": 60, "ok": 40,
+                                  "error": 20}, False, "accuracy 0.5 over 40 of 60 items (66.7 %) < min 0.8"),
+    ({"accuracy": {"min": 0.8}}, {"metric": "accuracy", "accuracy": 1.0, "completed": True, "planned": 60, "ok": 60,
+                                  "error": 0}, True, "accuracy 1 >= min 0.8"),
 ]
 
 
@@ -206,6 +222,19 @@ def test_gates(gates, summary, passed, fragment):
     assert rep["gates_passed"] is passed and rep["gates"] == gates and rep["version"] == 1
     assert fragment in report.one_line(rep)
     assert ("final_nrmse" in rep) == (summary["metric"] == "nrmse")
+
+
+def test_min_ok_fraction_lets_a_gate_pass_on_part_of_the_items_when_the_config_says_so():
+    summary = {"metric": "accuracy", "accuracy": 1.0, "completed": True, "planned": 60, "ok": 40, "error": 20}
+    strict = report.build_report("default", summary, {"accuracy": {"min": 0.8}})
+    assert strict["gates_passed"] is False and strict["measured_fraction"] == 40 / 60
+    assert strict["min_ok_fraction"] == 1.0 and strict["planned"] == 60 and strict["ok"] == 40
+    loose = report.build_report("default", summary, {"accuracy": {"min": 0.8}}, min_ok_fraction=0.6)
+    assert loose["gates_passed"] is True
+    cfg = {"eval": {"min_ok_fraction": 0.6}}
+    assert report.min_ok_fraction_from_config(cfg) == 0.6 and report.min_ok_fraction_from_config({}) == 1.0
+    with pytest.raises(UserError, match="min_ok_fraction: 1.5 must be between 0 and 1"):
+        report.min_ok_fraction_from_config({"eval": {"min_ok_fraction": 1.5}})
 
 
 @pytest.mark.parametrize("config,want", [

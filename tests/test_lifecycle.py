@@ -128,8 +128,13 @@ def cli(*args, cwd: Path, env: dict) -> subprocess.CompletedProcess:
 # the classification, pure
 
 PASS = ReportFact("default", True, True, "nrmse", 0.05)
-FAIL = ReportFact("strict", False, True, "nrmse", 0.05)
 INCOMPLETE = ReportFact("default", False, False, "nrmse", None)
+PASS_LATER = ReportFact("later", True, True, "nrmse", 0.05, written_at=NOW - 50 * DAY)
+FAIL = ReportFact("strict", False, True, "nrmse", 0.05, written_at=NOW - 60 * DAY)
+FAIL_LATEST = ReportFact("latest", False, True, "nrmse", 0.05, written_at=NOW - 45 * DAY)
+NO_GATES = ReportFact("default", None, True, "nrmse", 0.05)
+STALE_PASS = ReportFact("default", True, True, "nrmse", 0.05, verdict="stale",
+                        detail="checkpoints/best.pt changed since the evaluation")
 OLD, MID, RECENT = NOW - 40 * DAY, NOW - 10 * DAY, NOW - 2 * DAY
 PROMO = {"target": "/x/configs/train_a.yaml", "production_config": "configs/train_a.yaml", "metric": "nrmse",
          "value": 0.05}
@@ -160,7 +165,16 @@ PROMO = {"target": "/x/configs/train_a.yaml", "production_config": "configs/trai
      "then success: report reports/default.json: gates passed"),
     (Facts("a", notes=Verdict(9, True, "✓ fine by eye"), reports=(FAIL,), last_change=OLD), "success", "notes.md"),
     (Facts("a", notes=Verdict(9, False, "✗ leaks"), reports=(PASS,), last_change=OLD), "failed", "notes.md line 9"),
-    (Facts("a", reports=(PASS, FAIL), last_change=OLD), "failed", "strict.json: gates failed"),
+    # the run's report: default.json when there is one, else the most recently written
+    (Facts("a", reports=(PASS, FAIL), last_change=OLD), "success", "default.json: gates passed"),
+    (Facts("a", reports=(FAIL, PASS_LATER), last_change=OLD), "success", "later.json: gates passed"),
+    (Facts("a", reports=(PASS_LATER, FAIL_LATEST), last_change=OLD), "failed", "latest.json: gates failed"),
+    # no gates: evaluated (neither success nor failure); a stale report: never success
+    (Facts("a", reports=(NO_GATES,), last_change=OLD), "evaluated", "default.json: evaluated, no gates (nrmse 0.05)"),
+    (Facts("a", reports=(STALE_PASS,), last_change=OLD), "evaluated",
+     "report reports/default.json: stale (nrmse 0.05); checkpoints/best.pt changed since the evaluation"),
+    (Facts("a", reports=(STALE_PASS,), last_change=RECENT, last_changed="checkpoints/best.pt"), "active",
+     "then evaluated: report reports/default.json: stale"),
     (Facts("a", reports=(PASS,), state="crashed", past_retry_cap="x", last_change=OLD), "success", "gates passed"),
     (Facts("a", state="failed", past_retry_cap="gave up", last_change=OLD), "failed", "run failed: gave up"),
     # no verdict from: an incomplete report, a failed run the launcher will still retry
@@ -569,8 +583,8 @@ def test_promotions_in_a_row(tmp_path, runs, lc_env):
     target = tmp_path / "configs" / "train_burgers.yaml"
     assert target.read_bytes() == (first / "config.yaml").read_bytes()
     rows = (tmp_path / "reports" / "leaderboard.csv").read_text().splitlines()
-    assert rows[0] == "date,experiment,config,metric,value,previous_experiment,previous_value,improvement"
-    assert rows[1].split(",")[1:5] == ["2026-01-01-burgers", "configs/train_burgers.yaml", "nrmse", f"{v1:.10g}"]
+    assert rows[0] == "date,experiment,config,metric,value,previous_experiment,previous_value,improvement,mode"
+    assert rows[1].split(",")[1:5] == ["2026-01-01-burgers", "configs/train_burgers.yaml", "nrmse", repr(v1)]
     rec = read_json(first / "metadata.json")["promotions"][0]
     assert rec["target"] == str(target) and rec["value"] == v1 and rec["previous"] is None
     assert L.inspect(first)[0].status == "promoted"
@@ -593,7 +607,7 @@ def test_promotions_in_a_row(tmp_path, runs, lc_env):
     rows = (tmp_path / "reports" / "leaderboard.csv").read_text().splitlines()
     assert len(rows) == 3 and rows.count(rows[0]) == 1
     assert rows[2].split(",")[1] == "2026-01-02-burgers"
-    assert rows[2].split(",")[5:7] == ["2026-01-01-burgers", f"{v1:.10g}"]
+    assert rows[2].split(",")[5:7] == ["2026-01-01-burgers", repr(v1)]
     meta2 = read_json(second / "metadata.json")
     assert meta2["promotions"][0]["previous"]["experiment"] == "2026-01-01-burgers"
     assert meta2["promotions"][0]["backup"] == str(backup)
@@ -604,7 +618,7 @@ def test_promotions_in_a_row(tmp_path, runs, lc_env):
     assert [(r.rank, r.experiment, r.current) for r in board.rows] == [
         (1, "2026-01-02-burgers", True), (2, "2026-01-01-burgers", False)]
     shown = cli("leaderboard", cwd=tmp_path, env=lc_env).stdout.splitlines()
-    assert shown[1].split()[:4] == ["nrmse", "1", f"{v1 - 0.01:.6g}", "2026-01-02-burgers"]
+    assert shown[1].split()[:5] == ["nrmse", "min", "1", f"{v1 - 0.01:.6g}", "2026-01-02-burgers"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -73,6 +73,8 @@ class GatesConfig:
 @dataclass
 class EvalConfig:
     gates: GatesConfig = setting(GatesConfig, "thresholds the evaluation must meet (reports/NAME.json: gates_passed)")
+    min_ok_fraction: float = setting(1.0, "share of the planned items (0..1) that must be answered without error "
+                                          "for a gate to pass (1 = all of them; error items are not measured)")
 
 
 @dataclass
@@ -143,6 +145,7 @@ _FIELD_CHECKS: dict[str, tuple[Any, str]] = {
     "throughput_drop": (lambda v: 0 < v < 1, "must be between 0 and 1"),
     "stall_s": (lambda v: v > 0, "must be > 0"),
     "keep_alerts": (lambda v: v >= 1, "must be >= 1"),
+    "min_ok_fraction": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
 }
 
 

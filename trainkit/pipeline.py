@@ -4,7 +4,7 @@ Each stage is the ordinary command in a subprocess (``python -m trainkit train|e
 also runnable on its own and keeps its own resume logic: re-running the pipeline resumes the stage
 that was interrupted and skips the finished ones (a complete training exits at once; a complete
 evaluation with the same plan says so and touches nothing). The pipeline stops at the first stage
-that fails, with its exit code; when every stage ran it exits 0 if the gates passed and
+that fails, with its exit code; when every stage ran it exits 0 if the gates passed (or none is configured) and
 :data:`~trainkit.errors.EXIT_GATES` if they did not (a gating pipeline fails like a test run).
 Ctrl-C or SIGTERM is passed to the running stage as a graceful stop. No torch in this process.
 """
@@ -176,4 +176,4 @@ def _run_stages(req: PipelineRequest, say: Callable[[str], None]) -> int:
         return 1
     rep = report.write_report(folder, req.name, summary, requested_gates(req, folder))
     say(f"{RunPaths(folder).report(req.name)}: {report.one_line(rep)}")
-    return 0 if rep["gates_passed"] else EXIT_GATES
+    return EXIT_GATES if rep["gates_passed"] is False else 0  # None: no gates configured, nothing failed

@@ -311,13 +311,30 @@ CONTROL = Schema(CONTROL_FILE, {
 SUMMARY = Schema(SUMMARY_FILE, {}, extra="keep")
 ANY = Schema("", {}, extra="keep")  # any JSON object of a bounded size (named by its file)
 
+# reports/NAME.json. ``gates_passed`` null: no gate configured (an older report may say true for
+# that; readers judge a report by its gates, see trainkit.lifecycle.verdicts). ``model_*``: the
+# run's checkpoint it measured (null for a --model module:function report; absent in older ones).
 REPORT = Schema("report", {
     "name": Field("str", max_len=200),
     "metric": Field("str", max_len=100),
     "metrics": Field("dict"),
+    "gates": Field("dict"),
+    "gate_results": Field("list"),
     "gates_passed": Field("bool"),
     "completed": Field("bool"),
     "final_nrmse": Field("num"),
+    "model": Field("str", max_len=MAX_TEXT),
+    "model_file": Field("str", max_len=MAX_TEXT),
+    "model_sha256": Field("str", lambda v: len(v) == 64, "64 hex digits", max_len=64),
+    "model_size": Field("int", lambda v: v >= 0, "an integer >= 0"),
+    "model_mtime_ns": Field("int"),
+    "profile": Field("str", max_len=200),
+    "min_ok_fraction": Field("num", lambda v: 0 <= v <= 1, "a number between 0 and 1"),
+    "planned": Field("int", lambda v: v >= 0, "an integer >= 0"),
+    "done": Field("int", lambda v: v >= 0, "an integer >= 0"),
+    "ok": Field("int", lambda v: v >= 0, "an integer >= 0"),
+    "error": Field("int", lambda v: v >= 0, "an integer >= 0"),
+    "measured_fraction": Field("num", lambda v: 0 <= v <= 1, "a number between 0 and 1"),
     "written_at": TIME,
 }, extra="keep")
 

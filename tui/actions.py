@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trainkit import control, lifecycle
 from trainkit.errors import UserError
-from trainkit.runfolder import CRASHED, FAILED, LIVE, PAUSED, RUNNING, RunPaths
+from trainkit.runfolder import CRASHED, FAILED, LIVE, PAUSED, RUNNING
 from tui.model.views import RunView
 
 Report = Callable[[str], None]
@@ -146,22 +146,13 @@ def plan_promote(root: str, views: list[RunView]) -> ActionPlan:
 
 
 def _promotion_checks(root: str, v: RunView):
-    """The promotion checks of each report of a run (newest report first), or why none."""
+    """The promotion checks of the run's report (``trainkit.lifecycle.pick_report``: reports/default.json,
+    else the one written last; the report `trainkit experiments promote` checks), or why none."""
+    req = lifecycle.PromoteRequest(v.name, root=root)
     try:
-        return [(req, lifecycle.check_promotion(req)) for req in [lifecycle.PromoteRequest(v.name, root=root)]]
+        return [(req, lifecycle.check_promotion(req))]
     except UserError as e:
-        reports = sorted(RunPaths(Path(v.path)).reports.glob("*.json"), key=lambda p: -p.stat().st_mtime) \
-            if "several reports" in str(e) else []
-        if not reports:
-            return str(e)
-    out = []
-    for p in reports:
-        req = lifecycle.PromoteRequest(v.name, root=root, report=p.stem)
-        try:
-            out.append((req, lifecycle.check_promotion(req)))
-        except UserError:
-            continue
-    return out or "no usable evaluation report"
+        return str(e)
 
 
 def plan_control(views: list[RunView], what: str) -> ActionPlan:

@@ -13,15 +13,16 @@ from trainkit.commands._args import add_root_arguments, fmt
 from trainkit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
 
 DEFAULT_ROOT = "experiments"
-CLASSES = ("active", "success", "failed", "stale", "archived", "promoted")
-SYMBOLS = {"active": "▶", "success": "✓", "failed": "✗", "stale": "~", "archived": "▣", "promoted": "★"}
+CLASSES = ("active", "success", "failed", "evaluated", "stale", "archived", "promoted")
+SYMBOLS = {"active": "▶", "success": "✓", "failed": "✗", "evaluated": "◇", "stale": "~", "archived": "▣",
+           "promoted": "★"}
 STATE_SYMBOLS = {"pending": "○", "running": "▶", "paused": "‖", "finished": "✓", "early_stopped": "✓",
                  "stopped": "■", "failed": "✗", "crashed": "!"}
 
 EPILOG = fmt("""
 commands:
   new NAME            create ROOT/YYYY-MM-DD-NAME/ with a config, notes.md and metadata.json
-  list [ROOT]         every experiment, classified: active, success, failed, stale, archived, promoted
+  list [ROOT]         every experiment, classified: active, success, failed, evaluated, stale, archived, promoted
   compare A B [...]   configs side by side (differing keys marked), report metrics, best epoch
   archive [ROOT] ...  move chosen experiments into <ROOT>-archive/ (never active ones, never live runs)
   restore NAME ...    move archived experiments back (the undo of archive)
@@ -122,8 +123,8 @@ def cmd_new(args) -> int:
 
 def _add_list(sp) -> None:
     p = _parser(sp, "list", "every experiment with its class and reason", "List the experiments under ROOT with "
-                "their class (active, success, failed, stale, archived, promoted) and the reason, the run state, "
-                "progress, best metric, report metric and last change.", """
+                "their class (active, success, failed, evaluated, stale, archived, promoted) and the reason, the "
+                "run state, progress, best metric, the run's report and last change.", """
         examples:
           trainkit experiments list                      # ./experiments
           trainkit experiments list runs/ --status failed
@@ -132,9 +133,12 @@ def _add_list(sp) -> None:
 
         Classification, first rule that applies: live run -> active; in the archive -> archived;
         promoted (metadata.json) -> promoted; changed within --active-days -> active; the last ✓/✗
-        line of notes.md -> success/failed; a report with gates_passed false -> failed, true ->
-        success; run failed/crashed past the launcher's retry cap -> failed; nothing changed for
-        more than --stale-days -> stale; else active (no verdict yet).
+        line of notes.md -> success/failed; the run's report (reports/default.json, else the one
+        written last) with its gates failed -> failed, passed -> success, no gates configured or
+        stale (checkpoints/best.pt changed since it was written) -> evaluated; run failed/crashed
+        past the launcher's retry cap -> failed; nothing changed for more than --stale-days ->
+        stale; else active (no verdict yet). A report is judged by the gates of the run's
+        resolved_config.json when they changed after it was written.
         """)
     add_root_arguments(p)
     p.add_argument("--status", choices=CLASSES, help="only experiments of this class")
@@ -169,8 +173,7 @@ def render_list(rows, root: str, now: float) -> str:
     table = []
     for e in rows:
         best = f"{e.best_metric} {fmt_sig(e.best_value)}" if e.best_metric and e.best_value is not None else "-"
-        report = (f"{e.report_metric} {fmt_sig(e.report_value)}" if e.report_metric and e.report_value is not None
-                  else "-")
+        report = report_cell(e)
         state = f"{STATE_SYMBOLS.get(e.state, '?')} {e.state}" if e.state else "-"
         pct = fmt_percent(e.progress_percentage)  # 199/200: 99.5 %, never 100 %
         changed = "-" if e.last_change is None else format_age(now - e.last_change) + " ago"
@@ -185,6 +188,18 @@ def render_list(rows, root: str, now: float) -> str:
     if warned:
         lines += ["", f"{len(warned)} warning(s):"] + [f"  {n}: {w}" for n, w in warned]
     return "\n".join(lines)
+
+
+def report_cell(e) -> str:
+    """The run's report in a cell: ``nrmse 0.0527 passed`` (``qs: ...`` when it is not
+    ``default.json``; ``stale`` when best.pt changed since it was written)."""
+    from trainkit.formatting import fmt_sig
+
+    if e.report is None:
+        return "-"
+    value = f"{e.report_metric} {fmt_sig(e.report_value)}" if e.report_metric and e.report_value is not None else "-"
+    name = "" if e.report == "default" else f"{e.report}: "
+    return f"{name}{value} {e.report_verdict}" if e.report_verdict else f"{name}{value}"
 
 
 def _columns(header: tuple, rows: list[tuple]) -> list[str]:
@@ -254,17 +269,18 @@ def render_compare(c, *, diff_only: bool = False) -> str:
             continue
         rows.append(("*" if key in differing else "", key, *(_cell(c.value(i, key)) for i in range(len(names)))))
     reports = sorted({r for e in c.experiments for r in e.reports})
+
+    def report_text(rep: dict | None) -> str:
+        if rep is None:
+            return "-"
+        value = f"{rep['metric']} {fmt_sig(rep['value'])}" if rep.get("value") is not None else "-"
+        return f"{value} ({rep.get('verdict') or '?'})"
+
+    if reports:  # the run's report (the one its class comes from), then every report by name
+        rows.append(("", "the run's report", *(f"{e.report}: {report_text(e.reports.get(e.report))}" if e.report
+                                               else "-" for e in c.experiments)))
     for r in reports:
-        cells = []
-        for e in c.experiments:
-            rep = e.reports.get(r)
-            if rep is None:
-                cells.append("-")
-                continue
-            value = f"{rep['metric']} {fmt_sig(rep['value'])}" if rep.get("value") is not None else "-"
-            verdict = {True: "passed", False: "failed"}.get(rep.get("gates_passed"), "?")
-            cells.append(f"{value} ({verdict})")
-        rows.append(("", f"report {r}", *cells))
+        rows.append(("", f"report {r}", *(report_text(e.reports.get(r)) for e in c.experiments)))
     rows.append(("", "best epoch", *(f"{e.best_epoch} ({e.best_metric} {fmt_sig(e.best_value)})"
                                      if e.best_epoch is not None and e.best_value is not None else "-"
                                      for e in c.experiments)))
@@ -292,15 +308,15 @@ def _add_archive(sp) -> None:
           trainkit experiments archive 2026-11-01-old experiments/2026-11-02-older/
           trainkit experiments archive runs/ --status failed           # ROOT runs/
 
-        --status all selects success, failed and stale (a promoted experiment is archived only by
-        name). Without NAMEs and without --status nothing is archived. Same filesystem: one atomic
+        --status all selects success, failed, evaluated and stale (a promoted experiment is archived
+        only by name). Without NAMEs and without --status nothing is archived. Same filesystem: one atomic
         rename; across filesystems: copy, verify every file, then delete the source; an interrupted
         move is finished (or rolled back) by the next archive. Undo: trainkit experiments restore NAME.
         Exit 0 when everything chosen moved, 1 when a named one did not, 2 on bad input.
         """)
     p.add_argument("targets", nargs="*", metavar="[ROOT] NAME", help="experiments (a first argument that is a "
                    "folder of experiments is ROOT)")
-    p.add_argument("--status", choices=("all", "success", "failed", "stale"), help="choose by class")
+    p.add_argument("--status", choices=("all", "success", "failed", "evaluated", "stale"), help="choose by class")
     p.add_argument("--dry-run", action="store_true", help="print each planned move (files, size); change nothing")
     p.add_argument("--list-only", action="store_true", help="print the names that would be archived, one a line")
     p.add_argument("--root", metavar="ROOT", help="folder holding the experiments (default: ./experiments)")
@@ -338,7 +354,7 @@ def cmd_archive(args) -> int:
     plan = plan_archive(root, names, status=args.status, archive_dir=args.archive_dir, options=_options(args))
     if not plan.chosen:
         raise UserError("nothing chosen: name the experiments to archive, or choose them with "
-                        "--status all|success|failed|stale (add --dry-run to see what would move)")
+                        "--status all|success|failed|evaluated|stale (add --dry-run to see what would move)")
     if args.list_only:
         for c in plan.selected:
             print(c.name)
@@ -463,10 +479,13 @@ def _progress_printer():
 
 def _add_promote(sp) -> None:
     p = _parser(sp, "promote", "copy a passing experiment's config to production", "Promote an experiment: check "
-                "that its report passed its gates, that the metric is within --threshold and that it beats the "
-                "config currently promoted under the same name by --min-improvement; then copy its config byte "
-                "for byte to configs/train_<slug>.<ext>, record the promotion in metadata.json and (with "
-                "--update-leaderboard) append a row to reports/leaderboard.csv. A refusal writes nothing.", """
+                "that the run's report (reports/default.json, else the one written last; --report NAME) is not "
+                "stale, completed and passed its gates (a report with no gates needs --threshold), that the metric "
+                "is within --threshold and that it beats the current holder of the production config (named by "
+                "the config's own record, configs/.NAME.promotion.json) by --min-improvement; then copy its config "
+                "byte for byte to configs/train_<slug>.<ext>, record the promotion beside it and in metadata.json "
+                "and (with --update-leaderboard) append a row to reports/leaderboard.csv. A refusal writes "
+                "nothing.", """
         examples:
           trainkit experiments promote 2026-11-22-wide --dry-run                  # the checks only
           trainkit experiments promote 2026-11-22-wide --nrmse-threshold 0.1 --auto-promote
@@ -475,13 +494,16 @@ def _add_promote(sp) -> None:
 
         Direction by metric name: nrmse, rmse, mse, mae, loss, *_loss, error, perplexity are lower
         is better; accuracy, exact_match, f1, precision, recall, auc, bleu higher; any other needs
-        --mode. Without --auto-promote it asks on a terminal (and refuses off one). An existing
+        --mode; the current holder is compared in the direction it was promoted with. A stale report
+        (checkpoints/best.pt changed since the evaluation) is refused: re-run `trainkit eval`.
+        Without --auto-promote it asks on a terminal (and refuses off one). An existing
         target needs --force and is backed up first (<name>.<UTC time>.bak beside it).
         Exit 0 promoted (or --dry-run: would be), 1 refused by a check, 2 bad input.
         """)
     p.add_argument("name", metavar="NAME", help="the experiment (NAME or a path inside ROOT)")
     _root_option(p)
-    p.add_argument("--report", metavar="NAME", help="reports/NAME.json (default: default, else the only report)")
+    p.add_argument("--report", metavar="NAME", help="reports/NAME.json (default: the run's report: default.json, "
+                   "else the one written last)")
     p.add_argument("--metric", metavar="NAME", help="the metric to check (default: the report's own)")
     p.add_argument("--mode", choices=("min", "max"), help="the metric's direction when its name does not tell")
     p.add_argument("--threshold", type=float, metavar="X", help="the metric must be within X (<= for min, >= max)")
@@ -548,9 +570,11 @@ def cmd_promote(args) -> int:
 
 
 def render_promotion(plan) -> str:
+    from trainkit.formatting import fmt_sig
+
     lay = plan.layout
     lines = [f"promote {plan.experiment.name}: {plan.config.name} -> {lay.show(plan.target)} "
-             f"({plan.metric} {plan.value:.6g}, {'lower' if plan.mode == 'min' else 'higher'} is better)"]
+             f"({plan.metric} {fmt_sig(plan.value, 6)}, {'lower' if plan.mode == 'min' else 'higher'} is better)"]
     lines += [f"  {'✓' if c.passed else '✗'} {c.detail}" for c in plan.checks]
     if plan.row is not None:
         prev = f", previous {plan.row['previous_experiment']}" if plan.row["previous_experiment"] else ""
@@ -564,8 +588,9 @@ def render_promotion(plan) -> str:
 
 def _add_leaderboard(sp) -> None:
     p = _parser(sp, "leaderboard", "the promotions, best first", "Show reports/leaderboard.csv (one row per "
-                "promotion) as a table, grouped by metric and sorted best first; * marks the current holder of "
-                "each production config.", """
+                "promotion) as a table, grouped by metric and sorted best first in the direction each was "
+                "promoted with (MODE); * marks the current holder of each production config (the config's own "
+                "record names it).", """
         examples:
           trainkit experiments leaderboard
           trainkit experiments leaderboard --metric nrmse
@@ -593,10 +618,12 @@ def cmd_leaderboard(args) -> int:
     if not board.rows:
         print(f"{_rel(board.path)}: no rows" + (f" for {args.metric}" if args.metric else ""))
         return EXIT_OK
-    header = ("METRIC", "#", "VALUE", "EXPERIMENT", "CONFIG", "DATE", "PREVIOUS")
-    rows = [(r.metric, str(r.rank), "-" if r.value is None else f"{r.value:.6g}",
+    from trainkit.formatting import fmt_sig
+
+    header = ("METRIC", "MODE", "#", "VALUE", "EXPERIMENT", "CONFIG", "DATE", "PREVIOUS")
+    rows = [(r.metric, r.mode or "?", str(r.rank), "-" if r.value is None else fmt_sig(r.value, 6),
              r.experiment + (" *" if r.current else ""), r.config, r.date,
-             f"{r.previous_experiment} ({r.previous_value:.6g})" if r.previous_experiment and r.previous_value
+             f"{r.previous_experiment} ({fmt_sig(r.previous_value, 6)})" if r.previous_experiment and r.previous_value
              is not None else (r.previous_experiment or "-")) for r in board.rows]
     print("\n".join(_columns(header, rows)))
     print(f"\n* the current holder of its config ({_rel(board.path)})")

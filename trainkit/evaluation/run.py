@@ -24,6 +24,7 @@ from trainkit.evaluation.runner import Runner, SessionLog, prepare
 from trainkit.evaluation.scoring import score_dir
 from trainkit.evaluation.writer import Counts, ProgressiveWriter, make_sink
 from trainkit.files import write_json
+from trainkit.formatting import fmt_sig
 from trainkit.interrupts import Interrupts
 from trainkit.lock import LockHeld, RunLock
 from trainkit.registry import import_string
@@ -223,9 +224,11 @@ def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: Eva
 
     if not state.todo:
         summary = score_dir(paths.root)
-        if _read_summary(paths) == summary and (not req.report or RunPaths(t.run_dir).report(plan.name).is_file()):
-            display.say(f"eval {plan.name}: already complete ({_counts_text(summary)}); nothing to do")
-            return 0
+        if _read_summary(paths) == summary:
+            if not req.report:
+                display.say(f"eval {plan.name}: already complete ({_counts_text(summary)}); nothing to do")
+                return 0
+            return _regate(t, display, summary)
         return _finish(t, paths, display, interrupted=False, failure=None, write_report=req.report)
 
     interrupts = Interrupts()
@@ -281,8 +284,34 @@ def _read_summary(paths: EvalPaths) -> dict | None:
 def _counts_text(s: dict) -> str:
     metric = s.get("metric")
     value = s.get(metric)
-    shown = f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+    shown = fmt_sig(value) if isinstance(value, (int, float)) else "-"
     return f"{s['done']}/{s['planned']} done, ok {s['ok']}, error {s['error']}, {metric} {shown}"
+
+
+def _regate(t: Target, display: EvalProgress, summary: dict) -> int:
+    """A complete evaluation whose summary is on disk: rebuild its report from the summary and the
+    gates (and ``min_ok_fraction``) of the run's config now, and rewrite it only when it differs
+    (gates "may change at any time"; an older report gains the model's identity)."""
+    path = RunPaths(t.run_dir).report(t.plan.name)
+    old = readers.load(path, readers.REPORT, [])
+    new = report.report_for_run(t.run_dir, t.plan.name, summary, t.gates, config=t.config, known=old)
+    if report.same_report(old, new):
+        display.say(f"eval {t.plan.name}: already complete ({_counts_text(summary)}); nothing to do")
+        return 0
+    if old is None:
+        why = "no report yet"
+    elif (old.get("gates"), old.get("min_ok_fraction")) != (new["gates"], new["min_ok_fraction"]):
+        why = "the gates changed since the report: re-gated"
+    else:
+        why = "report rewritten (it lacked or differed in what it measured)"
+    try:
+        report.write_report(t.run_dir, t.plan.name, summary, t.gates, report=new)
+    except OSError as e:
+        display.note(f"eval {t.plan.name}: cannot write the report ({first_line(e)})")
+        return 1
+    display.say(f"eval {t.plan.name}: already complete ({_counts_text(summary)}); {why}")
+    display.say(f"report {path}: {report.one_line(new)}")
+    return 0
 
 
 def _finish(t: Target, paths: EvalPaths, display: EvalProgress, *, interrupted: bool,
@@ -290,7 +319,8 @@ def _finish(t: Target, paths: EvalPaths, display: EvalProgress, *, interrupted: 
     summary = score_dir(paths.root)
     try:
         write_json(paths.summary, summary)
-        rep = report.write_report(t.run_dir, t.plan.name, summary, t.gates) if write_report else None
+        rep = report.write_report(t.run_dir, t.plan.name, summary, t.gates, config=t.config) \
+            if write_report else None
     except OSError as e:
         display.note(f"eval {t.plan.name}: cannot write the summary or the report ({first_line(e)}); "
                      "`trainkit score` recomputes it from the files")

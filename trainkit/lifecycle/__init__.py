@@ -7,7 +7,9 @@ Layout: ROOT (default ``./experiments``) holds one folder per experiment; beside
 ``<ROOT>-archive/``, production configs ``configs/`` and ``reports/leaderboard.csv``.
 
 * :func:`classify` (pure, over :class:`Facts`) and :func:`inspect` (reads a folder) -> ``active``,
-  ``success``, ``failed``, ``stale``, ``archived``, ``promoted`` with a reason;
+  ``success``, ``failed``, ``evaluated``, ``stale``, ``archived``, ``promoted`` with a reason;
+* :func:`pick_report` (the run's report: ``reports/default.json``, else the latest written) and
+  :func:`read_run_reports` (every report judged: stale by the run's model, by the current gates);
 * :func:`new_experiment`, :func:`list_experiments`, :func:`compare`;
 * :func:`plan_archive` / :func:`archive`, :func:`plan_restore` / :func:`restore` (plans are read
   only; execution moves under ROOT's lock, reports progress through a callback);
@@ -23,9 +25,10 @@ import importlib
 _WHERE = {
     **dict.fromkeys(("Candidate", "MovePlan", "MoveResult", "Outcome", "archive", "plan_archive", "plan_restore",
                      "restore"), "archiving"),
-    **dict.fromkeys(("ACTIVE", "ARCHIVED", "CLASSES", "FAILED_CLASS", "PROMOTED", "STALE", "SUCCESS",
-                     "Classification", "Facts", "Options", "ReportFact", "Verdict", "classify", "notes_verdict"),
-                    "classification"),
+    **dict.fromkeys(("ACTIVE", "ARCHIVED", "CLASSES", "EVALUATED", "FAILED_CLASS", "PROMOTED", "STALE", "SUCCESS",
+                     "Classification", "Facts", "Options", "ReportFact", "Verdict", "classify", "notes_verdict",
+                     "pick_report"), "classification"),
+    **dict.fromkeys(("RunReport", "read_run_reports", "the_report"), "verdicts"),
     **dict.fromkeys(("Compared", "Comparison", "NewExperiment", "compare", "list_experiments", "new_experiment"),
                     "experiments"),
     **dict.fromkeys(("Experiment", "inspect"), "facts"),
@@ -37,12 +40,13 @@ _WHERE = {
 _ALIASES = {"FAILED": ("classification", "FAILED_CLASS")}  # the class "failed" (trainkit.status has the state)
 
 __all__ = [
-    "ACTIVE", "ARCHIVED", "CLASSES", "FAILED", "FAILED_CLASS", "PROMOTED", "STALE", "SUCCESS",
+    "ACTIVE", "ARCHIVED", "CLASSES", "EVALUATED", "FAILED", "FAILED_CLASS", "PROMOTED", "STALE", "SUCCESS",
     "Candidate", "Check", "Classification", "Compared", "Comparison", "Experiment", "Facts", "Layout", "LeaderRow",
     "Leaderboard", "MoveError", "MovePlan", "MoveProgress", "MoveResult", "NewExperiment", "Options", "Outcome",
-    "PromoteRequest", "PromoteResult", "PromotionPlan", "ReportFact", "Verdict",
+    "PromoteRequest", "PromoteResult", "PromotionPlan", "ReportFact", "RunReport", "Verdict",
     "archive", "check_promotion", "classify", "compare", "experiment_name", "inspect", "leaderboard",
-    "list_experiments", "new_experiment", "notes_verdict", "plan_archive", "plan_restore", "promote", "restore",
+    "list_experiments", "new_experiment", "notes_verdict", "pick_report", "plan_archive", "plan_restore", "promote",
+    "read_run_reports", "restore", "the_report",
 ]
 
 

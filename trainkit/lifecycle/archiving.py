@@ -23,6 +23,7 @@ from trainkit.lifecycle.classification import (
     ACTIVE,
     ARCHIVED,
     DEFAULTS,
+    EVALUATED,
     FAILED_CLASS,
     PROMOTED,
     STALE,
@@ -37,9 +38,9 @@ from trainkit.lock import LockHeld, RunLock, read_lock
 from trainkit.runfolder import DEFAULT_ROOT, LIVE, LOCK_FILE
 
 ARCHIVE, RESTORE = "archive", "restore"
-STATUS_CHOICES = ("all", SUCCESS, FAILED_CLASS, STALE)
-SELECTED_BY = {"all": (SUCCESS, FAILED_CLASS, STALE), SUCCESS: (SUCCESS,), FAILED_CLASS: (FAILED_CLASS,),
-               STALE: (STALE,)}
+STATUS_CHOICES = ("all", SUCCESS, FAILED_CLASS, EVALUATED, STALE)
+SELECTED_BY = {"all": (SUCCESS, FAILED_CLASS, EVALUATED, STALE), SUCCESS: (SUCCESS,), FAILED_CLASS: (FAILED_CLASS,),
+               EVALUATED: (EVALUATED,), STALE: (STALE,)}
 
 
 @dataclass

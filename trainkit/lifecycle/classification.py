@@ -2,19 +2,21 @@
 
 Precedence (the first rule that applies wins):
 
-1. ``active``   the run is live: ``trainkit.status`` says running or paused, or a live process holds
-                its ``.trainkit.lock`` (training, evaluating, being moved);
-2. ``archived`` the folder is in the archive, or ``metadata.json`` has ``archived_at``;
-3. ``promoted`` ``metadata.json`` records a promotion that no later promotion replaced;
-4. ``active``   anything in the folder changed in the last ``active_days`` (7) days; the reason
-                also says what the verdict will be once it settles;
+1. ``active``    the run is live: ``trainkit.status`` says running or paused, or a live process holds
+                 its ``.trainkit.lock`` (training, evaluating, being moved);
+2. ``archived``  the folder is in the archive, or ``metadata.json`` has ``archived_at``;
+3. ``promoted``  ``metadata.json`` records a promotion that no later promotion replaced;
+4. ``active``    anything in the folder changed in the last ``active_days`` (7) days; the reason
+                 also says what the verdict will be once it settles;
 5. ``success`` / ``failed`` by ``notes.md``: its last line starting with ✓ or ✗ (a person's
-                verdict beats the machine's);
-6. ``failed``   a report in ``reports/`` with ``gates_passed: false`` (any one failing report);
-7. ``success``  a report with ``gates_passed: true``  (reports with ``completed: false`` are no verdict);
-8. ``failed``   the run is ``failed`` or ``crashed`` past the launcher's retry cap (``launch.json``);
-9. ``stale``    nothing changed for more than ``stale_days`` (30) days;
-10. ``active``  otherwise: no verdict yet, and not stale yet.
+                 verdict beats the machine's);
+6. by THE RUN'S REPORT (:func:`pick_report`: ``reports/default.json``, else the most recently
+   written): ``failed`` when its gates failed, ``success`` when they passed, ``evaluated`` when no
+   gate is configured (neither success nor failure) or when the report is stale (its model is no
+   longer ``checkpoints/best.pt``: never success); an incomplete evaluation is no verdict;
+7. ``failed``    the run is ``failed`` or ``crashed`` past the launcher's retry cap (``launch.json``);
+8. ``stale``     nothing changed for more than ``stale_days`` (30) days;
+9. ``active``    otherwise: no verdict yet, and not stale yet.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from trainkit.formatting import format_age
+from trainkit.formatting import fmt_sig, format_age
 from trainkit.runfolder import CRASHED, FAILED, LIVE
 
-ACTIVE, SUCCESS, FAILED_CLASS, STALE, ARCHIVED, PROMOTED = (
-    "active", "success", "failed", "stale", "archived", "promoted")
-CLASSES = (ACTIVE, SUCCESS, FAILED_CLASS, STALE, ARCHIVED, PROMOTED)
+ACTIVE, SUCCESS, FAILED_CLASS, EVALUATED, STALE, ARCHIVED, PROMOTED = (
+    "active", "success", "failed", "evaluated", "stale", "archived", "promoted")
+CLASSES = (ACTIVE, SUCCESS, FAILED_CLASS, EVALUATED, STALE, ARCHIVED, PROMOTED)
 DAY_S = 86400.0
 
 SUCCESS_MARKS = ("✓", "✔")
@@ -59,13 +61,49 @@ class Verdict:
     text: str
 
 
+# The verdict of one report (see trainkit.lifecycle.verdicts.judge).
+PASSED, GATES_FAILED, NO_GATES, INCOMPLETE, STALE_REPORT = "passed", "failed", "no gates", "incomplete", "stale"
+DEFAULT_REPORT = "default"  # reports/default.json: the task's own held-out questions (what `trainkit run` writes)
+
+
 @dataclass(frozen=True)
 class ReportFact:
+    """One ``reports/<name>.json``, judged. ``gates_passed``: what its gates say now (None: no gate);
+    ``verdict``: what counts (:data:`PASSED`, :data:`GATES_FAILED`, :data:`NO_GATES`,
+    :data:`INCOMPLETE` or :data:`STALE_REPORT`; None: derived from ``gates_passed`` and ``completed``)."""
+
     name: str  # reports/<name>.json
     gates_passed: bool | None
     completed: bool | None = True
     metric: str | None = None
     value: float | None = None
+    written_at: float | None = None  # the report's written_at (else the file's mtime)
+    verdict: str | None = None
+    detail: str = ""  # why: the gate reasons, the stale model, "judged by the current gates ..."
+    ok: int | None = None
+    planned: int | None = None
+
+    @property
+    def judged(self) -> str:
+        if self.verdict is not None:
+            return self.verdict
+        if self.completed is False:
+            return INCOMPLETE
+        return {True: PASSED, False: GATES_FAILED}.get(self.gates_passed, NO_GATES)
+
+
+def pick_report(reports) -> ReportFact | None:
+    """THE RUN'S REPORT, the one rule every view uses (list, compare, promote, serve, trainmon):
+    ``reports/default.json`` when there is one, else the most recently written (``written_at``; the
+    name breaks a tie). ``promote --report NAME`` picks another explicitly."""
+    reports = list(reports)
+    for r in reports:
+        if r.name == DEFAULT_REPORT:
+            return r
+    if not reports:
+        return None
+    return max(reports, key=lambda r: (r.written_at if isinstance(r.written_at, (int, float)) else float("-inf"),
+                                       r.name))
 
 
 @dataclass(frozen=True)
@@ -109,22 +147,23 @@ def notes_verdict(text: str) -> Verdict | None:
     return found
 
 
-def _report_text(r: ReportFact, verdict: str) -> str:
-    value = f" ({r.metric} {r.value:.4g})" if r.metric and isinstance(r.value, (int, float)) else ""
-    return f"report reports/{r.name}.json: {verdict}{value}"
+def report_text(r: ReportFact) -> str:
+    """``report reports/NAME.json: gates passed (nrmse 0.05)``, with the reason where it matters."""
+    value = f" ({r.metric} {fmt_sig(r.value)})" if r.metric and isinstance(r.value, (int, float)) else ""
+    words = {PASSED: "gates passed", GATES_FAILED: "gates failed", NO_GATES: "evaluated, no gates",
+             INCOMPLETE: "evaluation incomplete", STALE_REPORT: "stale"}[r.judged]
+    return f"report reports/{r.name}.json: {words}{value}" + (f"; {r.detail}" if r.detail else "")
 
 
 def verdict(facts: Facts, now: float, options: Options = DEFAULTS) -> Classification | None:
-    """Rules 5-9: success, failed or stale, or None when there is no verdict (yet)."""
+    """Rules 5-8: success, failed, evaluated or stale, or None when there is no verdict (yet)."""
     if facts.notes is not None:
         status = SUCCESS if facts.notes.success else FAILED_CLASS
         return Classification(status, f"notes.md line {facts.notes.line}: {facts.notes.text}")
-    decided = [r for r in facts.reports if r.completed is not False and isinstance(r.gates_passed, bool)]
-    for r in decided:
-        if not r.gates_passed:
-            return Classification(FAILED_CLASS, _report_text(r, "gates failed"))
-    for r in decided:
-        return Classification(SUCCESS, _report_text(r, "gates passed"))
+    r = pick_report(facts.reports)
+    if r is not None and r.judged != INCOMPLETE:
+        status = {PASSED: SUCCESS, GATES_FAILED: FAILED_CLASS}.get(r.judged, EVALUATED)
+        return Classification(status, report_text(r))
     if facts.state in (FAILED, CRASHED) and facts.past_retry_cap:
         return Classification(FAILED_CLASS, f"run {facts.state}: {facts.past_retry_cap}")
     age = None if facts.last_change is None else now - facts.last_change
@@ -147,7 +186,7 @@ def classify(facts: Facts, now: float, options: Options = DEFAULTS) -> Classific
     if facts.promotion is not None:
         p = facts.promotion
         value = p.get("value")
-        shown = f" ({p.get('metric')} {value:.4g})" if isinstance(value, (int, float)) else ""
+        shown = f" ({p.get('metric')} {fmt_sig(value)})" if isinstance(value, (int, float)) else ""
         return Classification(PROMOTED, f"promoted to {p.get('production_config') or p.get('target')}{shown}")
     age = None if facts.last_change is None else now - facts.last_change
     if age is not None and age < options.active_days * DAY_S:

@@ -13,9 +13,10 @@ from typing import Any
 from trainkit.errors import UserError
 from trainkit.files import dumps
 from trainkit.lifecycle.classification import CLASSES, DEFAULTS, Options
-from trainkit.lifecycle.facts import Experiment, inspect, read_reports
+from trainkit.lifecycle.facts import Experiment, inspect
 from trainkit.lifecycle.layout import Layout, check_name, experiment_dir, experiment_folders
 from trainkit.lifecycle.metadata import new_metadata
+from trainkit.lifecycle.verdicts import read_run_reports, the_report
 from trainkit.runfolder import (
     CONFIG_STEM,
     CONFIG_SUFFIXES,
@@ -161,7 +162,8 @@ class Compared:
     config_source: str | None  # resolved_config.json, config.yaml, ...; None: nothing readable
     config: dict[str, Any]  # flattened: "model.width" -> 64
     note: str | None = None  # why the config could not be read
-    reports: dict[str, dict] = field(default_factory=dict)  # name -> {metric, value, gates_passed, metrics}
+    reports: dict[str, dict] = field(default_factory=dict)  # name -> {metric, value, gates_passed, verdict, ...}
+    report: str | None = None  # the run's report (pick_report)
     best_epoch: int | None = None
     best_metric: str | None = None
     best_value: float | None = None
@@ -180,8 +182,9 @@ class Comparison:
     def to_json(self) -> dict:
         return {"differing": self.differing, "experiments": [
             {"name": e.name, "path": str(e.path), "config_source": e.config_source, "note": e.note,
-             "config": e.config, "reports": e.reports, "best_epoch": e.best_epoch, "best_metric": e.best_metric,
-             "best_value": e.best_value, "completed_epochs": e.completed_epochs} for e in self.experiments]}
+             "config": e.config, "reports": e.reports, "report": e.report, "best_epoch": e.best_epoch,
+             "best_metric": e.best_metric, "best_value": e.best_value, "completed_epochs": e.completed_epochs}
+            for e in self.experiments]}
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -222,7 +225,8 @@ def read_config(folder: Path) -> tuple[str | None, dict, str | None]:
 def compare(refs: list[str], *, root: str | os.PathLike = DEFAULT_ROOT,
             archive_dir: str | os.PathLike | None = None) -> Comparison:
     """The configs of two or more experiments (under ROOT, or archived) side by side, the keys that
-    differ, each one's report metrics and best epoch."""
+    differ, each one's reports (judged: passed, failed, no gates, incomplete, stale; ``report``: the
+    run's report) and best epoch."""
     if len(refs) < 2:
         raise UserError("compare needs at least two experiments")
     layout = Layout.at(root, archive_dir=archive_dir)
@@ -239,11 +243,14 @@ def compare(refs: list[str], *, root: str | os.PathLike = DEFAULT_ROOT,
     for folder in folders:
         source, cfg, note = read_config(folder)
         c = Compared(folder.name, folder, source, flatten(cfg), note)
-        for r in read_reports(str(folder), []):
-            obj = load_json(RunPaths(folder).report(r.name), []) or {}
-            metrics = obj.get("metrics") if isinstance(obj.get("metrics"), dict) else {}
-            c.reports[r.name] = {"metric": r.metric, "value": r.value, "gates_passed": r.gates_passed,
-                                 "completed": r.completed, "metrics": metrics}
+        judged = read_run_reports(str(folder), [])
+        chosen = the_report(judged)
+        c.report = chosen.name if chosen else None
+        for r in judged:
+            metrics = r.report.get("metrics") if isinstance(r.report.get("metrics"), dict) else {}
+            c.reports[r.name] = {"metric": r.fact.metric, "value": r.fact.value, "gates_passed": r.fact.gates_passed,
+                                 "completed": r.fact.completed, "verdict": r.fact.judged, "detail": r.fact.detail,
+                                 "metrics": metrics}
         meta = load_json(RunPaths(folder).current_meta, []) or {}
         c.best_epoch = meta.get("best_epoch") if isinstance(meta.get("best_epoch"), int) else None
         c.best_metric = meta.get("best_metric") if isinstance(meta.get("best_metric"), str) else None

@@ -3,8 +3,8 @@ the classification) and into the :class:`Experiment` rows of ``trainkit experime
 
 One pass over the folder (``os.scandir``, ``lstat`` only, links never followed) gives the newest
 modification time, the file count and size; ``trainkit.status`` gives the run state; the rest is
-``notes.md``, ``reports/*.json``, ``metadata.json``, ``launch.json`` and ``.trainkit.lock``. Nothing
-is written and nothing from the folder is executed.
+``notes.md``, ``reports/*.json`` (judged by :mod:`trainkit.lifecycle.verdicts`), ``metadata.json``,
+``launch.json`` and ``.trainkit.lock``. Nothing is written and nothing from the folder is executed.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from trainkit.lifecycle.classification import (
     ReportFact,
     classify,
     notes_verdict,
+    pick_report,
 )
 from trainkit.lifecycle.metadata import current_promotion, read_metadata
+from trainkit.lifecycle.verdicts import read_run_reports, report_value  # noqa: F401 (report_value: re-exported)
 from trainkit.lock import lock_is_stale, read_lock
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
@@ -105,31 +107,9 @@ def tree_stats(folder: str) -> TreeStats:
 
 
 def read_reports(folder: str, warnings: list[str]) -> tuple[ReportFact, ...]:
-    """Every ``reports/*.json`` (sorted by name): gates_passed, completed, the report's metric and value."""
-    try:
-        names = sorted(e.name for e in os.scandir(f"{folder}/{REPORTS_DIR}")
-                       if e.name.endswith(".json") and not e.name.startswith(".") and e.is_file())
-    except (FileNotFoundError, NotADirectoryError):
-        return ()
-    out = []
-    for n in names:
-        obj = readers.load(f"{folder}/{REPORTS_DIR}/{n}", readers.REPORT, warnings)
-        if obj is None:
-            continue
-        metric = obj.get("metric") if isinstance(obj.get("metric"), str) else None
-        out.append(ReportFact(n[:-5], obj.get("gates_passed") if isinstance(obj.get("gates_passed"), bool) else None,
-                              obj.get("completed") if isinstance(obj.get("completed"), bool) else None,
-                              metric, report_value(obj, metric) if metric else None))
-    return tuple(out)
-
-
-def report_value(report: dict, metric: str) -> float | None:
-    """``metrics[metric]``, else the value under the metric's own name, else ``final_<metric>``."""
-    metrics = report.get("metrics") if isinstance(report.get("metrics"), dict) else {}
-    for v in (metrics.get(metric), report.get(metric), report.get(f"final_{metric}")):
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            return float(v)
-    return None
+    """Every ``reports/*.json`` (sorted by name), judged: stale by the run's model, by the gates
+    of the config now (see :mod:`trainkit.lifecycle.verdicts`)."""
+    return tuple(r.fact for r in read_run_reports(folder, warnings))
 
 
 def read_notes(folder: str, warnings: list[str]):
@@ -207,6 +187,8 @@ class Experiment:
     total_epochs: int | None = None
     best_metric: str | None = None
     best_value: float | None = None
+    report: str | None = None  # the run's report (reports/<report>.json; see pick_report)
+    report_verdict: str | None = None  # passed, failed, no gates, incomplete, stale
     report_metric: str | None = None
     report_value: float | None = None
     last_change: float | None = None
@@ -249,13 +231,14 @@ def inspect(folder: str | os.PathLike, *, now: float | None = None, options: Opt
         in_archive=in_archive, archived_at=archived_at if isinstance(archived_at, (int, float)) else None,
         promotion=current_promotion(meta))
     c: Classification = classify(facts, now, options)
-    shown = next((r for r in reports if r.metric and r.value is not None), None)
+    shown = pick_report(reports)
     exp = Experiment(
         name=facts.name, path=folder, status=c.status, reason=c.reason, state=facts.state,
         state_reason=facts.state_reason or None,
         progress_percentage=run.progress_percentage if run else None,
         completed_epochs=run.completed_epochs if run else None, total_epochs=run.total_epochs if run else None,
         best_metric=run.best_metric if run else None, best_value=run.best_value if run else None,
+        report=shown.name if shown else None, report_verdict=shown.judged if shown else None,
         report_metric=shown.metric if shown else None, report_value=shown.value if shown else None,
         last_change=tree.last_change, last_changed=tree.last_changed, files=tree.files, bytes=tree.bytes,
         archived_at=facts.archived_at, warnings=warnings)

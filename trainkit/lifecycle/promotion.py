@@ -1,14 +1,25 @@
 """Promotion of an experiment's config to production, gated on its evaluation report, and the
 leaderboard of promotions.
 
-A promotion is checked first (:func:`check_promotion`, read only): the run is not live; its report
-completed with its gates passed; the metric (default: the report's own) is within ``threshold``;
-and it beats the config currently promoted under the same target name by at least
-``min_improvement`` (absolute, in the metric's direction; MLflow's threshold + min_improvement).
-An existing target also needs ``force``. :func:`promote` checks again under ROOT's lock and, only
-when every check passes, backs up the old target, copies the config byte for byte, records the
+A promotion is checked first (:func:`check_promotion`, read only): the run is not live; the run's
+report (:func:`~trainkit.lifecycle.classification.pick_report`, or ``--report NAME``) is not stale
+(its model is still ``checkpoints/best.pt``), completed, and passed its gates (judged by the
+config's current gates when they changed since; a report with no gate needs an explicit
+``threshold``); the metric (default: the report's own) is within ``threshold``; and it beats the
+current holder of the target by at least ``min_improvement`` (absolute, in the direction the
+holder was promoted with; MLflow's threshold + min_improvement). An existing target also needs
+``force``.
+
+The holder of ``configs/NAME`` is whoever the production config's own record names: the sidecar
+``configs/.NAME.promotion.json`` written beside it at each promotion (experiment, its folder, the
+metric, mode and value, the sha256 of the bytes promoted), wherever that experiment lives (another
+experiments folder sharing ``configs/`` included). A config promoted before sidecars existed falls
+back on the ``metadata.json`` records under ROOT and its archive.
+
+:func:`promote` checks again under ROOT's lock and the target's lock and, only when every check
+passes, backs up the old target, copies the config byte for byte, writes the sidecar, records the
 promotion in ``metadata.json`` (and marks the previous holder's record replaced) and appends a
-leaderboard row.
+leaderboard row (values in full precision, ``repr``; the mode of the promotion in ``mode``).
 """
 
 from __future__ import annotations
@@ -24,12 +35,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainkit import readers
 from trainkit.errors import UserError
-from trainkit.files import atomic_write, read_json_object_or_none
-from trainkit.lifecycle.facts import lock_holder, report_value
+from trainkit.evaluation.report import checkpoint_of, limit_text, measured
+from trainkit.files import atomic_write, write_json
+from trainkit.formatting import fmt_sig
+from trainkit.lifecycle.classification import GATES_FAILED, INCOMPLETE, NO_GATES, PASSED, STALE_REPORT
+from trainkit.lifecycle.facts import lock_holder
 from trainkit.lifecycle.layout import Layout, check_name, experiment_dir, experiment_folders, held, root_lock, slug
 from trainkit.lifecycle.metadata import read_metadata, update_metadata
 from trainkit.lifecycle.moves import sha256_file
+from trainkit.lifecycle.verdicts import RunReport, read_run_reports, report_value, the_report
 from trainkit.runfolder import DEFAULT_ROOT, LIVE, METADATA_FILE, REPORTS_DIR, RunPaths
 from trainkit.status import run_status
 
@@ -39,8 +55,9 @@ DIRECTIONS = {"nrmse": MIN, "rmse": MIN, "mse": MIN, "mae": MIN, "loss": MIN, "e
               "accuracy": MAX, "exact_match": MAX, "f1": MAX, "precision": MAX, "recall": MAX, "auc": MAX,
               "bleu": MAX}
 COLUMNS = ("date", "experiment", "config", "metric", "value", "previous_experiment", "previous_value",
-           "improvement")
+           "improvement", "mode")
 EPS = 1e-12
+SIDECAR_VERSION = 1
 
 
 def metric_mode(metric: str, mode: str | None = None) -> str:
@@ -66,7 +83,7 @@ class PromoteRequest:
 
     name: str
     root: str | os.PathLike = DEFAULT_ROOT
-    report: str | None = None  # reports/<report>.json; default: "default", else the only report
+    report: str | None = None  # reports/<report>.json; default: the run's report (pick_report)
     metric: str | None = None  # default: the report's own metric
     mode: str | None = None  # min | max for metrics not in DIRECTIONS
     threshold: float | None = None  # the metric must be within it (<= for min, >= for max)
@@ -84,10 +101,12 @@ class Holder:
     """The experiment whose promotion currently owns the target file."""
 
     experiment: str | None  # None: the target exists but no promotion record names it
-    folder: Path | None = None
+    folder: Path | None = None  # None: the experiment is no longer where the record says
     record: dict | None = None
     value: float | None = None  # in the request's metric
     file_matches: bool = False  # the target still has the bytes that were promoted
+    mode: str | None = None  # the direction it was promoted with (for the request's metric)
+    date: str | None = None  # its leaderboard row's date (None: unknown)
 
     def describe(self) -> str:
         if self.experiment is None:
@@ -120,6 +139,7 @@ class PromotionPlan:
     improvement: float | None
     checks: list[Check] = field(default_factory=list)
     row: dict | None = None  # the leaderboard row (None: the leaderboard is not updated)
+    model_sha256: str | None = None  # the model the report measured (the run's checkpoint), when known
 
     @property
     def ok(self) -> bool:
@@ -150,23 +170,22 @@ class PromoteResult:
 # checking (read only)
 
 
-def choose_report(folder: Path, name: str | None) -> Path:
-    reports = folder / REPORTS_DIR
+def choose_report(folder: Path, name: str | None) -> RunReport:
+    """``reports/<name>.json``, or the run's report (the rule of ``pick_report``), judged."""
+    warnings: list[str] = []
+    reports = read_run_reports(folder, warnings)
     if name is not None:
         check_name(name)
-        path = reports / f"{name}.json"
-        if not path.is_file():
-            raise UserError(f"{folder.name}: no report {REPORTS_DIR}/{name}.json")
-        return path
-    found = sorted(p for p in reports.glob("*.json") if not p.name.startswith(".")) if reports.is_dir() else []
-    if not found:
-        raise UserError(f"{folder.name}: no evaluation report in {REPORTS_DIR}/ (run `trainkit eval` first)")
-    default = reports / "default.json"
-    if default in found:
-        return default
-    if len(found) == 1:
-        return found[0]
-    raise UserError(f"{folder.name}: several reports ({', '.join(p.stem for p in found)}); choose one with --report")
+        found = next((r for r in reports if r.name == name), None)
+        if found is None:
+            why = f" ({warnings[0]})" if warnings and (folder / REPORTS_DIR / f"{name}.json").exists() else ""
+            raise UserError(f"{folder.name}: no readable report {REPORTS_DIR}/{name}.json{why}")
+        return found
+    chosen = the_report(reports)
+    if chosen is None:
+        raise UserError(f"{folder.name}: no evaluation report in {REPORTS_DIR}/ (run `trainkit eval` first)"
+                        + (f"; {warnings[0]}" if warnings else ""))
+    return chosen
 
 
 def target_name(config: Path, experiment: str, config_name: str | None) -> str:
@@ -182,9 +201,19 @@ def target_name(config: Path, experiment: str, config_name: str | None) -> str:
     return config_name
 
 
-def find_holder(layout: Layout, target: Path, metric: str) -> Holder | None:
+def sidecar_path(target: Path) -> Path:
+    """``configs/.NAME.promotion.json``: the production config's own record of its promotion."""
+    return target.with_name(f".{target.name}.promotion.json")
+
+
+def read_sidecar(target: Path) -> dict | None:
+    rec = readers.load(sidecar_path(target), readers.ANY, [])
+    return rec if rec is not None and isinstance(rec.get("experiment"), str) and rec["experiment"] else None
+
+
+def _legacy_record(layout: Layout, target: Path) -> tuple[Path, dict] | None:
     """The latest promotion to ``target`` that no later one replaced, from the ``metadata.json`` of
-    the experiments under ROOT and in the archive; a target without one is held by an unknown."""
+    the experiments under ROOT and in the archive (for a target promoted before sidecars)."""
     best: tuple[float, Path, dict] | None = None
     for base in (layout.root, layout.archive):
         for name in experiment_folders(base):
@@ -196,14 +225,38 @@ def find_holder(layout: Layout, target: Path, metric: str) -> Holder | None:
                     at = rec.get("promoted_at") if isinstance(rec.get("promoted_at"), (int, float)) else 0.0
                     if best is None or at >= best[0]:
                         best = (at, folder, rec)
-    if best is None:
-        return Holder(None) if target.exists() else None
-    _, folder, rec = best
+    return None if best is None else (best[1], best[2])
+
+
+def _holder_folder(rec: dict) -> Path | None:
+    """Where the holder's folder is now: where it was promoted from, else in that root's archive."""
+    for key in ("experiment_path", "archive_path"):
+        p = rec.get(key)
+        if isinstance(p, str) and p and Path(p).is_dir():
+            return Path(p)
+    return None
+
+
+def find_holder(layout: Layout, target: Path, metric: str) -> Holder | None:
+    """Who holds ``target``: the experiment its sidecar names (wherever it lives), else the legacy
+    ``metadata.json`` record under ROOT or its archive; a target without either is held by an
+    unknown; None: no target and no record."""
+    side = read_sidecar(target)
+    if side is not None:
+        name, folder, rec, date = side["experiment"], _holder_folder(side), side, side.get("date")
+    else:
+        found = _legacy_record(layout, target)
+        if found is None:
+            return Holder(None) if target.exists() else None
+        folder, rec = found
+        name, date = folder.name, None
     metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
     value = metrics.get(metric, rec.get("value") if rec.get("metric") == metric else None)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     matches = target.is_file() and rec.get("sha256") == sha256_file(target)
-    return Holder(folder.name, folder, rec, float(value) if ok else None, matches)
+    mode = rec.get("mode") if rec.get("metric") == metric and rec.get("mode") in (MIN, MAX) else None
+    return Holder(name, folder, rec, float(value) if ok else None, matches, mode,
+                  date if isinstance(date, str) else None)
 
 
 def check_promotion(request: PromoteRequest, *, now: float | None = None) -> PromotionPlan:
@@ -215,10 +268,8 @@ def check_promotion(request: PromoteRequest, *, now: float | None = None) -> Pro
                        leaderboard_csv=r.leaderboard_csv)
     layout.check_apart("the production folder", layout.production)
     folder = experiment_dir(layout.root, r.name, elsewhere=layout.archive)
-    report_path = choose_report(folder, r.report)
-    report = read_json_object_or_none(report_path)
-    if report is None:
-        raise UserError(f"{report_path}: not a readable JSON report")
+    chosen = choose_report(folder, r.report)
+    report_path, report, judged = chosen.path, chosen.report, chosen.judgement
     metric = r.metric or (report.get("metric") if isinstance(report.get("metric"), str) else None)
     if not metric:
         raise UserError(f"{report_path}: names no metric; pass --metric")
@@ -236,7 +287,7 @@ def check_promotion(request: PromoteRequest, *, now: float | None = None) -> Pro
     target = layout.production / target_name(config, folder.name, r.config_name)
     holder = find_holder(layout, target, metric)
     rel = f"{REPORTS_DIR}/{report_path.name}"
-    shown = f"{metric} {value:.6g}"
+    shown = f"{metric} {fmt_sig(value, 6)}"
     checks: list[Check] = []
 
     run = run_status(folder, now=now)
@@ -245,18 +296,13 @@ def check_promotion(request: PromoteRequest, *, now: float | None = None) -> Pro
     if run.state in LIVE or locked:
         checks.append(Check("live", False, f"{folder.name} is live ({run.state if run.state in LIVE else locked}); "
                                            "promote it once it is done"))
-    if report.get("completed") is True and report.get("gates_passed") is True:
-        checks.append(Check("gates", True, f"report {rel}: gates passed"))
-    elif report.get("completed") is not True:
-        checks.append(Check("gates", False, f"report {rel}: the evaluation did not complete"))
-    else:
-        checks.append(Check("gates", False, f"report {rel}: gates not passed"))
+    checks.append(_gates_check(rel, report, judged, r.threshold, metric))
 
     if r.threshold is not None:
         within = value <= r.threshold + EPS if mode == MIN else value >= r.threshold - EPS
         sign = "<=" if mode == MIN else ">="
-        checks.append(Check("threshold", within, f"{shown} {sign} threshold {r.threshold:g}" if within else
-                            f"{shown} is {'over' if mode == MIN else 'under'} the threshold {r.threshold:g}"))
+        checks.append(Check("threshold", within, f"{shown} {sign} threshold {limit_text(r.threshold)}" if within else
+                            f"{shown} is {'over' if mode == MIN else 'under'} the threshold {limit_text(r.threshold)}"))
 
     gain = None
     if holder is not None and holder.experiment is not None:
@@ -264,12 +310,16 @@ def check_promotion(request: PromoteRequest, *, now: float | None = None) -> Pro
             ok = r.min_improvement <= 0
             checks.append(Check("improvement", ok, f"the current holder {holder.experiment} has no {metric} value; "
                                 + ("not compared" if ok else "cannot check --min-improvement")))
+        elif holder.mode is not None and holder.mode != mode:
+            checks.append(Check("improvement", False, f"the current holder {holder.experiment} was promoted with "
+                                f"{metric} {holder.mode} ({'lower' if holder.mode == MIN else 'higher'} is better), "
+                                f"this promotion ranks {metric} {mode}; pass --mode {holder.mode} to compare them"))
         else:
             gain = improvement(value, holder.value, mode)
             ok = gain >= r.min_improvement - EPS
-            checks.append(Check("improvement", ok, f"{shown} vs {holder.value:.6g} of {holder.experiment} (the current "
-                                f"holder): improvement {gain:.6g} {'>=' if ok else '<'} the minimum "
-                                f"{r.min_improvement:g}"))
+            checks.append(Check("improvement", ok, f"{shown} vs {fmt_sig(holder.value, 6)} of {holder.experiment} "
+                                f"(the current holder): improvement {fmt_sig(gain, 6)} {'>=' if ok else '<'} the "
+                                f"minimum {limit_text(r.min_improvement)}"))
     else:
         checks.append(Check("improvement", True, f"nothing promoted as {layout.show(target)} yet"))
 
@@ -289,12 +339,39 @@ def check_promotion(request: PromoteRequest, *, now: float | None = None) -> Pro
     if r.update_leaderboard or r.leaderboard_csv is not None:
         prev = holder.experiment if holder else None
         row = {"date": dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-               "experiment": folder.name, "config": layout.show(target), "metric": metric, "value": f"{value:.10g}",
+               "experiment": folder.name, "config": layout.show(target), "metric": metric, "value": repr(float(value)),
                "previous_experiment": prev or "",
-               "previous_value": "" if holder is None or holder.value is None else f"{holder.value:.10g}",
-               "improvement": "" if gain is None else f"{gain:.10g}"}
+               "previous_value": "" if holder is None or holder.value is None else repr(float(holder.value)),
+               "improvement": "" if gain is None else repr(float(gain)), "mode": mode}
+    digest = report.get("model_sha256") if isinstance(report.get("model_sha256"), str) else None
     return PromotionPlan(r, layout, folder, report_path, metric, mode, value, metrics, config, target, backup, holder,
-                         gain, checks, row)
+                         gain, checks, row, digest)
+
+
+def _gates_check(rel: str, report: dict, j, threshold: float | None, metric: str) -> Check:
+    """The report's verdict as a promotion check: stale, incomplete or failed refuse; no gate needs
+    an explicit threshold (and every planned item measured, as a gate would)."""
+    ckpt = checkpoint_of(report.get("model"))
+    about = "" if ckpt is not None or not isinstance(report.get("model"), str) else \
+        f" (it measured the model {report['model']}, not the run's checkpoint)"
+    regated = " (by the current gates of resolved_config.json)" if j.regated else ""
+    if j.verdict == STALE_REPORT:
+        return Check("gates", False, f"report {rel} is stale: {j.detail.split('; ')[0]}")
+    if j.verdict == INCOMPLETE:
+        return Check("gates", False, f"report {rel}: the evaluation did not complete")
+    if j.verdict == GATES_FAILED:
+        return Check("gates", False, f"report {rel}: gates not passed{regated}: {j.detail.split('; ')[0]}")
+    if j.verdict == PASSED:
+        return Check("gates", True, f"report {rel}: gates passed{regated}{about}")
+    assert j.verdict == NO_GATES
+    if threshold is None:
+        return Check("gates", False, f"report {rel}: evaluated, no gates configured; promote needs a passed gate "
+                                     "(eval.gates) or an explicit --threshold")
+    ok, planned, fraction = measured(report)
+    if fraction is None or fraction < j.min_ok_fraction:
+        return Check("gates", False, f"report {rel}: no gates, and {metric} was measured over {ok} of {planned} items "
+                                     f"(< min_ok_fraction {limit_text(j.min_ok_fraction)})")
+    return Check("gates", True, f"report {rel}: no gates configured; --threshold decides{about}")
 
 
 def _free(path: Path) -> Path:
@@ -315,7 +392,9 @@ def promote(request: PromoteRequest, *, expect: PromotionPlan | None = None, now
     plan = check_promotion(request, now=now)
     if not plan.ok:
         return PromoteResult(plan, False, plan.refusal)
-    with root_lock(plan.layout, "promote"):
+    plan.layout.production.mkdir(parents=True, exist_ok=True)
+    target_lock = plan.layout.production / f".{plan.target.name}.lock"  # experiments folders sharing configs/
+    with root_lock(plan.layout, "promote"), held(target_lock, "promote"):
         plan = check_promotion(request, now=now)
         if not plan.ok:
             return PromoteResult(plan, False, plan.refusal)
@@ -359,6 +438,13 @@ def _write(plan: PromotionPlan, now: float) -> None:
                 rec["replaced_at"] = now
                 rec["replaced_by"] = plan.experiment.name
 
+    write_json(sidecar_path(plan.target), {
+        "version": SIDECAR_VERSION, "config": plan.target.name, "sha256": record["sha256"],
+        "experiment": plan.experiment.name, "experiment_path": str(plan.experiment),
+        "archive_path": str(plan.layout.archive / plan.experiment.name), "root": str(plan.layout.root),
+        "promoted_at": now, "date": plan.row["date"] if plan.row else None, "report": record["report"],
+        "model_sha256": plan.model_sha256, "metric": plan.metric, "mode": plan.mode, "value": plan.value,
+        "metrics": plan.metrics, "previous": previous})
     if holder is not None and holder.folder is not None and holder.folder != plan.experiment \
             and holder.folder.is_dir():
         update_metadata(holder.folder, replace_old)
@@ -385,7 +471,8 @@ def append_row(path: Path, row: dict) -> None:
     The whole new file is written to a temp file and renamed over the old one (under a lock beside
     it): a reader sees the old or the new file, never a torn row, also on network filesystems where
     O_APPEND is not atomic; and the header is decided under the lock, so it is written exactly once.
-    A file with other columns keeps them (values for columns it lacks are dropped)."""
+    A file with other columns keeps them; a column of :data:`COLUMNS` it lacks is added to its
+    header (older rows read it as empty)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with held(path.with_name(f".{path.name}.lock"), "leaderboard"):
         try:
@@ -393,7 +480,14 @@ def append_row(path: Path, row: dict) -> None:
         except FileNotFoundError:
             old = b""
         if old.strip():
-            header = next(csv.reader(io.StringIO(old.decode("utf-8", errors="replace").splitlines()[0])))
+            first, _, rest = old.partition(b"\n")
+            header = next(csv.reader(io.StringIO(first.decode("utf-8", errors="replace"))))
+            missing = [c for c in COLUMNS if c not in header and row.get(c) not in (None, "")]
+            if missing:  # a file from before a column existed: the header grows; older rows read it empty
+                header += missing
+                line = io.StringIO()
+                csv.writer(line, lineterminator="\n").writerow(header)
+                old = line.getvalue().encode() + rest
             if not old.endswith(b"\n"):
                 old += b"\n"
         else:
@@ -418,7 +512,8 @@ class LeaderRow:
     previous_experiment: str
     previous_value: float | None
     improvement: float | None
-    current: bool  # the latest promotion to its config
+    current: bool  # this promotion holds its config now (the config's own record names it)
+    mode: str | None = None  # min | max: as promoted (older rows: by the metric's name; None: unknown)
 
 
 @dataclass
@@ -436,11 +531,48 @@ def _float(text: str | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
+def _row_mode(row: dict) -> str | None:
+    mode = row.get("mode")
+    if mode in (MIN, MAX):
+        return mode
+    try:
+        return metric_mode(row.get("metric") or "")
+    except UserError:
+        return None
+
+
+def _current_holders(raw: list[dict], layout: Layout, csv_path: Path) -> dict[str, tuple[str, str | None]]:
+    """config (as the CSV names it) -> (holder experiment, its row's date or None), read from each
+    production config's own record (legacy: the metadata.json records under ROOT and its archive)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for config in {r.get("config") or "" for r in raw}:
+        if not config:
+            continue
+        p = Path(config)
+        candidates = [p] if p.is_absolute() else [layout.root.parent / p, csv_path.parent.parent / p]
+        for target in candidates:
+            side = read_sidecar(target)
+            if side is not None:
+                date = side.get("date")
+                out[config] = (side["experiment"], date if isinstance(date, str) else None)
+                break
+        else:
+            for target in candidates:
+                found = _legacy_record(layout, target)
+                if found is not None:
+                    out[config] = (found[0].name, None)
+                    break
+    return out
+
+
 def leaderboard(csv_path: str | os.PathLike | None = None, *, root: str | os.PathLike = DEFAULT_ROOT,
                 metric: str | None = None) -> Leaderboard:
-    """The leaderboard rows, grouped by metric (by name) and sorted best first within each (by the
-    metric's direction; an unknown direction sorts ascending); ``metric`` keeps one metric only."""
-    path = Path(csv_path) if csv_path is not None else Layout.at(root).leaderboard
+    """The leaderboard rows, grouped by metric (and mode) and sorted best first within each, by the
+    mode each was promoted with (a row without one: by the metric's name; unknown: ascending);
+    ``current`` marks the row of each config's current holder (its own record says who);
+    ``metric`` keeps one metric only."""
+    layout = Layout.at(root)
+    path = Path(csv_path) if csv_path is not None else layout.leaderboard
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -448,7 +580,12 @@ def leaderboard(csv_path: str | os.PathLike | None = None, *, root: str | os.Pat
     except IsADirectoryError:
         raise UserError(f"{path}: is a folder, not a CSV file") from None
     raw = list(csv.DictReader(io.StringIO(text)))
-    latest = {r.get("config"): i for i, r in enumerate(raw)}
+    holders = _current_holders(raw, layout, path)
+    current: dict[str, int] = {}  # config -> the index of its holder's row (the latest matching one)
+    for i, r in enumerate(raw):
+        held_by = holders.get(r.get("config") or "")
+        if held_by and r.get("experiment") == held_by[0] and (held_by[1] is None or r.get("date") == held_by[1]):
+            current[r.get("config") or ""] = i
     rows = []
     for i, r in enumerate(raw):
         m = r.get("metric") or ""
@@ -457,16 +594,15 @@ def leaderboard(csv_path: str | os.PathLike | None = None, *, root: str | os.Pat
         rows.append(LeaderRow(0, r.get("date") or "", r.get("experiment") or "", r.get("config") or "", m,
                               _float(r.get("value")), r.get("previous_experiment") or "",
                               _float(r.get("previous_value")), _float(r.get("improvement")),
-                              latest[r.get("config")] == i))
+                              current.get(r.get("config") or "") == i, _row_mode(r)))
 
     def key(row: LeaderRow):
-        try:
-            sign = -1.0 if metric_mode(row.metric) == MAX else 1.0
-        except UserError:
-            sign = 1.0
-        return (row.metric, row.value is None, sign * row.value if row.value is not None else 0.0, row.date)
+        sign = -1.0 if row.mode == MAX else 1.0
+        return (row.metric, row.mode or "", row.value is None, sign * row.value if row.value is not None else 0.0,
+                row.date)
 
     rows.sort(key=key)
     for i, row in enumerate(rows):
-        row.rank = 1 if i == 0 or rows[i - 1].metric != row.metric else rows[i - 1].rank + 1
+        same = i > 0 and (rows[i - 1].metric, rows[i - 1].mode) == (row.metric, row.mode)
+        row.rank = rows[i - 1].rank + 1 if same else 1
     return Leaderboard(path, True, rows)

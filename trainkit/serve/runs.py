@@ -23,6 +23,7 @@ import orjson
 
 from trainkit.files import JsonlTail, read_json_object_or_none
 from trainkit.formatting import fmt_duration, fmt_progress, fmt_sig, format_age
+from trainkit.lifecycle.verdicts import read_run_reports, the_report, verdict_line
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     EPOCHS_DIR,
@@ -248,14 +249,20 @@ def last_epoch_record(path: str, rs: RunStatus) -> dict | None:
     return None
 
 
-REPORT_KEYS = ("metric", "gates_passed", "completed", "planned", "done", "ok", "error", "written_at")
+REPORT_KEYS = ("metric", "gates_passed", "completed", "planned", "done", "ok", "error", "measured_fraction",
+               "min_ok_fraction", "profile", "model", "model_sha256", "written_at")
 
 
 def report_summaries(path: str) -> dict[str, dict]:
+    """Per report: its figures, and as judged by trainkit.lifecycle.verdicts (``verdict``: passed,
+    failed, no gates, incomplete or stale; ``verdict_text``; ``the_run_report``: the one the run is
+    judged by, ``pick_report``'s rule)."""
     out: dict[str, dict] = {}
     reports = RunPaths(Path(path)).reports
     if not reports.is_dir() or not inside(str(reports), path):
         return out
+    judged = {r.name: r for r in read_run_reports(path)}
+    chosen = the_report(list(judged.values()))
     for p in sorted(reports.glob("*.json")):
         rep = read_object(str(p), path)
         if rep is None:
@@ -264,6 +271,10 @@ def report_summaries(path: str) -> dict[str, dict]:
         summary = {k: rep.get(k) for k in REPORT_KEYS}
         metric = rep.get("metric")
         summary["value"] = rep.get(metric) if isinstance(metric, str) else None
+        rr = judged.get(p.stem)
+        summary.update(verdict=rr.fact.judged if rr else None,
+                       verdict_text=verdict_line(rr.judgement) if rr else None,
+                       the_run_report=rr is not None and rr is chosen)
         out[p.stem] = summary
     return out
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from trainkit import readers
 from trainkit.evaluation.plan import conversation_name
 from trainkit.files import JsonlTail
+from trainkit.lifecycle.verdicts import read_run_reports, the_report, verdict_line
 from trainkit.runfolder import EvalPaths, RunPaths
 
 ALL, ERRORS, WRONG = "all", "errors", "wrong"
@@ -23,6 +24,8 @@ class EvalInfo:
     summary: dict | None
     report: dict | None
     warnings: list[str] = field(default_factory=list)
+    verdict: str | None = None  # the report judged (stale, current gates): trainkit.lifecycle.verdicts
+    the_run_report: bool = False  # the report the run is judged by (pick_report)
 
     @property
     def metric(self) -> str | None:
@@ -43,12 +46,8 @@ class EvalInfo:
                 parts.append(f"{m} {s[m]:.4g}")
         else:
             parts.append("running (no summary yet)")
-        r = self.report
-        if r:
-            gates = r.get("gate_results") if isinstance(r.get("gate_results"), list) else []
-            verdict = "gates passed" if r.get("gates_passed") else "gates NOT passed"
-            detail = "; ".join(str(g.get("reason")) for g in gates if isinstance(g, dict))
-            parts.append(verdict + (f" ({detail})" if detail else ""))
+        if self.report and self.verdict:
+            parts.append(self.verdict + (" · the run's report" if self.the_run_report else ""))
         return " · ".join(parts)
 
 
@@ -59,12 +58,16 @@ def list_evals(run_dir: str) -> list[EvalInfo]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     out = []
+    judged = {r.name: r for r in read_run_reports(run_dir)}
+    chosen = the_report(list(judged.values()))
     for name in names:
         ep = paths.eval_paths(name)
         warnings: list[str] = []
         summary = readers.load(ep.summary, readers.SUMMARY, warnings)
-        report = readers.load(paths.report(name), readers.REPORT, warnings)
-        out.append(EvalInfo(name, str(ep.root), summary, report, warnings))
+        rr = judged.get(name)
+        report = rr.report if rr else readers.load(paths.report(name), readers.REPORT, warnings)
+        out.append(EvalInfo(name, str(ep.root), summary, report, warnings, verdict=verdict_line(rr.judgement) if rr
+                            else None, the_run_report=rr is not None and rr is chosen))
     return out
 
 
