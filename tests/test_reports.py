@@ -163,7 +163,8 @@ def test_a_report_of_a_replaced_model_is_stale_everywhere(trained, tmp_path, env
     assert sha256(run / "checkpoints" / "best.pt") != before  # training went on and replaced best.pt
 
     got = listed(capsys, root)
-    assert got["2026-01-02-kept"]["status"] == "success"
+    assert got["2026-01-02-kept"]["status"] == "success"  # a copy of the same model is not stale
+    assert V.staleness(kept, read_json(kept / "reports" / "default.json")) is None
     e = got["2026-01-01-burgers"]
     assert e["status"] == "evaluated" and "stale" in e["reason"], e  # never success
     assert (e["report"], e["report_verdict"]) == ("default", "stale")
