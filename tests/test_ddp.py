@@ -83,6 +83,8 @@ def test_two_processes_split_each_batch_into_disjoint_shards_and_log_each_step_o
         assert a["params"] == b["params"]  # identical parameters on both ranks at every step
     for p in run.rglob("*"):  # one writer: no file of another rank
         assert "rank" not in p.name
+    system = read_jsonl(run / "system.jsonl")  # rank 0's process, and it says so
+    assert system and all((s["rank"], s["world_size"]) == (0, 2) for s in system)
 
 
 def test_ddp_follows_a_single_process_run(tmp_path, denv):

@@ -70,6 +70,9 @@ def test_parse_squeue():
     ("running", JobView(5, "RUNNING", "n1"), ("running", "epoch 1 (Slurm job 5 on n1)")),
     ("finished", JobView(5, "PENDING"), ("finished", "epoch 1")),  # complete wins
     ("crashed", JobView(5, "COMPLETING", "n1"), ("crashed", "epoch 1")),
+    # `scontrol requeue`: the trainer checkpointed and stopped; Slurm holds the job (completing) to requeue it
+    ("stopped", JobView(5, "COMPLETING", "n1"),
+     ("queued", "Slurm job 5 completing: the trainer stopped (checkpointed), Slurm still holds the job")),
     ("crashed", None, ("crashed", "epoch 1")),  # the job ended: the files decide
 ])
 def test_with_slurm(state, job, want):
@@ -248,8 +251,15 @@ def test_requeue_from_outside_and_self_requeue_resume_the_same_run(tmp_path, sen
 
     wait_for(lambda: step() >= 20, timeout=120, interval=0.2, what="training under Slurm")
     cluster.run("scontrol", "requeue", str(job))  # from outside, mid-training
-    wait_for(lambda: "restart 1" in (run / "train.log").read_text(), timeout=120, interval=0.5,
-             what="the requeued job to start again")
+    seen: set[str] = set()
+
+    def restarted() -> bool:  # meanwhile the run is never "stopped" while Slurm holds its job (completing...)
+        [r] = S.scan(root)
+        seen.add(r.state)
+        return "restart 1" in (run / "train.log").read_text()
+
+    wait_for(restarted, timeout=120, interval=0.1, what="the requeued job to start again")
+    assert "stopped" not in seen and seen <= {"running", "queued"}, seen
     mid = read_json(run / "checkpoints/current.meta.json")["global_step"]
     wait_for(lambda: step() > mid + 20, timeout=120, interval=0.2, what="training after the requeue")
     # Slurm's warning signal (time limit near, preemption) to the batch shell: checkpoint, requeue itself

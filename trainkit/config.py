@@ -100,7 +100,7 @@ class MonitorConfig:
 class TrainConfig:
     task: str = setting(help="built-in task name (burgers) or an import string module:function")
     epochs: int = setting(10, "total number of epochs (a target, never 'N more')")
-    seed: int = setting(0, "seed of model init, data generation and data order")
+    seed: int = setting(0, "seed of model init, data order and dropout (the data itself is generated from data.seed)")
     batch_size: int = setting(32, "samples per optimizer step")
     lr: float = setting(1e-3, "peak learning rate")
     optimizer: Literal["adamw", "adam", "sgd"] = setting("adamw", "optimizer")

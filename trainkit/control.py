@@ -97,6 +97,7 @@ class Controls:
         self.enabled = enabled
         self.wait_s = wait_s
         self.step = step
+        self.paused_s = 0.0  # seconds spent paused, in all (an epoch's duration leaves them out)
 
     def check(self) -> str | None:
         if not self.enabled:
@@ -120,6 +121,13 @@ class Controls:
         return None
 
     def _pause(self, ack: dict) -> str | None:
+        t0 = time.monotonic()
+        try:
+            return self._paused(ack)
+        finally:
+            self.paused_s += time.monotonic() - t0
+
+    def _paused(self, ack: dict) -> str | None:
         self.checkpoint()
         log.info("paused on request at global step %d (checkpoint written); waiting for resume", self.step())
         self.report(PAUSED, ack)

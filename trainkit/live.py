@@ -102,7 +102,9 @@ class LiveStatus:
             write_json(self.path, self.fields)
 
 
-def system_sample(process: psutil.Process, gpu: Any | None) -> dict:
+def system_sample(process: psutil.Process, gpu: Any | None, scope: dict | None = None) -> dict:
+    """One ``system.jsonl`` record. ``scope`` says whose process it is under DDP (``{"rank": 0,
+    "world_size": N}``: the CPU and memory are that rank's, not the job's)."""
     with process.oneshot():
         rec = {
             "t": time.time(),
@@ -113,6 +115,8 @@ def system_sample(process: psutil.Process, gpu: Any | None) -> dict:
         }
     if gpu is not None:
         rec["gpus"] = gpu.sample()
+    if scope:
+        rec.update(scope)
     return rec
 
 
@@ -149,8 +153,9 @@ class Heartbeat(threading.Thread):
 
     def __init__(self, status: LiveStatus, system_path: Path | None, *, heartbeat_s: float,
                  system_every_s: float, gpu_indices: list[int] | None = None,
-                 on_beat: Callable[[], None] | None = None) -> None:
+                 on_beat: Callable[[], None] | None = None, scope: dict | None = None) -> None:
         super().__init__(name="trainkit-heartbeat", daemon=True)
+        self.scope = scope
         self.status = status
         self.heartbeat_s = heartbeat_s
         self.system_every_s = system_every_s
@@ -170,7 +175,7 @@ class Heartbeat(threading.Thread):
                     self._on_beat()
                 self.status.write()
                 if self._system is not None and time.monotonic() >= next_system:
-                    self._system.write(system_sample(self._process, self._gpu))
+                    self._system.write(system_sample(self._process, self._gpu, self.scope))
                     next_system = time.monotonic() + self.system_every_s
             except Exception as e:  # a full disk must not kill training from this thread
                 log.warning("heartbeat write failed: %s", e)

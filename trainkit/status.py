@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trainkit import readers, slurm
-from trainkit.early_stopping import replay
+from trainkit.early_stopping import Timeline, settings_timeline, stopped_at
 from trainkit.files import iter_jsonl, write_json
 from trainkit.formatting import format_age
 from trainkit.lock import live_lock
@@ -124,18 +124,18 @@ def check_progress(obj: dict) -> tuple[Progress | None, str | None]:
                     is_finished, PROGRESS_FILE), None
 
 
-def recompute_progress(scores: list[dict | None], total: int | None, early_stopping: dict | None) -> Progress:
+def recompute_progress(scores: list[dict | None], total: int | None, timeline: Timeline | dict | None) -> Progress:
     """The slow path over the validation scores of the consecutive complete epoch folders
-    (``scores[i]`` = epoch i's ``validation_scores.json``, None if unreadable)."""
+    (``scores[i]`` = epoch i's ``validation_scores.json``, None if unreadable), replaying early
+    stopping with the settings in force at each epoch (``timeline``, see
+    :func:`trainkit.early_stopping.settings_timeline`; a plain settings mapping means one setting
+    throughout)."""
     completed = len(scores)
-    at = None
-    if early_stopping:
-        metric = early_stopping.get("metric", "val_loss")
-        values = [s.get(metric) if isinstance(s, dict) else None for s in scores]
-        at = replay(values, metric=metric, mode=early_stopping.get("mode", "min"),
-                    patience=early_stopping.get("patience", 5), min_delta=early_stopping.get("min_delta", 0.0))
-        if at is not None:
-            completed = at + 1  # epochs after the trigger would not have run
+    if not isinstance(timeline, list):
+        timeline = settings_timeline(timeline, [])
+    at = stopped_at([s if isinstance(s, dict) else None for s in scores], timeline)
+    if at is not None:
+        completed = at + 1  # epochs after the trigger would not have run
     early = at is not None
     if total is not None and total < completed:
         total = completed
@@ -183,15 +183,19 @@ def config_file_settings(root: str, warnings: list[str]) -> dict:
     return data
 
 
-def run_total_and_es(root: str, warnings: list[str], status: dict | None) -> tuple[int | None, dict | None]:
-    """Total epochs and early-stopping settings from ``resolved_config.json`` (or the status)."""
+def run_total_and_es(root: str, warnings: list[str], status: dict | None) -> tuple[int | None, Timeline]:
+    """Total epochs and the early-stopping settings in force at each epoch (the settings of
+    ``resolved_config.json`` and the changes its ``_meta.history`` recorded on each resume), or
+    those of the run's config file / the status for a run that never started."""
     cfg = load_json(f"{root}/{RESOLVED_CONFIG_FILE}", warnings, readers.RESOLVED_CONFIG)
     if cfg is None:
         cfg = config_file_settings(root, warnings)
     total = _int(cfg.get("epochs"))
     if total is None and status is not None:
         total = _int(status.get("total_epochs"))
-    return total, readers.load_early_stopping(cfg, warnings)
+    meta = cfg.get("_meta")
+    history = meta.get("history") if isinstance(meta, dict) else None
+    return total, settings_timeline(readers.load_early_stopping(cfg, warnings), history)
 
 
 def foreign_trainer(root: str) -> str | None:
@@ -228,7 +232,7 @@ def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] |
             prog, why = None, (f"says {prog.completed_epochs} epochs but epoch_{prog.completed_epochs - 1:04d} "
                                "is incomplete")
         if prog is not None:
-            return prog
+            return with_live_total(prog, status)
         warnings.append(f"{PROGRESS_FILE}: {why}; " + ("ignored" if trainer() else "recomputed from the epoch folders"))
     if trainer() is not None:
         return Progress(0, _int(status.get("total_epochs")) if status else None, 0.0, source="none")
@@ -236,27 +240,47 @@ def progress(run_dir: str | Path, *, repair: bool = False, warnings: list[str] |
     n = complete_epochs(root)
     if obj is None and n == 0:
         return Progress(0, total, 0.0, source="none")
-    scores = [load_json(f"{epoch_dir(root, i)}/{VALIDATION_SCORES_FILE}", warnings, readers.EPOCH_SCORES)
-              for i in range(n)]
-    scores = with_monitored_values(root, scores, es)
+    scores = epoch_records(root, n, {s["metric"] for _, s in es if s}, warnings)
     prog = recompute_progress(scores, total, es)
     if repair:
         write_repair(root, prog, warnings)
     return prog
 
 
-def with_monitored_values(root: str, scores: list[dict | None], es: dict | None) -> list[dict | None]:
+def epoch_records(root: str, n: int, metrics: set[str], warnings: list[str]) -> list[dict | None]:
+    """The numbers of epochs ``0..n-1`` (their ``validation_scores.json``, which hold every number of
+    the epoch record), each ``metrics`` name filled in from ``metrics.jsonl`` for folders written by
+    an older trainkit; None for an epoch with nothing readable."""
+    scores = [load_json(f"{epoch_dir(root, i)}/{VALIDATION_SCORES_FILE}", warnings, readers.EPOCH_SCORES)
+              for i in range(n)]
+    return with_monitored_values(root, scores, [(0, {"metric": m}) for m in sorted(metrics)])
+
+
+def with_live_total(prog: Progress, status: dict | None) -> Progress:
+    """The target is the config's, whatever ``progress.json`` says: a session that resumed with a
+    raised (or lowered) ``--epochs`` wrote its total into ``training_status.json`` when it started,
+    before the epoch end that rewrites ``progress.json``. An early-stopped run stays complete."""
+    total = _int(status.get("total_epochs")) if status else None
+    if total is None or total < 1 or total == prog.total_epochs or prog.early_stopped:
+        return prog
+    done = min(prog.completed_epochs, total) if prog.completed_epochs <= total else prog.completed_epochs
+    return Progress(done, max(total, done), progress_percentage(done, max(total, done), False), False, None,
+                    done >= total, prog.source)
+
+
+def with_monitored_values(root: str, scores: list[dict | None], timeline: Timeline) -> list[dict | None]:
     """The epoch folders hold every number of the epoch record (so any monitored key replays);
     folders written by an older trainkit hold the validation scores only: then the monitored
-    value comes from the epoch records of ``metrics.jsonl`` (the last record of each epoch)."""
-    metric = es.get("metric", "val_loss") if es else None
-    if not isinstance(metric, str) or all(isinstance(s, dict) and metric in s for s in scores):
+    values come from the epoch records of ``metrics.jsonl`` (the last record of each epoch)."""
+    metrics = {s["metric"] for _, s in timeline if s}
+    if not metrics or all(isinstance(s, dict) and all(m in s for m in metrics) for s in scores):
         return scores
     from_log: dict[int, dict] = {}
     for rec in iter_jsonl(f"{root}/{METRICS_FILE}"):
         if rec.get("kind") == "epoch" and isinstance(rec.get("epoch"), int):
             from_log[rec["epoch"]] = rec
-    return [s if isinstance(s, dict) and metric in s else from_log.get(i, s) for i, s in enumerate(scores)]
+    return [s if isinstance(s, dict) and all(m in s for m in metrics) else {**(s or {}), **from_log.get(i, {})}
+            for i, s in enumerate(scores)]
 
 
 def write_repair(root: str, prog: Progress, warnings: list[str]) -> None:
@@ -316,6 +340,9 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
         if prog.finished:
             return FINISHED, f"all epochs done ({dead} afterwards)"
         return CRASHED, dead
+    if state in COMPLETE and not prog.finished:  # resumed with a raised target, not yet (re)started
+        return STOPPED, (f"{prog.completed_epochs} of {prog.total_epochs} epochs done: the target was raised "
+                         "after the run completed")
     if state == FINISHED:
         return FINISHED, f"{prog.completed_epochs} epochs done"
     if state == EARLY_STOPPED:
@@ -328,8 +355,8 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
 
 
 def with_slurm(state: str, reason: str, job_id: int | None, job: JobView | None) -> tuple[str, str]:
-    """(state, reason) once Slurm's view of the run's last job is known (pure). A pending job makes
-    the run ``queued``; a running job whose trainer has not yet written a live status (loading,
+    """(state, reason) once Slurm's view of the run's last job is known (pure). A pending job, or one
+    Slurm still holds after its trainer stopped (completing, before a requeue), makes the run ``queued``; a running job whose trainer has not yet written a live status (loading,
     or the status is the previous attempt's) makes it ``running`` with the reason ``starting``, as a
     lock held by a starting trainer does. Complete runs and live statuses are left as they are."""
     if job_id is None or job is None or state in COMPLETE:
@@ -341,6 +368,8 @@ def with_slurm(state: str, reason: str, job_id: int | None, job: JobView | None)
         return RUNNING, f"starting: Slurm job {job_id} running on {job.node or 'a node'}"
     if state in LIVE:
         return state, f"{reason} (Slurm job {job_id} on {job.node or 'a node'})"
+    if job.active and state == STOPPED:  # e.g. COMPLETING after `scontrol requeue`: Slurm still holds the job
+        return QUEUED, f"Slurm job {job_id} {job.state.lower()}: the trainer stopped (checkpointed), Slurm still holds the job"
     return state, reason
 
 

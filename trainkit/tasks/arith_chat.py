@@ -522,6 +522,10 @@ class ArithChatTask(Task):
             scores["val_pattern_ok"] = sum(bool(p) for p in patterns) / n
         return scores
 
+    def validation_metrics(self) -> tuple[str, ...]:
+        has_pattern = self.active_profile().pattern_ok("") is not None
+        return ("val_loss", "val_accuracy", *(("val_pattern_ok",) if has_pattern else ()))
+
     # ---------------------------------------------------------------- generation
     def generate(self, model: nn.Module, prompts: list[str], *, device: torch.device | str, max_new_tokens: int,
                  processors_factory: Callable[[], list] | None = None, temperature: float = 0.0,
@@ -550,6 +554,27 @@ class ArithChatTask(Task):
     # ---------------------------------------------------------------- evaluation
     def default_questions(self, data: dict) -> list[dict]:
         return eval_questions(ArithData(**data))
+
+    def validation_questions(self, data: dict) -> list[dict]:
+        """The ``VAL_GENERATE`` validation questions whose generated answers give ``val_accuracy``,
+        shaped by the profile as :meth:`build_data` shapes them (rejected ones skipped), with the
+        expected answer without the profile's pattern."""
+        cfg = ArithData(**data)
+        profile = self.active_profile()
+        _, val_q = train_val(cfg)
+        out: list[dict] = []
+        for k, q in enumerate(val_q):
+            text, answer = question(cfg, q)
+            example = {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]}
+            try:
+                shaped = profile.transform_example(example, cfg.n_train + k, system_prompt=cfg.system_prompt or None)
+            except RejectedExample:
+                continue
+            reply = shaped["messages"][-1]["content"]
+            out.append({"id": len(out), "question": text, "answer": profile.strip_pattern(reply).strip()})
+            if len(out) == VAL_GENERATE:
+                break
+        return out
 
     def predictor(self, model: nn.Module, device: torch.device) -> Callable[[dict], Any]:
         profile = self.active_profile()

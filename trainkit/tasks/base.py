@@ -73,6 +73,12 @@ class Task(ABC):
             n += batch[0].shape[0]
         return {"val_loss": total / max(n, 1)}
 
+    def validation_metrics(self) -> tuple[str, ...] | None:
+        """The names :meth:`validate` returns (for this configuration), so that a misspelt
+        ``early_stopping.metric`` is refused before anything is written; None: not declared (the
+        engine then validates the untrained model once to learn them)."""
+        return None
+
     # ------------------------------------------------------------------ monitoring (optional)
     def sample_prompts(self) -> list[dict] | None:
         """``[{"prompt": str, "expected": str | None}]`` that the training monitor asks the model
@@ -85,6 +91,12 @@ class Task(ABC):
         """The task's own evaluation set, held out from the training data and generated
         deterministically from ``data``: ``[{"id", "question", "answer", ...}]``. None: no
         default set (``trainkit eval`` then needs ``--questions``)."""
+        return None
+
+    def validation_questions(self, data: dict) -> list[dict] | None:
+        """The validation items that :meth:`validate` measures, as evaluation questions in its
+        order (``[{"id", "question", "answer"}]``): evaluating a checkpoint on them with
+        ``trainkit eval --questions`` gives that epoch's validation figure. None: not offered."""
         return None
 
     def predictor(self, model: nn.Module, device: torch.device) -> Callable[[dict], Any] | None:

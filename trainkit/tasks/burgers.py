@@ -230,8 +230,16 @@ class BurgersTask(Task):
             "nrmse": float(err.norm() / y.norm()),
         }
 
+    def validation_metrics(self) -> tuple[str, ...]:
+        return ("val_loss", "nrmse")
+
     def default_questions(self, data: dict) -> list[dict]:
         return eval_questions(BurgersData(**data))
+
+    def validation_questions(self, data: dict, cache_dir: Path | None = None) -> list[dict]:
+        """The validation samples as questions (u(x, 0) -> u(x, T)): their pooled NRMSE is ``nrmse``."""
+        val = self.build_data(data, cache_dir).val
+        return [{"id": i, "question": u0.tolist(), "answer": uT.tolist()} for i, (u0, uT) in enumerate(zip(*val))]
 
     def build_eval_model(self, model: dict, data: dict, cache_dir: Path | None) -> nn.Module:
         cfg = BurgersModel(**model)

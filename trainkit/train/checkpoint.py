@@ -17,7 +17,8 @@ import torch
 from trainkit.errors import first_line
 from trainkit.files import atomic_write
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2 added state.lr_anchor; version 1 is still read
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(RuntimeError):
@@ -37,6 +38,9 @@ class TrainState:
     best_epoch: int | None = None
     early_stopping: dict | None = None
     early_stopped_at_epoch: int | None = None
+    #: where the learning-rate schedule was re-anchored when a resume changed its inputs:
+    #: ``{"step", "lr", "end"}`` (see :func:`trainkit.train.schedule.get_lr`); None: the plain schedule
+    lr_anchor: dict | None = None
 
     @property
     def last_epoch(self) -> int | None:
@@ -94,6 +98,7 @@ def save(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
             "best_epoch": state.best_epoch,
             "early_stopping": state.early_stopping,
             "early_stopped_at_epoch": state.early_stopped_at_epoch,
+            "lr_anchor": state.lr_anchor,
         },
         "rng": capture_rng(),
         "config": config,
@@ -121,9 +126,9 @@ def _read(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a trainkit checkpoint (top level is {type(ckpt).__name__})")
     ckpt = dict(ckpt)
     version = ckpt.pop("format_version", None)
-    if version != CHECKPOINT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: checkpoint format {version!r} is not supported by this trainkit "
-                              f"(it reads format {CHECKPOINT_VERSION})")
+                              f"(it reads formats {', '.join(map(str, READABLE_VERSIONS))})")
     return ckpt
 
 
@@ -141,7 +146,8 @@ def load(path: Path) -> Loaded:
                             best_value=raw.pop("best_value"),
                             best_epoch=raw.pop("best_epoch"),
                             early_stopping=raw.pop("early_stopping"),
-                            early_stopped_at_epoch=raw.pop("early_stopped_at_epoch")))
+                            early_stopped_at_epoch=raw.pop("early_stopped_at_epoch"),
+                            lr_anchor=raw.pop("lr_anchor", None)))
     except KeyError as e:
         raise CheckpointError(f"{path}: checkpoint lacks {e.args[0]!r}") from None
     leftovers = sorted(ckpt) + sorted(f"state.{k}" for k in raw)
@@ -159,6 +165,7 @@ class Best:
     metric: str | None
     value: float | None
     config: dict
+    mode: str | None = None  # min or max (None: written before the mode was recorded)
 
 
 def load_best(path: Path) -> Best:
@@ -167,10 +174,20 @@ def load_best(path: Path) -> Best:
     if not isinstance(ckpt.get("model"), dict):
         raise CheckpointError(f"{path}: not a trainkit best-model checkpoint (no model weights)")
     return Best(model=ckpt["model"], epoch=ckpt.get("epoch"), metric=ckpt.get("metric"), value=ckpt.get("value"),
-                config=ckpt.get("config") or {})
+                config=ckpt.get("config") or {}, mode=ckpt.get("mode"))
 
 
-def save_best(path: Path, *, model: torch.nn.Module, epoch: int, metric: str, value: float, config: dict) -> None:
+def save_best(path: Path, *, model: torch.nn.Module, epoch: int, metric: str, mode: str, value: float,
+              config: dict) -> None:
+    """``best.pt``: the model, the epoch it is from, and the rule it is best by (metric, mode, value)."""
     ckpt = {"format_version": CHECKPOINT_VERSION, "model": model.state_dict(), "epoch": epoch,
-            "metric": metric, "value": value, "config": config}
+            "metric": metric, "mode": mode, "value": value, "config": config}
+    atomic_write(path, lambda f: torch.save(ckpt, f), sync_dir=True)
+
+
+def relabel_best(path: Path, *, metric: str, mode: str, value: float | None, config: dict) -> None:
+    """Rewrite ``best.pt``'s rule (metric, mode, value) and config, keeping its weights and epoch."""
+    ckpt = _read(path)
+    ckpt.update({"format_version": CHECKPOINT_VERSION, "metric": metric, "mode": mode, "value": value,
+                 "config": config})
     atomic_write(path, lambda f: torch.save(ckpt, f), sync_dir=True)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from trainkit.config import TrainConfig, to_dict
+from trainkit.config import TrainConfig, build, to_dict, without_meta
 from trainkit.control import Controls
-from trainkit.early_stopping import EarlyStopping, is_better
-from trainkit.errors import EXIT_FAILED, EXIT_INTERRUPTED, first_line
+from trainkit.early_stopping import EarlyStopping, best_rule, carried_over, is_better, normalized
+from trainkit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError, first_line
 from trainkit.files import JsonlWriter, atomic_write, cleanup_temp_files, write_json
 from trainkit.formatting import fmt_duration, fmt_num
 from trainkit.interrupts import Interrupts
@@ -37,36 +37,22 @@ from trainkit.runfolder import (
     FORMAT_VERSION,
     RUNNING,
     STOPPED,
+    move_aside,
     progress_record,
 )
 from trainkit.train import checkpoint
 from trainkit.train.checkpoint import TrainState
 from trainkit.train.ddp import Dist
+from trainkit.train.schedule import anchor_on_resume, get_lr, remaining_steps
 from trainkit.train.device import device_label
 from trainkit.train.display import ProgressDisplay
-from trainkit.train.session import Prepared, load_prompts
+from trainkit.train.session import ENGINE_EPOCH_KEYS, Prepared, check_metric_name, epoch_records, load_prompts
 
 log = logging.getLogger("trainkit")
 
 
 # --------------------------------------------------------------------------------------------
 # pure helpers
-
-
-def get_lr(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    """Learning rate as a pure function of the global step (0-based)."""
-    sched = cfg.lr_schedule
-    if step < sched.warmup_steps:
-        return cfg.lr * (step + 1) / sched.warmup_steps
-    if sched.name == "constant":
-        return cfg.lr
-    span = max(1, total_steps - sched.warmup_steps)
-    frac = min(1.0, (step - sched.warmup_steps) / span)
-    if sched.name == "cosine":
-        coeff = 0.5 * (1.0 + math.cos(math.pi * frac))
-    else:  # linear
-        coeff = 1.0 - frac
-    return sched.min_lr + coeff * (cfg.lr - sched.min_lr)
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -121,6 +107,18 @@ class EpochResult:
     stop: bool
 
 
+class _Records:
+    """The epoch records of the epochs before ``n``, read once, when first needed."""
+
+    def __init__(self, paths, n: int, metrics: set[str]) -> None:
+        self.paths, self.n, self.metrics, self._records = paths, n, metrics, None
+
+    def __call__(self) -> list[dict | None]:
+        if self._records is None:
+            self._records = epoch_records(self.paths, self.n, self.metrics)
+        return self._records
+
+
 class Trainer:
     def __init__(self, prep: Prepared, device: torch.device, *, display: ProgressDisplay) -> None:
         cfg = prep.config
@@ -131,12 +129,13 @@ class Trainer:
         self.device = self.dist.device(device)
         self.display = display
         self.resume_from = prep.resume
+        self.resumed_loss = prep.resumed_loss  # the last logged loss before this session (shown at once)
+        self.check_metric = prep.check_metric  # the monitored name is checked against a first validation
         self.cache_dir = prep.cache_dir
         self.rank, self.world_size = self.dist.rank, self.dist.world
         self.writes = prep.writes
         self.config_dict = to_dict(cfg)
-        self.best_metric = cfg.early_stopping.metric if cfg.early_stopping else "val_loss"  # what best.pt keeps
-        self.best_mode = cfg.early_stopping.mode if cfg.early_stopping else "min"
+        self.best_metric, self.best_mode = best_rule(self.config_dict)  # what best.pt keeps
         self.live = LiveStatus(self.paths.status, heartbeat_s=cfg.heartbeat_s, enabled=self.writes)
         self.interrupts = Interrupts(lambda name: log.warning(
             "%s received: stopping after this step (Ctrl-C again to exit at once)", name))
@@ -169,11 +168,18 @@ class Trainer:
                 d.mkdir(parents=True, exist_ok=True)
                 cleanup_temp_files(d)
         self.live.update(total_epochs=cfg.epochs, world_size=self.world_size, device=str(self.device))
+        if self.resume_from is not None:  # the first heartbeat already shows where the run stands
+            rs = self.resume_from.state
+            loss = rs.epoch_losses[-1] if rs.epoch_losses else self.resumed_loss
+            self.live.update(current_epoch=min(rs.epoch, cfg.epochs - 1), step=rs.global_step,
+                             loss=loss if loss is not None and math.isfinite(loss) else None)
         self.live.write(state=RUNNING)
         self.heartbeat = Heartbeat(self.live, self.paths.system if self.writes else None,
                                    heartbeat_s=cfg.heartbeat_s, system_every_s=cfg.system_every_s,
                                    gpu_indices=[self.device.index or 0] if self.device.type == "cuda" else None,
-                                   on_beat=self._on_beat)
+                                   on_beat=self._on_beat,
+                                   scope={"rank": self.rank, "world_size": self.world_size} if self.world_size > 1
+                                   else None)
         if self.writes:
             self.heartbeat.start()
 
@@ -194,7 +200,6 @@ class Trainer:
         self.val_data = tuple(t.to(self.device) for t in data.val)
         self.n_train = self.train_data[0].shape[0]
         self.steps_per_epoch = math.ceil(self.n_train / cfg.batch_size)
-        self.total_steps = self.steps_per_epoch * cfg.epochs
         last = self.n_train % cfg.batch_size
         if self.dist.active and 0 < last < self.world_size:
             raise ValueError(f"the last batch of an epoch holds {last} sample(s), fewer than the {self.world_size} "
@@ -209,10 +214,21 @@ class Trainer:
         self.train_model = self.dist.wrap(self.model, self.device)
         self.params = list(self.model.parameters())
         self.optimizer = make_optimizer(cfg, self.params)
-        if self.resume_from is not None:
-            self._restore(self.resume_from)
+        resumed = self.resume_from
+        if resumed is not None:
+            self._restore(resumed)
             self.resume_from = None
-        self.early = self._early_stopping()
+        st = self.state
+        self.total_steps = st.global_step + remaining_steps(self.n_train, cfg.batch_size, st.epoch,
+                                                            st.samples_in_epoch, cfg.epochs)
+        records = _Records(self.paths, st.epoch, {self.best_metric})
+        if resumed is not None:
+            self._continue_schedule(resumed.config)
+            if best_rule(resumed.config) != (self.best_metric, self.best_mode) and st.epoch > 0:
+                self._rederive_best(records())
+        self.early = self._early_stopping(records)
+        if self.check_metric:
+            self._check_monitored_metric()
         self.monitor = self._monitor()
 
         if self.writes:
@@ -234,18 +250,96 @@ class Trainer:
         log.info("resumed from checkpoint: epoch %d, %d samples into it, global step %d",
                  self.state.epoch, self.state.samples_in_epoch, self.state.global_step)
 
-    def _early_stopping(self) -> EarlyStopping | None:
-        es_cfg = self.cfg.early_stopping
-        if es_cfg is None:
-            return None
-        settings = {"metric": es_cfg.metric, "mode": es_cfg.mode, "patience": es_cfg.patience,
-                    "min_delta": es_cfg.min_delta}
+    def _early_stopping(self, records: _Records) -> EarlyStopping | None:
+        """Early stopping as it goes on from the checkpoint: the saved counters (a changed patience
+        or min_delta applies from now on), or rebuilt over the epochs so far when the metric or
+        the mode changed (:func:`trainkit.early_stopping.carried_over`, as every replay does)."""
+        settings = normalized(to_dict(self.cfg.early_stopping) if self.cfg.early_stopping else None)
         saved = self.state.early_stopping
-        if saved and saved.get("metric") == es_cfg.metric and saved.get("mode") == es_cfg.mode:
-            return EarlyStopping.from_state(saved, **settings)
-        if saved:
-            log.info("early stopping now monitors %s (%s): its history starts over", es_cfg.metric, es_cfg.mode)
-        return EarlyStopping(**settings)
+        before = EarlyStopping.from_state(saved) if saved else None
+        if settings is None:
+            return None
+        if self.state.epoch == 0 or (before is not None and (before.metric, before.mode) ==
+                                     (settings["metric"], settings["mode"])):
+            return carried_over(before, settings, [])
+        es = carried_over(before, settings, records())
+        log.info("early stopping now monitors %s (%s): counted again over the %d epoch(s) so far: best %s at "
+                 "epoch %s, %d epoch(s) without an improvement since", es.metric, es.mode, self.state.epoch,
+                 fmt_num(es.best), es.best_epoch, es.bad_epochs)
+        return es
+
+    def _continue_schedule(self, old_config: dict) -> None:
+        """Re-anchor the learning-rate schedule when this session changed what it depends on
+        (epochs, batch size, lr, the schedule's settings): the rate goes on from the last step's."""
+        st = self.state
+        try:
+            old = build(TrainConfig, without_meta(old_config), "the checkpoint's config")
+        except UserError as e:
+            log.warning("the checkpoint's config cannot be read (%s): the schedule is taken as unchanged", e)
+            return
+        old_end = int(st.lr_anchor["end"]) if st.lr_anchor else \
+            math.ceil(self.n_train / old.batch_size) * old.epochs
+        anchor = anchor_on_resume(step=st.global_step, old_cfg=old, old_end=old_end, old_anchor=st.lr_anchor,
+                                  new_cfg=self.cfg, new_end=self.total_steps)
+        if anchor is not st.lr_anchor:
+            log.info("learning-rate schedule changed on resume: it goes on from %s at step %d (%s, to min_lr %s at "
+                     "step %d) instead of jumping", fmt_num(anchor["lr"]), anchor["step"], self.cfg.lr_schedule.name,
+                     fmt_num(self.cfg.lr_schedule.min_lr), anchor["end"])
+        st.lr_anchor = anchor
+
+    def _rederive_best(self, records: list[dict | None]) -> None:
+        """The rule best.pt is chosen by changed on resume (another early-stopping metric or mode):
+        the best is measured again under the new rule. Only the models whose weights exist can be
+        best.pt: the one best.pt holds and, at an epoch boundary, the checkpoint's (the last epoch's).
+        The best of those becomes best.pt; a better epoch whose weights are gone is named in the log."""
+        st, metric, mode = self.state, self.best_metric, self.best_mode
+        value = lambda e: (records[e] or {}).get(metric) if 0 <= e < len(records) else None  # noqa: E731
+        held = None
+        if self.paths.best_ckpt.is_file():
+            try:
+                held = checkpoint.load_best(self.paths.best_ckpt).epoch
+            except checkpoint.CheckpointError as e:
+                log.warning("%s", e)
+        candidates = [e for e in (held, st.epoch - 1 if st.samples_in_epoch == 0 else None) if isinstance(e, int)]
+        best_value, best_epoch = None, None
+        for e in candidates:
+            if is_better(value(e), best_value, mode):
+                best_value, best_epoch = float(value(e)), e
+        overall_value, overall_epoch = None, None
+        for e in range(len(records)):
+            if is_better(value(e), overall_value, mode):
+                overall_value, overall_epoch = float(value(e)), e
+        st.best_value, st.best_epoch = best_value, best_epoch
+        if self.writes:
+            if best_epoch is None:
+                moved = move_aside(self.paths.root, [self.paths.best_ckpt])
+                if moved is not None:
+                    log.info("best.pt was the best by another rule; moved to %s until an epoch is best by %s (%s)",
+                             moved, metric, mode)
+            elif best_epoch != held:
+                checkpoint.save_best(self.paths.best_ckpt, model=self.model, epoch=best_epoch, metric=metric,
+                                     mode=mode, value=best_value, config=self.config_dict)
+            elif self.paths.best_ckpt.is_file():  # the same weights, now labelled with the rule they are best by
+                checkpoint.relabel_best(self.paths.best_ckpt, metric=metric, mode=mode, value=best_value,
+                                        config=self.config_dict)
+        log.info("best.pt is now chosen by %s (%s): epoch %s, %s %s", metric, mode, best_epoch, metric,
+                 fmt_num(best_value))
+        if overall_epoch is not None and overall_epoch != best_epoch:
+            log.warning("by %s (%s) the best epoch so far is %d (%s), but its weights were not kept; best.pt holds "
+                        "epoch %s, the best model there are weights of", metric, mode, overall_epoch,
+                        fmt_num(overall_value), best_epoch)
+
+    def _check_monitored_metric(self) -> None:
+        """A new run whose task does not name its validation metrics: validate the untrained model
+        once (the RNG forked, so training is unchanged) and check the monitored name against it."""
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                keys = self.task.validate(self.model, self.val_data, self.cfg.batch_size)
+        finally:
+            self.model.train()
+        check_metric_name(self.cfg, set(keys) | set(ENGINE_EPOCH_KEYS), "the first validation")
 
     def _monitor(self) -> Monitor:
         """Inference samples when the task can generate and someone has prompts (the config's
@@ -287,6 +381,10 @@ class Trainer:
                 return outcome
         except KeyboardInterrupt:
             return self._interrupted()
+        except UserError as e:  # a setting found wrong once the model exists: one line, nothing trained
+            log.error("%s", e)
+            self._final_status(FAILED, error=str(e))
+            return Outcome(FAILED, EXIT_USAGE)
         except Exception as e:
             if self.interrupts.hard:  # e.g. torch.save turns the KeyboardInterrupt into a RuntimeError
                 return self._interrupted()
@@ -312,13 +410,13 @@ class Trainer:
         next_display = 0.0
         while st.epoch < cfg.epochs:
             perm = epoch_permutation(cfg.seed, st.epoch, self.n_train).to(self.device)
-            epoch_t0 = time.monotonic()
+            epoch_t0, paused0 = time.monotonic(), self.controls.paused_s
             self.model.train()
             while st.samples_in_epoch < self.n_train:
                 idx = perm[st.samples_in_epoch:st.samples_in_epoch + cfg.batch_size]
                 shard = self.dist.shard(idx)  # the whole batch in one process; rank r's part under DDP
                 batch = tuple(t[shard] for t in self.train_data)
-                lr = get_lr(st.global_step, cfg, self.total_steps)
+                lr = get_lr(st.global_step, cfg, self.total_steps, st.lr_anchor)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 self.dist.reseed(cfg.seed, st.global_step)
@@ -353,7 +451,7 @@ class Trainer:
                 why = self.dist.decide(self.controls.check())
                 if why is not None:
                     return self._stop(why)
-            result = self._measure_epoch(time.monotonic() - epoch_t0)
+            result = self._measure_epoch(time.monotonic() - epoch_t0 - (self.controls.paused_s - paused0))
             self._end_epoch(result)
             if result.stop:
                 return self._finish(EARLY_STOPPED)
@@ -417,6 +515,7 @@ class Trainer:
         if improved:
             st.best_value, st.best_epoch = float(record[self.best_metric]), st.epoch
         stop = False
+        st.early_stopping = None
         if self.early is not None:
             stop = self.early.update(st.epoch, record)
             st.early_stopping = self.early.state_dict()
@@ -433,7 +532,7 @@ class Trainer:
             self.metrics.write(record)
             if result.improved:
                 checkpoint.save_best(self.paths.best_ckpt, model=self.model, epoch=epoch, metric=self.best_metric,
-                                     value=st.best_value, config=self.config_dict)
+                                     mode=self.best_mode, value=st.best_value, config=self.config_dict)
         st.epoch += 1
         st.samples_in_epoch = 0
         self.epoch_losses = []
@@ -477,7 +576,8 @@ class Trainer:
         write_json(self.paths.current_meta, {
             "version": FORMAT_VERSION, "last_epoch": st.last_epoch, "epochs_done": st.epoch,
             "samples_in_epoch": st.samples_in_epoch, "global_step": st.global_step,
-            "best_loss": st.best_value, "best_metric": self.best_metric, "best_epoch": st.best_epoch,
+            "best_loss": st.best_value, "best_metric": self.best_metric, "best_mode": self.best_mode,
+            "best_epoch": st.best_epoch,
             "early_stopped_at_epoch": st.early_stopped_at_epoch, "saved_at": time.time()})
 
     def _stop(self, why: str) -> Outcome:

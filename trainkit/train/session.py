@@ -72,6 +72,9 @@ class Prepared:
     previous_world_size: int | None = None  # the processes of the session the checkpoint comes from
     moved_aside: Path | None = None  # where --fresh put the old outputs (set by claim)
     trimmed: int = 0  # records newer than the checkpoint cut off metrics.jsonl (set by claim)
+    resumed_loss: float | None = None  # the last step record's loss before this session (set by claim)
+    check_metric: bool = False  # the monitored metric can only be checked against a first validation
+    lowered_target: bool = False  # --epochs below the epochs done: nothing to do, no file touched
 
     @property
     def cache_dir(self) -> Path:
@@ -102,12 +105,60 @@ def prepare(req: TrainRequest) -> Prepared:
         except checkpoint.CheckpointError as e:
             raise UserError(f"cannot resume: {e} (use --fresh to start over)") from None
         st = prep.resume.state
+        recorded = (prep.previous or {}).get("epochs")
         if st.early_stopped_at_epoch is not None:
             prep.complete = (f"Run early-stopped at epoch {st.early_stopped_at_epoch} (last={st.epoch - 1}); "
                              "nothing to do (use --fresh to start over)")
         elif st.epoch >= cfg.epochs:
             prep.complete = f"Requested epochs already completed (last={st.epoch - 1})"
+            if isinstance(recorded, int) and st.epoch < recorded:  # a lowered target: nothing is written
+                prep.lowered_target = True
+                prep.complete += (f": {st.epoch} epoch(s) done, the run's target stays {recorded} "
+                                  f"(run it without --epochs to go on); no file touched")
+    if cfg.early_stopping is not None and prep.complete is None:
+        prep.check_metric = not _check_metric_early(prep)
     return prep
+
+
+# every epoch record holds these besides the task's validation numbers
+ENGINE_EPOCH_KEYS = ("train_loss", "lr", "global_step", "duration_s")
+
+
+def check_metric_name(cfg: config.TrainConfig, known: set[str], where: str) -> None:
+    """Refuse an ``early_stopping.metric`` that is not a key of the epoch record (a typo would
+    monitor nothing: no best, no stop), naming the nearest key."""
+    metric = cfg.early_stopping.metric if cfg.early_stopping else None
+    if metric is None or metric in known:
+        return
+    import difflib
+
+    near = difflib.get_close_matches(metric, sorted(known), n=1, cutoff=0.5)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise UserError(f"early_stopping.metric {metric!r} is not a number of the epoch record{hint}; the epoch "
+                    f"record has {', '.join(sorted(known))} ({where})")
+
+
+def _check_metric_early(prep: Prepared) -> bool:
+    """Check the monitored name before anything is written: against the first epoch record on
+    disk, else the task's declared validation metrics. False when neither is known yet (the engine
+    then checks it against a validation of the untrained model)."""
+    first = epoch_records(prep.paths, 1)[0] if not prep.request.fresh else None
+    if first:
+        check_metric_name(prep.config, set(first) - {"version", "epoch"}, f"{prep.paths.epoch_dir(0)}")
+        return True
+    declared = getattr(prep.task, "validation_metrics", None)
+    names = declared() if callable(declared) else None
+    if names is None:
+        return False
+    check_metric_name(prep.config, set(names) | set(ENGINE_EPOCH_KEYS), f"task {prep.config.task!r}")
+    return True
+
+
+def epoch_records(paths: RunPaths, n: int, metrics: set[str] = frozenset()) -> list[dict | None]:
+    """The numbers of epochs ``0..n-1`` as recorded (see :func:`trainkit.status.epoch_records`)."""
+    from trainkit.status import epoch_records as records
+
+    return records(str(paths.root), n, set(metrics), [])
 
 
 def _resolve_config(req: TrainRequest) -> tuple[config.TrainConfig, RunPaths, str, Path | None]:
@@ -170,6 +221,11 @@ def claim(prep: Prepared) -> Iterator[Prepared]:
         _write_resolved(prep)
         state = prep.resume.state if prep.resume else checkpoint.TrainState()
         prep.trimmed = trim_after_checkpoint(prep.paths, state) + monitor.trim_after(prep.paths, state.global_step)
+        prep.resumed_loss = last_logged_loss(prep.paths) if prep.resume else None
+        # the target is this session's from its first moment (a raised --epochs is not "finished")
+        write_json(prep.paths.progress, progress_record(state.epoch, prep.config.epochs,
+                                                       early_stopped_at=state.early_stopped_at_epoch,
+                                                       finished=state.epoch >= prep.config.epochs))
         yield prep
     finally:
         lock.release()
@@ -228,10 +284,38 @@ def trim_after_checkpoint(paths: RunPaths, st: checkpoint.TrainState) -> int:
     return dropped
 
 
+def last_logged_loss(paths: RunPaths, window: int = 64 * 1024) -> float | None:
+    """The loss of the last step record of ``metrics.jsonl`` (read from its end), or None."""
+    import orjson
+
+    from trainkit.files import ReadProblem, open_regular
+
+    try:
+        fd = open_regular(paths.metrics)
+    except (FileNotFoundError, ReadProblem):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        lines = os.pread(fd, min(size, window), max(0, size - window)).split(b"\n")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    for line in reversed(lines[1:] if size > window else lines):
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("kind") == "step" and isinstance(rec.get("loss"), (int, float)):
+            return float(rec["loss"])
+    return None
+
+
 def finish_complete_run(prep: Prepared) -> bool:
     """A checkpoint that is complete, but status/progress files that don't say so (a crash between
-    the last checkpoint and the final status): rewrite them. Returns True if anything was repaired."""
-    if not prep.writes or prep.resume is None:
+    the last checkpoint and the final status): rewrite them. Returns True if anything was repaired.
+    A lowered ``--epochs`` is not a completion: nothing is written then."""
+    if not prep.writes or prep.resume is None or prep.lowered_target:
         return False
     paths, st, total = prep.paths, prep.resume.state, prep.config.epochs
     early = st.early_stopped_at_epoch
