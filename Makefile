@@ -5,9 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# the stamp names the torch build: `make demo TORCH_SPEC=...cu126` after a CPU install reinstalls torch
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC)' | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-fast test-tui test-slurm slurm-deps screenshots install system-deps clean
+.DEFAULT_GOAL := help
+.PHONY: help demo test test-fast test-tui test-slurm slurm-deps screenshots install system-deps lint clean
+
+help:  ## this list
+	@echo "make targets (the README's two commands: make demo, make test):"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,24 +21,28 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP)  ## the virtualenv .venv with torch (TORCH_SPEC) and the project (editable, dev extras)
 
 # three real runs in the background (one early-stops, one trains longer, one arith-chat train +
 # evaluation with conversations) into experiments/, then trainmon on them (on a terminal; otherwise
 # `trainmon --once` prints the table). The runs go on after trainmon quits.
-demo: $(STAMP)
+demo: $(STAMP)  ## three real runs into experiments/, then trainmon on them (the runs go on after it quits)
 	$(BIN)/python tools/demo_runs.py --root experiments
 
-system-deps:
+system-deps:  ## as root with apt-get: chromium, tmux, librsvg2-bin for the tests that drive them (else they skip)
 	@bash tools/system-deps.sh
 
-test: $(STAMP) system-deps
+lint: $(STAMP)  ## ruff over the tree (make test runs it first)
+	$(BIN)/ruff check trainkit tui tests benchmarks tools examples
+
+test: $(STAMP) system-deps lint  ## the whole suite, as CI runs it
 	$(BIN)/python -m pytest -q
 
 # the suite without the slow tests (those that train real models in subprocesses)
-test-fast: $(STAMP)
+test-fast: $(STAMP)  ## the suite without the slow tests (no training in subprocesses, no tmux, no browser)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The Slurm tests on a one-node cluster that the tests start and stop themselves in a temp folder
@@ -41,16 +51,16 @@ test-fast: $(STAMP)
 slurm-deps:
 	@bash tools/slurm-deps.sh
 
-test-slurm: $(STAMP) slurm-deps
+test-slurm: $(STAMP) slurm-deps  ## the Slurm tests on a one-node cluster they start themselves (installs slurm-wlm as root)
 	TRAINKIT_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q tests/test_slurm.py
 
 # trainmon's tests alone (Pilot, snapshots, tmux)
-test-tui: $(STAMP) system-deps
+test-tui: $(STAMP) system-deps  ## trainmon's tests alone (Pilot, snapshots, tmux)
 	$(BIN)/python -m pytest -q tests/tui
 
 # screenshots/*.svg from a deterministic demo folder (the README shows them)
-screenshots: $(STAMP)
+screenshots: $(STAMP)  ## screenshots/*.svg for the README, from a deterministic demo folder
 	$(BIN)/python tools/make_screenshots.py --out screenshots
 
-clean:
+clean:  ## remove the virtualenv and build outputs
 	rm -rf $(VENV) build *.egg-info

@@ -356,9 +356,10 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
 
 def with_slurm(state: str, reason: str, job_id: int | None, job: JobView | None) -> tuple[str, str]:
     """(state, reason) once Slurm's view of the run's last job is known (pure). A pending job, or one
-    Slurm still holds after its trainer stopped (completing, before a requeue), makes the run ``queued``; a running job whose trainer has not yet written a live status (loading,
-    or the status is the previous attempt's) makes it ``running`` with the reason ``starting``, as a
-    lock held by a starting trainer does. Complete runs and live statuses are left as they are."""
+    Slurm still holds after its trainer stopped (completing, before a requeue), makes the run
+    ``queued``; a running job whose trainer has not yet written a live status (loading, or the
+    status is the previous attempt's) makes it ``running`` with the reason ``starting``, as a lock
+    held by a starting trainer does. Complete runs and live statuses are left as they are."""
     if job_id is None or job is None or state in COMPLETE:
         return state, reason
     if job.queued:
@@ -369,7 +370,8 @@ def with_slurm(state: str, reason: str, job_id: int | None, job: JobView | None)
     if state in LIVE:
         return state, f"{reason} (Slurm job {job_id} on {job.node or 'a node'})"
     if job.active and state == STOPPED:  # e.g. COMPLETING after `scontrol requeue`: Slurm still holds the job
-        return QUEUED, f"Slurm job {job_id} {job.state.lower()}: the trainer stopped (checkpointed), Slurm still holds the job"
+        return QUEUED, (f"Slurm job {job_id} {job.state.lower()}: the trainer stopped (checkpointed), "
+                        "Slurm still holds the job")
     return state, reason
 
 

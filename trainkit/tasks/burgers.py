@@ -239,7 +239,7 @@ class BurgersTask(Task):
     def validation_questions(self, data: dict, cache_dir: Path | None = None) -> list[dict]:
         """The validation samples as questions (u(x, 0) -> u(x, T)): their pooled NRMSE is ``nrmse``."""
         val = self.build_data(data, cache_dir).val
-        return [{"id": i, "question": u0.tolist(), "answer": uT.tolist()} for i, (u0, uT) in enumerate(zip(*val))]
+        return [{"id": i, "question": u0.tolist(), "answer": uT.tolist()} for i, (u0, uT) in enumerate(zip(*val, strict=True))]
 
     def build_eval_model(self, model: dict, data: dict, cache_dir: Path | None) -> nn.Module:
         cfg = BurgersModel(**model)

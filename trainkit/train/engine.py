@@ -43,9 +43,9 @@ from trainkit.runfolder import (
 from trainkit.train import checkpoint
 from trainkit.train.checkpoint import TrainState
 from trainkit.train.ddp import Dist
-from trainkit.train.schedule import anchor_on_resume, get_lr, remaining_steps
 from trainkit.train.device import device_label
 from trainkit.train.display import ProgressDisplay
+from trainkit.train.schedule import anchor_on_resume, get_lr, remaining_steps
 from trainkit.train.session import ENGINE_EPOCH_KEYS, Prepared, check_metric_name, epoch_records, load_prompts
 
 log = logging.getLogger("trainkit")
