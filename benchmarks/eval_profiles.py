@@ -11,7 +11,7 @@ the emojis in the answer). Rounds alternate (emoji, plain, emoji, ...); items/s 
 (timeit's rule; the machine is noisy), with the median of the paired ratios. Goal: emoji_think
 within 1.3x of plain_sft (ratio of items/s >= 1 / 1.3 = 0.77).
 
-    python benchmarks/eval_profiles.py [--rounds 3] [--epochs 8]
+    python benchmarks/eval_profiles.py [--rounds 3] [--epochs 12]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-CONFIG = {"task": "arith-chat", "epochs": 8, "seed": 1, "batch_size": 32, "lr": 2.0e-3,
+CONFIG = {"task": "arith-chat", "epochs": 12, "seed": 1, "batch_size": 32, "lr": 2.0e-3,
           "lr_schedule": {"name": "cosine", "warmup_steps": 50, "min_lr": 1.0e-4}, "log_every_steps": 25,
           "model": {"width": 64, "depth": 3, "heads": 4, "block_size": 96},
           "data": {"n_train": 8000, "n_val": 512, "digits": 2, "operations": "+", "system_prompt": "Be exact."},
