@@ -410,10 +410,12 @@ def _interruptible(work):
 
 
 def human_bytes(n: int) -> str:
+    from trainkit.formatting import fmt_num
+
     size = float(n)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{n} {unit}" if unit == "B" else f"{fmt_num(size, '.1f')} {unit}"
         size /= 1000
     return f"{n} B"
 
