@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trainkit import control, lifecycle
 from trainkit.errors import UserError
+from trainkit.formatting import fmt_against, fmt_num, fmt_sig
 from trainkit.runfolder import CRASHED, FAILED, LIVE, PAUSED, RUNNING
 from tui.model.views import RunView
 
@@ -121,10 +122,14 @@ def plan_promote(root: str, views: list[RunView]) -> ActionPlan:
         req, check = passing[0] if passing else checked[0]
         others = [c.report.stem for _, c in checked if c is not check]
         holder = check.holder.experiment if check.holder and check.holder.experiment else None
-        held = f"{holder} ({check.holder.value:.6g})" if holder and check.holder.value is not None else \
+        limit = req.threshold if isinstance(req.threshold, (int, float)) and not isinstance(req.threshold, bool) \
+            else None
+        value = fmt_sig(check.value, 6) if limit is None else fmt_against(check.value, limit, 6)
+        held = f"{holder} ({fmt_against(check.holder.value, check.value, 6)})" \
+            if holder and check.holder.value is not None else \
             holder or ("none" if check.holder is None else check.holder.describe())
         threshold = req.threshold if req.threshold is not None else "none set"
-        what = (f"{check.metric} {check.value:.6g} ({check.mode}) from report {check.report.stem}"
+        what = (f"{check.metric} {value} ({check.mode}) from report {check.report.stem}"
                 + (f" (other reports: {', '.join(others)})" if others else "")
                 + f"; threshold: {threshold}; current holder: {held}; -> {check.layout.show(check.target)}")
         if check.ok:
@@ -212,7 +217,7 @@ def _past(what: str) -> str:
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n} {unit}" if unit == "B" else f"{fmt_num(n, '.1f')} {unit}"
         n /= 1024
     return f"{n} B"
 

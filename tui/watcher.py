@@ -17,10 +17,12 @@ from trainkit.runfolder import (
     CONFIG_FILES,
     CURRENT_META_FILE,
     EPOCHS_DIR,
+    EVALS_DIR,
     LAYERS_FILE,
     LOCK_FILE,
     LOG_FILE,
     METRICS_FILE,
+    PRECHECK_FILE,
     PROGRESS_FILE,
     REPORTS_DIR,
     RESOLVED_CONFIG_FILE,
@@ -37,13 +39,14 @@ from tui.model.runs import RunsModel
 DEBOUNCE_MS = 50  # awatch's default 1.6 s is far too slow for a live monitor
 STEP_MS = 10
 CONTRACT_NAMES = {STATUS_FILE, PROGRESS_FILE, METRICS_FILE, SYSTEM_FILE, RESOLVED_CONFIG_FILE, CURRENT_META_FILE,
-                  LOCK_FILE, LOG_FILE, RESPONSES_FILE, SUMMARY_FILE, VALIDATION_SCORES_FILE, *CONFIG_FILES,
-                  SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE}
+                  LOCK_FILE, LOG_FILE, PRECHECK_FILE, RESPONSES_FILE, SUMMARY_FILE, VALIDATION_SCORES_FILE,
+                  *CONFIG_FILES, SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE}
 
 
 class ContractFilter(BaseFilter):
-    """Only the files trainmon reads: the contract's names, reports, and run folders themselves
-    (a run appearing or leaving). Temp files of atomic writes and conversations are ignored."""
+    """Only the files trainmon reads: the contract's names, reports, run folders themselves (a run
+    appearing or leaving) and evaluation folders (one appearing: its first files are written before
+    the new folder is watched). Temp files of atomic writes and conversations are ignored."""
 
     def __init__(self, root: str) -> None:
         super().__init__()
@@ -58,6 +61,8 @@ class ContractFilter(BaseFilter):
             return True
         parent = os.path.dirname(path)
         if parent in (self.root,) or os.path.dirname(parent) == self.root and name in (EPOCHS_DIR, CHECKPOINTS_DIR):
+            return True
+        if os.path.basename(parent) == EVALS_DIR:
             return True
         return name.endswith(".json") and os.path.basename(parent) == REPORTS_DIR
 

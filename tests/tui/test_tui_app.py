@@ -117,8 +117,11 @@ async def test_every_workspace_key_and_screens(real_root):
         await pilot.press("w")
         assert [str(i.question_id) for i in insp.shown] == ["3"]
         text = insp.rendered
-        await pilot.press("w", "n", "n", "p")
-        assert insp.query_one("#items").cursor_row == 1
+        await pilot.press("w")  # all items again: the cursor stays on the item it was on
+        at = [str(i.question_id) for i in insp.shown].index("3")
+        assert insp.query_one("#items").cursor_row == at and str(insp.current().question_id) == "3"
+        await pilot.press("n", "n", "p")
+        assert insp.query_one("#items").cursor_row == at + 1
         await pilot.press("escape", "escape")
         assert type(app.screen).__name__ == "WorkspaceScreen"
         assert text
@@ -196,6 +199,9 @@ async def test_live_run_is_never_archived_and_promote_refusal_shows_reason(tmp_p
 
 
 async def test_promote_shows_checks_threshold_and_holder(real_root):
+    # the run's report is default.json, else the latest written: "broken" (only errors) was written
+    # after "mixed"; without it, "mixed" is the report promote checks
+    (real_root / "2026-01-01-base" / "reports" / "broken.json").unlink()
     age_tree(real_root / "2026-01-01-base")
     app = app_for(real_root)
     async with app.run_test(size=SIZE) as pilot:

@@ -261,3 +261,99 @@ def test_mountinfo_detects_network_filesystems():
     assert filesystem_of("/mnt/my share/x", mounts) == "fuse.sshfs"
     assert is_network_type("nfs4") and is_network_type("fuse.sshfs") and is_network_type("cifs")
     assert not is_network_type("ext4") and not is_network_type("tmpfs")
+
+
+def test_eval_items_say_what_was_replaced_and_the_newer_record_wins(tmp_path):
+    from tui.model.evals import latest
+
+    d = tmp_path / "run" / "evals" / "q"
+    d.mkdir(parents=True)
+    line = {"question_id": 0, "sample_number": 0, "status": "error", "error": "boom", "latency_s": 1.5,
+            "attempts": 3, "t": 100.0}
+    (d / "responses.jsonl").write_bytes(orjson.dumps(line) + b"\n" + orjson.dumps({**line, "question_id": 1}) + b"\n")
+    items = EvalItems(str(d))
+    items.update()
+    assert [i.question_id for i in items.appended] == [0, 1] and not items.replaced
+    retried = {**line, "status": "ok", "correct": True, "error": None, "latency_s": 0.2, "attempts": 1, "t": 200.0}
+    with open(d / "responses.jsonl", "ab") as f:  # --retry-errors: item 0 again, and a new item 2 twice
+        for rec in (retried, {**retried, "question_id": 2}, {**retried, "question_id": 2, "correct": False}):
+            f.write(orjson.dumps(rec) + b"\n")
+    assert items.update()
+    assert items.replaced == {("0", 0)} and [(i.question_id, i.correct) for i in items.appended] == [(2, False)]
+    assert [(i.question_id, i.status) for i in items.items] == [(0, "ok"), (1, "error"), (2, "ok")]
+    old = items.items[1]
+    newer_file = {**line, "question_id": 1, "status": "ok", "correct": True, "error": None, "t": 300.0}
+    assert latest(old, newer_file)[0].status == "ok" and latest(old, newer_file)[1] == "file"
+    assert latest(old, {**line, "t": 50.0}) == (old, "line") and latest(old, {**line})[1] == "same"
+    assert latest(old, None) == (old, "same")
+
+
+def test_an_evaluation_without_a_summary_or_behind_its_lines_reads_interrupted(tmp_path):
+    import os
+
+    from trainkit.runfolder import EvalPaths
+    from tui.model.evals import activity
+
+    run = tmp_path / "run"
+    ep = EvalPaths(run / "evals" / "q")
+    ep.root.mkdir(parents=True)
+    header = {"kind": "plan", "version": 1, "name": "q", "task": "t", "metric": "accuracy", "model": "m",
+              "samples": 1, "questions": 4, "questions_source": "s", "questions_hash": "h", "plan_hash": "p",
+              "planned": 4, "created_at": 1.0}
+    ep.precheck.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [header] + [
+        {"kind": "item", "question_id": i, "sample_number": 0, "file": f"q{i}_s0.json", "question": "1+1",
+         "answer": "2"} for i in range(4)]))
+    lines = [{"question_id": i, "sample_number": 0, "status": "error" if i == 1 else "ok", "response": "2",
+              "expected": "2", "correct": True, "t": 1.0} for i in range(3)]
+    ep.responses.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    [info] = list_evals(str(run))
+    assert info.state == "interrupted" and info.text().startswith(
+        "interrupted (no summary), incomplete: 3/4 done, ok 2, error 1 · accuracy 1")
+    write_json(ep.summary, {"planned": 4, "done": 4, "ok": 4, "error": 0, "completed": True, "metric": "accuracy",
+                            "accuracy": 1.0})
+    os.utime(ep.responses, ns=(1, 1))
+    assert activity(ep, {"done": 4}) == ("done", "") and list_evals(str(run))[0].text().startswith("4/4 done")
+    os.utime(ep.summary, ns=(1, 1))  # a later session wrote lines and was killed before its summary
+    os.utime(ep.responses, ns=(2, 2))
+    [info] = list_evals(str(run))
+    assert info.state == "interrupted" and "3/4 done, ok 2, error 1" in info.text()
+    write_json(ep.lock, {"pid": os.getpid() + 10_000_000, "host": "another-host", "purpose": "eval"})
+    assert activity(ep, None)[0] == "elsewhere" and "on another-host" in list_evals(str(run))[0].text()
+
+
+def test_bars_and_percentages_never_round_onto_full_or_empty():
+    from tui.widgets.glyphs import pct_text
+
+    assert bar(0.9995, 8) == "███████▉" and bar(1.0, 8) == "████████"
+    assert bar(1e-6, 8) == "▏·······" and bar(0.0, 8) == "········"
+    assert pct_text(99.95) == "99.9%" and pct_text(100.0) == "100%" and pct_text(0.01) == "0.1%"
+
+
+def test_history_start_time_and_ddp_system_info(tmp_path):
+    from tui.model.history import History
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json(run / "training_status.json", {"version": 1, "state": "finished", "started_at": 1000.0})
+    (run / "metrics.jsonl").write_bytes(orjson.dumps({"kind": "step", "epoch": 0, "step": 1, "loss": 1.0,
+                                                      "t": 1002.0}) + b"\n")
+    (run / "system.jsonl").write_bytes(orjson.dumps({"t": 1001.0, "cpu_percent": 5.0, "rank": 0, "world_size": 4})
+                                       + b"\n")
+    h = History.load(str(run))
+    assert h.start_time() == 1000.0 and h.system_info() == {"world_size": 4, "rank": 0}
+    assert h.system_names() == ["cpu_percent"]  # rank and world_size are not charted
+    write_json(run / "training_status.json", {"version": 1, "state": "running", "started_at": 1500.0})  # a resume
+    assert History.load(str(run)).start_time() == 1001.0
+
+
+def test_the_watch_filter_passes_evaluation_folders_and_plans(tmp_path):
+    from watchfiles import Change
+
+    from tui.watcher import ContractFilter
+
+    f = ContractFilter(str(tmp_path))
+    run = tmp_path / "2026-01-01-r"
+    assert f(Change.added, str(run / "evals" / "new"))  # its first files come before its watch
+    assert f(Change.added, str(run / "evals" / "new" / "precheck.jsonl"))
+    assert not f(Change.added, str(run / "evals" / ".new.lock"))
+    assert not f(Change.added, str(run / "evals" / "new" / "conversations" / "q1_s0.json"))

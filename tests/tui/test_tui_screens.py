@@ -149,7 +149,7 @@ def test_snapshot(snap_compare, screen, size):
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install -y tmux)")
 def test_tmux_80x24(tmp_path):
     root = tmp_path / "experiments"
-    synthetic_run(root, "2026-01-01-tmux-run", total=4, scores=[1.0, 0.5], state="finished")
+    synthetic_run(root, "2026-01-01-tmux-run", total=4, scores=[1.0, 0.5, 0.4, 0.3], state="finished")
     session = f"trainmon-{uuid.uuid4().hex[:8]}"
     exe = Path(sys.executable).with_name("trainmon")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",

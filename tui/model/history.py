@@ -17,10 +17,12 @@ from trainkit.runfolder import (
     LOG_FILE,
     METRICS_FILE,
     RESOLVED_CONFIG_FILE,
+    STATUS_FILE,
     SYSTEM_FILE,
 )
 
 SKIP = {"kind", "epoch", "step", "t", "global_step"}
+SYSTEM_SKIP = {"t", "rank", "world_size"}  # numbers of a system record that are not charted
 LOG_LINES = 200
 
 
@@ -51,6 +53,7 @@ class History:
     mode: str = "min"
     bad_lines: int = 0
     warnings: list[str] = field(default_factory=list)
+    started_at: float | None = None  # training_status.json's (the latest session's start)
     _metrics: JsonlTail | None = None
     _system: JsonlTail | None = None
 
@@ -65,6 +68,8 @@ class History:
         elif isinstance(meta.get("best_metric"), str):
             h.monitor = meta["best_metric"]
             h.mode = "max" if any(k in h.monitor for k in ("acc", "f1", "auc", "bleu")) else "min"
+        status = readers.load(f"{path}/{STATUS_FILE}", readers.STATUS, []) or {}
+        h.started_at = float(status["started_at"]) if _num(status.get("started_at")) else None
         h._metrics = JsonlTail(f"{path}/{METRICS_FILE}")
         h._system = JsonlTail(f"{path}/{SYSTEM_FILE}")
         h.update()
@@ -92,6 +97,25 @@ class History:
         return changed or bool(recs) or bool(sys_recs)
 
     # ------------------------------------------------------------------ derived
+    def start_time(self) -> float | None:
+        """The run's start, the one zero of every wall-time axis: the earliest of the status's
+        ``started_at`` and the first step, epoch and system record (a resumed run's ``started_at``
+        is its latest session's; its first records are older)."""
+        times = [r["t"] for rs in (self.steps, self.epochs, self.system) for r in rs[:1] if _num(r.get("t"))]
+        if self.started_at is not None:
+            times.append(self.started_at)
+        return min(times) if times else None
+
+    def system_info(self) -> dict:
+        """``rank`` and ``world_size`` of the latest system record that has them (under DDP the
+        samples are one rank's process); empty when not recorded."""
+        for r in reversed(self.system[-50:]):
+            ws = r.get("world_size")
+            if isinstance(ws, int) and not isinstance(ws, bool):
+                rank = r.get("rank")
+                return {"world_size": ws, "rank": rank if isinstance(rank, int) and not isinstance(rank, bool) else 0}
+        return {}
+
     def metric_names(self) -> list[str]:
         """Every charted metric: ``loss`` and ``lr`` of the steps, then the epoch records' numbers."""
         names: list[str] = []
@@ -118,7 +142,7 @@ class History:
         names: list[str] = []
         for r in self.system[-50:]:
             for k, v in r.items():
-                if k != "t" and _num(v) and k not in names:
+                if k not in SYSTEM_SKIP and _num(v) and k not in names:
                     names.append(k)
         return names
 

@@ -36,6 +36,7 @@ from trainkit.runfolder import (
     REPORTS_DIR,
     RESOLVED_CONFIG_FILE,
     RUN_MARKERS,
+    RUNNING,
     SAMPLES_FILE,
     STATUS_FILE,
     SYSTEM_FILE,
@@ -324,7 +325,7 @@ class RunsModel:
         if rs.last_loss is not None:
             v.last_loss = rs.last_loss
         v.throughput = status.get("throughput") if v.live else None
-        v.eta_s = status.get("eta_s") if v.live else None
+        v.eta_s = status.get("eta_s") if v.state == RUNNING else None  # a paused or dead run has no ETA
         v.heartbeat_at = status.get("heartbeat_at")
         v.step, v.lr = status.get("step"), status.get("lr")
         e.pid, e.host, e.started_at = status.get("pid"), status.get("host"), status.get("started_at")
@@ -342,7 +343,8 @@ class RunsModel:
             e.view.losses.clear()
         steps = [float(r["loss"]) for r in recs if is_step(r)]
         e.view.losses.extend(steps)
-        changed = bool(steps) or tail.reset or tail.bad_lines != e.view.bad_lines
+        epochs = any(r.get("kind") == "epoch" for r in recs)  # no step of its own: the detail's charts still change
+        changed = bool(steps) or epochs or tail.reset or tail.bad_lines != e.view.bad_lines
         e.view.bad_lines = tail.bad_lines
         if steps:
             e.view.last_loss = steps[-1]

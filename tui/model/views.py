@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainkit.commands.status import SYMBOLS
-from trainkit.formatting import format_age
+from trainkit.formatting import fmt_num, fmt_progress, format_age
 from trainkit.runfolder import COMPLETE, LIVE
 
 SPARK_POINTS = 16  # the LOSS TREND column is 16 cells wide
@@ -86,3 +86,10 @@ class RunView:
 
     def epochs_text(self) -> str:
         return f"{self.completed}/{self.total if self.total is not None else '?'}"
+
+    def percent_text(self) -> str:
+        """The progress as every surface prints it (the exact ratio: 199/200 is 99.5%, never 100%)."""
+        return fmt_progress(self.completed, self.total, self.early_stopped, space=False)
+
+    def throughput_text(self) -> str:
+        return "-" if self.throughput is None else f"{fmt_num(self.throughput, '.0f')}/s"

@@ -14,14 +14,14 @@ from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from trainkit.formatting import fmt_duration, fmt_num
-from tui.model.evals import list_evals
+from trainkit.formatting import fmt_duration, fmt_num, fmt_sig
+from tui.model.evals import RUNNING, list_evals
 from tui.model.history import History, log_tail
 from tui.model.monitor import MonitorFiles
 from tui.model.runs import CONFIG, EVALS, LOG, METRICS, MONITOR, ROW, SYSTEM, RunChange
 from tui.widgets.chart import Series, color_of
 from tui.widgets.chart_view import ChartView
-from tui.widgets.glyphs import bar, pct_text
+from tui.widgets.glyphs import bar
 from tui.widgets.monitor_rows import (
     ALERT_COLUMNS,
     LAYER_COLUMNS,
@@ -32,6 +32,7 @@ from tui.widgets.monitor_rows import (
 )
 from tui.widgets.runs_table import STATE_STYLES
 
+EVAL_LIVENESS_S = 2.0  # while an evaluation runs, how often to check that its process still lives
 CONFIG_KEYS = ("task", "epochs", "lr", "batch_size", "optimizer", "lr_schedule.name", "early_stopping.metric",
                "early_stopping.patience", "device")
 SYSTEM_SHOWN = ("cpu_percent", "rss_bytes", "host_cpu_percent", "host_mem_percent")
@@ -43,13 +44,13 @@ def head_text(view, now: float) -> Text:
     t.append(f"{view.symbol} {view.label}", style=STATE_STYLES.get(view.state, ""))
     t.append(f"  {view.reason}\n", style="dim")
     t.append(bar(view.fraction, 24), style="green" if view.live else "cyan")
-    t.append(f" {view.epochs_text()} epochs {pct_text(view.percentage)}")
-    t.append(f"  loss {fmt_num(view.last_loss)}")
+    t.append(f" {view.epochs_text()} epochs {view.percent_text()}")
+    t.append(f"  loss {fmt_sig(view.last_loss)}")
     if view.best_value is not None:
-        t.append(f"  best {view.best_metric} {view.best_value:.4g}")
+        t.append(f"  best {view.best_metric} {fmt_sig(view.best_value)}")
     if view.live:
-        t.append(f"  step {view.step}  lr {fmt_num(view.lr, '.3g')}  "
-                 f"{'-' if view.throughput is None else f'{view.throughput:.0f}/s'}  ETA {fmt_duration(view.eta_s)}"
+        t.append(f"  step {view.step}  lr {fmt_sig(view.lr, 3)}  "
+                 f"{view.throughput_text()}  ETA {fmt_duration(view.eta_s)}"
                  f"  heartbeat {view.age_text(now)} ago")
     t.append("\n")
     cfg = view.config
@@ -63,6 +64,15 @@ def head_text(view, now: float) -> Text:
     if view.bad_lines:
         t.append(f"\n⚠ {view.bad_lines} unreadable line(s) skipped in the metrics log", style="yellow")
     return t
+
+
+def system_title(info: dict) -> str:
+    """The system section's title: under DDP the samples are one rank's process, and it says so."""
+    ws = info.get("world_size")
+    if isinstance(ws, int) and ws > 1:
+        rank = info.get("rank", 0)
+        return f"System (rank {rank} of {ws}: CPU and memory of rank {rank}'s process)"
+    return "System"
 
 
 class DetailScreen(Screen):
@@ -99,6 +109,7 @@ class DetailScreen(Screen):
         self.last: int | None = None
         self.metric_filter = ""
         self.evals = []
+        self._eval_timer = None
         self.monitor: MonitorFiles | None = None
 
     @property
@@ -111,7 +122,7 @@ class DetailScreen(Screen):
         with VerticalScroll(id="body"):
             yield Static("Metrics", classes="section")
             yield Grid(id="charts")
-            yield Static("System", classes="section")
+            yield Static("System", classes="section", id="system-title")
             yield Grid(id="system")
             yield Static("Inference samples (latest; S: all)", classes="section")
             yield DataTable(id="samples", classes="monitor", cursor_type="row")
@@ -171,10 +182,11 @@ class DetailScreen(Screen):
         if view is not None:
             self.query_one("#head", Static).update(head_text(view, self.app.model.clock()))
 
-    def _x(self, pts):
+    def _x(self, pts, t0: float | None):
+        """Wall-time points as seconds since the run's start (one zero for every series)."""
         if not self.xtime or not pts:
             return pts
-        t0 = pts[0][0]
+        t0 = pts[0][0] if t0 is None else t0
         return [(x - t0, y) for x, y in pts]
 
     def draw_charts(self) -> None:
@@ -186,10 +198,11 @@ class DetailScreen(Screen):
         self._sync(grid, len(names) or 1)
         views = list(grid.query(ChartView))
         xname = "s since start" if self.xtime else "step"
+        t0 = h.start_time()
         if not names:
             views[0].plot([], title="no metrics logged yet" if not self.metric_filter else "no metric matches")
         for cv, name in zip(views, names, strict=False):
-            pts = self._x(h.series(name, "time" if self.xtime else "step"))
+            pts = self._x(h.series(name, "time" if self.xtime else "step"), t0)
             label = name.replace("epoch:", "")
             x_label = xname if not name.startswith("epoch:") or self.xtime else "epoch"
             cv.plot([Series(label, pts, color_of(0))], title=f"{label} (x: {x_label})", logy=self.logy, last=self.last)
@@ -202,10 +215,11 @@ class DetailScreen(Screen):
             sviews[0].plot([], title="no system samples yet")
         for i, (cv, name) in enumerate(zip(sviews, snames, strict=False)):
             pts = h.system_series(name)
-            t0 = pts[0][0] if pts else 0
-            pts = [(x - t0, y / 2 ** 20 if name.endswith("_bytes") else y) for x, y in pts]
+            zero = t0 if t0 is not None else pts[0][0] if pts else 0.0
+            pts = [(x - zero, y / 2 ** 20 if name.endswith("_bytes") else y) for x, y in pts]
             cv.plot([Series(name.replace("_bytes", " MiB"), pts, color_of(i + 2))],
-                    title=f"{name.replace('_bytes', ' (MiB)')} (x: s)", last=self.last)
+                    title=f"{name.replace('_bytes', ' (MiB)')} (x: s since start)", last=self.last)
+        self.query_one("#system-title", Static).update(system_title(h.system_info()))
 
     def _sync(self, grid: Grid, n: int) -> None:
         have = list(grid.query(ChartView))
@@ -233,14 +247,34 @@ class DetailScreen(Screen):
                           (f"{r.bad_epochs}/{patience}" + (" stop" if r.stopped else "")) if patience else "-")
 
     def draw_evals(self) -> None:
-        self.evals = list_evals(self.key)
+        """The evaluations, one row each; the cursor stays on the same evaluation (by name) while
+        they are rewritten, so ``i`` opens the one the user chose."""
         table = self.query_one("#eval-list", DataTable)
-        table.clear(columns=True)
-        table.add_columns("evaluation", "summary and gates")
+        chosen = self.chosen_eval()
+        self.evals = list_evals(self.key)
+        if not table.columns:
+            table.add_columns("evaluation", "summary and gates")
+        table.clear()
         if not self.evals:
             table.add_row("-", "no evaluation yet (trainkit eval RUN_DIR)")
         for e in self.evals:
-            table.add_row(e.name, e.text(), key=e.path)
+            table.add_row(e.name, e.text(), key=e.name)
+        names = [e.name for e in self.evals]
+        if chosen is not None and chosen.name in names:
+            table.move_cursor(row=names.index(chosen.name), animate=False)
+        running = any(e.state == RUNNING for e in self.evals)
+        if running and self._eval_timer is None:  # a killed evaluation changes no file: look again
+            self._eval_timer = self.set_interval(EVAL_LIVENESS_S, self.draw_evals)
+        elif not running and self._eval_timer is not None:
+            self._eval_timer.stop()
+            self._eval_timer = None
+
+    def chosen_eval(self):
+        """The evaluation under the list's cursor (None when there is none)."""
+        if not self.evals:
+            return None
+        index = self.query_one("#eval-list", DataTable).cursor_row
+        return self.evals[min(max(index, 0), len(self.evals) - 1)]
 
     def draw_monitor(self, parts: set[str] | None = None) -> None:
         """Redraw the monitor's tables (``parts``: only those; None: all)."""
@@ -326,12 +360,11 @@ class DetailScreen(Screen):
     def action_inspect(self) -> None:
         from tui.screens.inspector import InspectorScreen
 
-        if not self.evals:
+        chosen = self.chosen_eval()
+        if chosen is None:
             self.notify("this run has no evaluation yet", severity="warning")
             return
-        table = self.query_one("#eval-list", DataTable)
-        index = min(max(table.cursor_row, 0), len(self.evals) - 1)
-        self.app.push_screen(InspectorScreen(self.evals[index].path, self.key))
+        self.app.push_screen(InspectorScreen(chosen.path, self.key))
 
 
 def _finite(v) -> bool:

@@ -12,10 +12,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui.model.evals import ALL, ERRORS, WRONG, EvalItems, Item
+from trainkit.formatting import fmt_sig
+from tui.model.evals import ALL, ERRORS, WRONG, EvalItems, Item, item_key, latest, shown_in
 from tui.model.runs import EVALS, RunChange
 
 ROLE_STYLES = {"system": "dim italic", "user": "bold cyan", "assistant": "bold green", "tool": "magenta"}
@@ -27,13 +29,17 @@ def _text(v) -> str:
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
-def conversation_view(item: Item, rec: dict | None, why: str | None):
-    """The renderable of one item: header, messages by role, expected vs answer, error."""
+def conversation_view(line: Item, rec: dict | None, why: str | None):
+    """The renderable of one item, from its latest record only (its line or its conversation file,
+    whichever is newer): header, messages by role, expected vs answer, error."""
+    item, which = latest(line, rec)
+    if which == "line":  # the file is from an earlier attempt: none of it is shown
+        why, rec = "from an earlier attempt than the line (its rewrite failed; a resume rebuilds it)", None
     head = Text()
     head.append(f"question {item.question_id}  sample {item.sample}  ", style="bold")
     head.append(item.result_text(), style="green" if item.result_text() == "correct" else
                 "red" if item.result_text() in ("error", "wrong") else "")
-    head.append(f"  latency {item.latency_s if item.latency_s is not None else '-'} s  attempts "
+    head.append(f"  latency {fmt_sig(item.latency_s, 3)} s  attempts "
                 f"{item.attempts if item.attempts is not None else '-'}", style="dim")
     if rec and rec.get("model"):
         head.append(f"  model {rec.get('model')}", style="dim")
@@ -53,7 +59,7 @@ def conversation_view(item: Item, rec: dict | None, why: str | None):
     cmp.add_column("model's answer", style="green" if item.correct is not False else "red", ratio=1)
     cmp.add_row(_text(item.expected), _text(item.response))
     parts += [Text(""), cmp]
-    error = (rec or {}).get("error") or item.error
+    error = item.error if rec is None else rec.get("error")
     if error:
         parts += [Text(""), Text(f"error: {error}", style="bold red")]
         errors = (rec or {}).get("errors")
@@ -111,40 +117,68 @@ class InspectorScreen(Screen):
         self.app.model.unwatch_extra(str(self.items.paths.responses))
 
     def runs_changed(self, changes: list[RunChange]) -> None:
-        if any(ch.name == self.run_key and EVALS in ch.what for ch in changes):
-            before = len(self.items.items)
-            reset = self.items.tail.offset == 0
-            if self.items.update():
-                if self.which == ALL and not reset and len(self.items.items) >= before:
-                    self._append(self.items.items[before:])
-                else:
-                    self.rebuild()
+        if not any(ch.name == self.run_key and EVALS in ch.what for ch in changes):
+            return
+        items = self.items
+        if not items.update():
+            return
+        if items.reset or (items.replaced and self.which != ALL):
+            self.rebuild()  # a replaced item may enter or leave the filter
+            return
+        if items.replaced:
+            self._redraw_rows(items.replaced)
+        self._append([i for i in items.appended if shown_in(i, self.which)])
 
     # ---------------------------------------------------------------- drawing
     def _row(self, it: Item) -> list:
         res = it.result_text()
         return [str(it.question_id), str(it.sample), Text(it.status, style="green" if it.ok else "bold red"),
                 Text(res, style="green" if res == "correct" else "red" if res in ("wrong", "error") else ""),
-                "-" if it.latency_s is None else f"{it.latency_s:.3g}s",
+                "-" if it.latency_s is None else f"{fmt_sig(it.latency_s, 3)}s",
                 "-" if it.attempts is None else str(it.attempts)]
 
+    def current(self) -> Item | None:
+        if not self.shown:
+            return None
+        return self.shown[min(max(self.query_one("#items", DataTable).cursor_row, 0), len(self.shown) - 1)]
+
     def rebuild(self) -> None:
+        """Every row again; the cursor stays on the same item while it is listed."""
         table = self.query_one("#items", DataTable)
-        row = table.cursor_row
+        row, was = table.cursor_row, self.current()
         table.clear()
         self.shown = self.items.filtered(self.which)
         table.add_rows([self._row(it) for it in self.shown])
         if self.shown:
+            keys = [item_key(it) for it in self.shown]
+            if was is not None and item_key(was) in keys:
+                row = keys.index(item_key(was))
             table.move_cursor(row=min(max(row, 0), len(self.shown) - 1), animate=False)
         self.draw_head()
         self.show_current()
 
+    def _redraw_rows(self, keys: set[tuple[str, int]]) -> None:
+        """Rewrite the rows of items replaced in place (all items listed: row i is item i)."""
+        table = self.query_one("#items", DataTable)
+        for key in keys:
+            index = self.items.index_of(key)
+            if index is None or index >= len(self.shown):
+                continue
+            self.shown[index] = self.items.items[index]
+            for col, value in enumerate(self._row(self.shown[index])):
+                table.update_cell_at(Coordinate(index, col), value)
+        self.draw_head()
+        cur = self.current()
+        if cur is not None and item_key(cur) in keys:
+            self.show_current()
+
     def _append(self, new: list[Item]) -> None:
         table = self.query_one("#items", DataTable)
+        first = not self.shown
         self.shown.extend(new)
         table.add_rows([self._row(it) for it in new])
         self.draw_head()
-        if len(self.shown) == len(new):
+        if first and new:
             self.show_current()
 
     def draw_head(self) -> None:
@@ -161,12 +195,11 @@ class InspectorScreen(Screen):
 
     def show_current(self) -> None:
         box = self.query_one("#conversation", Static)
-        table = self.query_one("#items", DataTable)
-        if not self.shown:
+        item = self.current()
+        if item is None:
             self.rendered = Text("no item matches" if self.items.items else "no finished item yet", style="dim")
             box.update(self.rendered)
             return
-        item = self.shown[min(max(table.cursor_row, 0), len(self.shown) - 1)]
         rec, why = self.items.conversation(item)
         self.rendered = conversation_view(item, rec, why)
         box.update(self.rendered)

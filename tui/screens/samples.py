@@ -12,19 +12,30 @@ from textual.widgets import DataTable, Footer, Static
 
 from tui.model.monitor import SamplesHistory
 from tui.model.runs import MONITOR, RunChange
+from tui.widgets.glyphs import pct_text
 from tui.widgets.monitor_rows import SAMPLE_COLUMNS, sample_cells
+
+
+def share(samples: list[dict], key: str, what: str, none: str) -> str:
+    """``what k/n (p%)`` over the samples where ``key`` is true or false (null: not checked, e.g. a
+    profile with no pattern); ``none`` when no sample has it."""
+    checked = [s.get(key) for s in samples if isinstance(s.get(key), bool)]
+    if not checked:
+        return none
+    k, n = sum(checked), len(checked)
+    rest = len(samples) - n
+    return f"{what} {k}/{n} ({pct_text(k / n * 100)}" + (f", {rest} not checked)" if rest else ")")
 
 
 def samples_head(run: str, samples: list[dict], done: bool) -> Text:
     n = len(samples)
-    ok = sum(1 for s in samples if s.get("correct") is True)
-    pat = sum(1 for s in samples if s.get("pattern_ok") is True)
     t = Text()
     t.append("inference samples  ", style="bold")
     t.append(run)
     t.append(f"\n{n} sample{'s' if n != 1 else ''}")
     if n:
-        t.append(f"  ·  correct {ok}/{n} ({ok / n:.0%})  ·  pattern ok {pat}/{n} ({pat / n:.0%})")
+        t.append(f"  ·  {share(samples, 'correct', 'correct', 'no expected answers')}"
+                 f"  ·  {share(samples, 'pattern_ok', 'pattern ok', 'no pattern')}")
     if not done:
         t.append("  ·  reading…", style="dim")
     return t

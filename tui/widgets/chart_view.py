@@ -17,6 +17,9 @@ class ChartView(Static):
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
                  disabled: bool = False) -> None:
         super().__init__("", name=name, id=id, classes=classes, disabled=disabled)
+        self.series: list[Series] = []
+        self.title = ""
 
     def plot(self, series: list[Series], *, title: str, logy: bool = False, last: int | None = None) -> None:
+        self.series, self.title = series, title
         self.update(Chart(series, height=10, logy=logy, title=title, last=last))

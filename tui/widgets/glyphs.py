@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from trainkit.formatting import fmt_percent
+
 BARS = "▁▂▃▄▅▆▇█"
 EIGHTHS = " ▏▎▍▌▋▊▉"
 
@@ -23,11 +25,12 @@ def sparkline(values: Sequence[float], width: int) -> str:
 
 
 def bar(fraction: float, width: int) -> str:
-    """A progress bar of ``width`` cells with eighth-cell resolution; the empty part is ``·``."""
+    """A progress bar of ``width`` cells with eighth-cell resolution; the empty part is ``·``.
+    Like the percentage beside it, it is full only when complete and empty only at zero."""
     if width <= 0:
         return ""
     f = min(1.0, max(0.0, fraction if math.isfinite(fraction) else 0.0))
-    eighths = int(f * width * 8 + 0.5)
+    eighths = min(width * 8 - (f < 1.0), max(int(f * width * 8 + 0.5), int(f > 0.0)))
     full, part = divmod(eighths, 8)
     text = "█" * full
     if full < width:
@@ -36,4 +39,5 @@ def bar(fraction: float, width: int) -> str:
 
 
 def pct_text(p: float) -> str:
-    return f"{p:.0f}%" if p == int(p) else f"{p:.1f}%"
+    """A percentage as every trainmon surface shows it (:func:`~trainkit.formatting.fmt_percent`)."""
+    return fmt_percent(p, space=False)

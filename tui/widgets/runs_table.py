@@ -16,9 +16,9 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist, RowKey
 
-from trainkit.formatting import fmt_duration, fmt_num
+from trainkit.formatting import fmt_duration, fmt_sig
 from tui.model.views import RunView
-from tui.widgets.glyphs import bar, pct_text, sparkline
+from tui.widgets.glyphs import bar, sparkline
 
 STATE_STYLES = {"pending": "dim", "running": "bold green", "paused": "yellow", "finished": "cyan",
                 "early_stopped": "cyan", "stopped": "magenta", "failed": "bold red", "crashed": "bold red"}
@@ -113,24 +113,24 @@ def cells(view: RunView, cols: list[Col], name_w: int, now: float, marked: bool)
         elif k == "state":
             out.append(Cell(f"{view.symbol} {view.label}", STATE_STYLES.get(view.state, "")))
         elif k == "progress":
-            label = f" {view.epochs_text()} {pct_text(view.percentage)}"
+            label = f" {view.epochs_text()} {view.percent_text()}"
             width = max(4, c.width - len(label))
             out.append(Cell(bar(view.fraction, width), "green" if view.live else "cyan" if view.complete else "dim",
                             tail=label))
         elif k == "spark":
             out.append(SparkCell(tuple(view.losses), c.width, "#5fafff"))
         elif k == "loss":
-            out.append(Cell(fmt_num(view.last_loss), justify="right"))
+            out.append(Cell(fmt_sig(view.last_loss), justify="right"))
         elif k == "best":
             if view.best_value is None:
                 out.append(Cell("-"))
             else:
-                label = f"{view.best_metric or 'best'} {view.best_value:.4g}"
+                label = f"{view.best_metric or 'best'} {fmt_sig(view.best_value)}"
                 out.append(Cell(label[:c.width]))
         elif k == "thr":
-            out.append(Cell("-" if view.throughput is None else f"{view.throughput:.0f}/s"[:c.width], justify="right"))
+            out.append(Cell(view.throughput_text()[:c.width], justify="right"))
         elif k == "eta":
-            out.append(Cell(fmt_duration(view.eta_s) if view.live else "-", justify="right"))
+            out.append(Cell(fmt_duration(view.eta_s) if view.state == "running" else "-", justify="right"))
         elif k == "hb":
             out.append(Cell(view.age_text(now), justify="right"))
         elif k == "warn":

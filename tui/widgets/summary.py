@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from trainkit.commands.status import SYMBOLS
+from trainkit.formatting import fmt_num
 from trainkit.runfolder import STATES
 from tui.model.views import STATE_LABELS
 from tui.widgets.glyphs import bar, pct_text
@@ -22,9 +23,10 @@ def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: 
     if readonly:
         t.append("  ·  READ-ONLY", style="bold yellow")
     t.append("\n")
-    pct = summary["overall_percentage"]
-    t.append(bar(pct / 100, 20), style="green")
-    t.append(f" {pct_text(pct)} overall ({summary['epochs_done']:.0f}/{summary['epochs_total']:.0f} epochs)  ")
+    done, total = summary["epochs_done"], summary["epochs_total"]
+    fraction = done / total if total else 0.0  # the exact ratio, rounded once (by pct_text)
+    t.append(bar(fraction, 20), style="green")
+    t.append(f" {pct_text(fraction * 100)} overall ({fmt_num(done, '.0f')}/{fmt_num(total, '.0f')} epochs)  ")
     n = summary["runs"]
     t.append(f"{n} run{'s' if n != 1 else ''}: ")
     counts = [(s, summary["counts"].get(s, 0)) for s in STATES]
