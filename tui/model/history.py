@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from trainkit import readers
-from trainkit.early_stopping import EarlyStopping, is_better
+from trainkit.early_stopping import is_better, settings_timeline, trace
 from trainkit.files import JsonlTail, ReadProblem, open_regular
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
@@ -37,6 +37,7 @@ class EpochRow:
     duration_s: float | None
     best: bool = False
     bad_epochs: int = 0  # the early-stopping counter after this epoch
+    patience: int | None = None  # the patience in force at this epoch (None: early stopping off)
     stopped: bool = False
 
 
@@ -49,6 +50,7 @@ class History:
     epochs: list[dict] = field(default_factory=list)
     system: list[dict] = field(default_factory=list)
     early_stopping: dict | None = None
+    timeline: list = field(default_factory=list)  # the settings in force from each epoch (resumes change them)
     monitor: str = "val_loss"
     mode: str = "min"
     bad_lines: int = 0
@@ -62,6 +64,8 @@ class History:
         h = cls(path)
         cfg = readers.load(f"{path}/{RESOLVED_CONFIG_FILE}", readers.RESOLVED_CONFIG, h.warnings) or {}
         h.early_stopping = readers.load_early_stopping(cfg, h.warnings)
+        resumes = cfg.get("_meta")
+        h.timeline = settings_timeline(h.early_stopping, resumes.get("history") if isinstance(resumes, dict) else None)
         meta = readers.load(f"{path}/{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", readers.CURRENT_META, h.warnings) or {}
         if h.early_stopping:
             h.monitor, h.mode = h.early_stopping["metric"], h.early_stopping["mode"]
@@ -152,7 +156,9 @@ class History:
     def epoch_rows(self) -> list[EpochRow]:
         """One row per finished epoch: the best (by the monitored metric) marked, and the
         early-stopping counter replayed as the trainer counted it."""
-        es = EarlyStopping(**self.early_stopping) if self.early_stopping else None
+        by_epoch: dict[int, dict] = {r["epoch"]: r for r in self.epochs}
+        records = [by_epoch.get(i) for i in range(max(by_epoch) + 1)] if by_epoch else []
+        counted = {t.epoch: t for t in trace(records, self.timeline or settings_timeline(self.early_stopping, None))}
         best_value, best_i = None, None
         rows = []
         for r in self.epochs:
@@ -160,9 +166,9 @@ class History:
             row = EpochRow(r["epoch"], values, float(r["duration_s"]) if _num(r.get("duration_s")) else None)
             if is_better(r.get(self.monitor), best_value, self.mode):
                 best_value, best_i = float(r[self.monitor]), len(rows)
-            if es is not None:
-                row.stopped = es.update(r["epoch"], r)
-                row.bad_epochs = es.bad_epochs
+            t = counted.get(r["epoch"])
+            if t is not None and t.active:
+                row.stopped, row.bad_epochs, row.patience = t.stopped, t.bad_epochs, t.patience
             rows.append(row)
         if best_i is not None:
             rows[best_i].best = True

@@ -240,11 +240,10 @@ class DetailScreen(Screen):
         table.add_columns("epoch", *keys, "time", "best", "no-improve")
         if not rows:
             return
-        patience = h.early_stopping.get("patience") if h.early_stopping else None
-        for r in rows:
+        for r in rows:  # each epoch with the patience in force then (a resume may have changed it)
             table.add_row(str(r.epoch), *[fmt_num(r.values.get(k)) for k in keys], fmt_duration(r.duration_s),
                           Text("★ best", style="bold green") if r.best else "",
-                          (f"{r.bad_epochs}/{patience}" + (" stop" if r.stopped else "")) if patience else "-")
+                          (f"{r.bad_epochs}/{r.patience}" + (" stop" if r.stopped else "")) if r.patience else "-")
 
     def draw_evals(self) -> None:
         """The evaluations, one row each; the cursor stays on the same evaluation (by name) while
