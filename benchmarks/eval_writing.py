@@ -44,7 +44,7 @@ from trainkit.evaluation.writer import (
     line_record,
     make_sink,
 )
-from trainkit.files import dumps
+from trainkit.runfolder.files import dumps
 
 
 def make_questions(n: int) -> list[dict]:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainkit.files import JsonlWriter
+from trainkit.runfolder.files import JsonlWriter
 
 
 def bench_trainkit(folder: Path, n: int) -> float:

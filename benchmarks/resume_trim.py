@@ -23,8 +23,8 @@ from pathlib import Path
 
 import orjson
 
-from trainkit.files import atomic_write, dumps, iter_jsonl
 from trainkit.runfolder import RunPaths
+from trainkit.runfolder.files import atomic_write, dumps, iter_jsonl
 from trainkit.train import session
 
 TAIL = 200  # records past the checkpoint

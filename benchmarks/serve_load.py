@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from trainkit.files import write_json
+from trainkit.runfolder.files import write_json
 from trainkit.testing import synthetic_run
 
 STATES = ["finished", "stopped", "failed", "early_stopped", "finished", "stopped", "finished", "failed", "finished",

@@ -45,8 +45,8 @@ from pathlib import Path
 import orjson
 import psutil
 
-from trainkit.files import write_json
 from trainkit.runfolder import METRICS_FILE, STATUS_FILE
+from trainkit.runfolder.files import write_json
 from trainkit.testing import synthetic_run
 
 BIN = Path(sys.executable).parent

@@ -16,8 +16,8 @@ import pytest
 import torch
 from conftest import count_lines, eval_env, read_json, read_jsonl, records, trainkit, wait_for, write_config
 
-from trainkit import control
-from trainkit.lock import pid_alive
+from trainkit.runfolder import control
+from trainkit.runfolder.lock import pid_alive
 from trainkit.train.engine import epoch_permutation
 
 pytestmark = pytest.mark.slow

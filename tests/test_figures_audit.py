@@ -325,7 +325,7 @@ def test_the_first_heartbeat_of_a_resume_shows_where_the_run_stands(tmp_path, en
 
 
 def test_an_epoch_duration_leaves_out_the_time_paused(tmp_path, env):
-    from trainkit.control import request
+    from trainkit.runfolder.control import request
 
     cfg = write_config(tmp_path / "cfg.yaml", epochs=3, **LONG)
     run = tmp_path / "run"

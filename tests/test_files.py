@@ -8,7 +8,7 @@ import threading
 import orjson
 import pytest
 
-from trainkit.files import (
+from trainkit.runfolder.files import (
     FileFormatError,
     JsonlTail,
     JsonlWriter,

@@ -185,7 +185,7 @@ def test_status_cli_and_trainmon_once_print_the_formatters_text(tmp_path):
 
     import orjson
 
-    from trainkit.files import write_json
+    from trainkit.runfolder.files import write_json
     from trainkit.testing import synthetic_run
 
     root = tmp_path / "experiments"

@@ -181,7 +181,7 @@ def test_early_stopping_reads_as_early_stopped_at_100_percent(tmp_path, env, ord
 
 @needs_hf
 def test_a_stop_request_stops_the_run_with_a_checkpoint(tmp_path, env):
-    from trainkit import control
+    from trainkit.runfolder import control
 
     run = tmp_path / "runs" / "stop"
     probe = at_step(3, lambda state: control.request(run, "stop"))  # before ours: seen at this step
@@ -198,7 +198,7 @@ def test_a_stop_request_stops_the_run_with_a_checkpoint(tmp_path, env):
 
 @needs_hf
 def test_pause_then_resume(tmp_path, env):
-    from trainkit import control
+    from trainkit.runfolder import control
 
     run = tmp_path / "runs" / "pause"
     seen = {}

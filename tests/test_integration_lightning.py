@@ -163,7 +163,7 @@ def test_early_stopping_reads_as_early_stopped_at_100_percent(tmp_path, env, ord
 
 
 def test_a_stop_request_stops_the_run_with_a_checkpoint(tmp_path, env):
-    from trainkit import control
+    from trainkit.runfolder import control
 
     run = tmp_path / "runs" / "stop"
     ours = callback(run)
@@ -176,7 +176,7 @@ def test_a_stop_request_stops_the_run_with_a_checkpoint(tmp_path, env):
 
 
 def test_pause_then_resume(tmp_path, env):
-    from trainkit import control
+    from trainkit.runfolder import control
 
     run = tmp_path / "runs" / "pause"
     seen = {}

@@ -13,7 +13,7 @@ from conftest import read_json, start_trainkit, trainkit, wait_for, write_config
 
 from trainkit import status as S
 from trainkit.launcher import Action, crashes_in_a_row, decide, read_history
-from trainkit.lock import LockHeld, RunLock
+from trainkit.runfolder.lock import LockHeld, RunLock
 from trainkit.testing import dead_pid, synthetic_run
 
 

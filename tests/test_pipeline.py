@@ -25,9 +25,10 @@ from conftest import (
     write_jsonl,
 )
 
-from trainkit import cli, control
+from trainkit import cli
 from trainkit.errors import EXIT_GATES
-from trainkit.lock import pid_alive
+from trainkit.runfolder import control
+from trainkit.runfolder.lock import pid_alive
 from trainkit.tasks.burgers import BurgersData, BurgersTask, ResidualMLP, eval_seed
 
 pytestmark = pytest.mark.slow

@@ -25,10 +25,11 @@ from conftest import eval_env, trainkit, write_config, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainkit import cli, readers
+from trainkit import cli
 from trainkit import status as S
 from trainkit.config import EarlyStoppingConfig
 from trainkit.launcher import plan
+from trainkit.runfolder import readers
 
 pytestmark = pytest.mark.slow
 

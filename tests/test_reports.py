@@ -27,9 +27,9 @@ from conftest import arith_questions, eval_env, read_json, trainkit, write_confi
 from trainkit import lifecycle as L
 from trainkit.cli import main
 from trainkit.evaluation import report as R
-from trainkit.files import write_json
 from trainkit.lifecycle import verdicts as V
 from trainkit.lifecycle.classification import Options
+from trainkit.runfolder.files import write_json
 from trainkit.serve.runs import report_summaries
 from trainkit.testing import synthetic_run
 from tui.model.evals import list_evals

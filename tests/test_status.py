@@ -228,7 +228,7 @@ def test_every_state_from_real_runs(tmp_path, env):
     try:
         for name in procs:
             wait_for(lambda n=name: (root / n / "progress.json").exists(), timeout=120, what=f"{name} training")
-        from trainkit.control import request
+        from trainkit.runfolder.control import request
 
         request(root / "paused", "pause")
         procs["stopped"].send_signal(signal.SIGTERM)

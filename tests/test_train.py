@@ -267,7 +267,7 @@ def test_default_run_folder_and_resume_from_the_folder_itself(tmp_path, env):
 
 
 def test_control_requests_pause_resume_checkpoint_stop(tmp_path, env):
-    from trainkit.control import request
+    from trainkit.runfolder.control import request
 
     cfg = write_config(tmp_path / "cfg.yaml", **{**BIG, "epochs": 50, "heartbeat_s": 0.2})
     run = tmp_path / "run"
@@ -426,7 +426,7 @@ def test_resume_cuts_the_log_in_place_and_a_tail_reader_ends_with_each_step_once
     """A crash leaves step records newer than the checkpoint; the resume cuts them off the end of
     metrics.jsonl (same inode) and a reader that had already read them, and keeps reading through
     the resume, ends with every step exactly once."""
-    from trainkit.files import JsonlTail
+    from trainkit.runfolder.files import JsonlTail
 
     cfg = write_config(tmp_path / "cfg.yaml", epochs=3)
     run = tmp_path / "run"

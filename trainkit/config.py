@@ -24,8 +24,8 @@ import orjson
 import yaml
 
 from trainkit.errors import UserError, first_line
-from trainkit.files import FileFormatError, read_json_object
 from trainkit.runfolder import CONFIG_SUFFIXES, RunPaths
+from trainkit.runfolder.files import FileFormatError, read_json_object
 
 LOCKED_FIELDS = ("task", "model", "data", "profile")
 

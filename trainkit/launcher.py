@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers, slurm
-from trainkit.files import write_json
-from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock, read_lock
-from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LIVE, PENDING, RunPaths
+from trainkit import slurm
+from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LIVE, PENDING, RunPaths, readers
+from trainkit.runfolder.files import write_json
+from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock, read_lock
 from trainkit.status import RunStatus, run_status, scan
 
 DEFAULT_MAX_CRASHES = 3
@@ -52,7 +52,7 @@ class Action:
 
 
 def read_history(run_dir: Path, warnings: list[str] | None = None) -> dict:
-    """``launch.json`` (type-checked: see :func:`trainkit.readers.load_launch`) as the dict the
+    """``launch.json`` (type-checked: see :func:`trainkit.runfolder.readers.load_launch`) as the dict the
     launcher rewrites."""
     h = readers.load_launch(RunPaths(Path(run_dir)).launch, [] if warnings is None else warnings)
     return {"version": FORMAT_VERSION, "launches": h.launches, "given_up": h.given_up}

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainkit.evaluation.scoring import normalize
-from trainkit.files import JsonlWriter, truncate_tail
 from trainkit.runfolder import RunPaths
+from trainkit.runfolder.files import JsonlWriter, truncate_tail
 
 #: ``sampler(prompts) -> outputs``: the model's raw answers to the prompt texts, in order.
 Sampler = Callable[[list[str]], list[str]]

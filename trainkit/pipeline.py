@@ -18,14 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers
 from trainkit.config import apply_overrides, check_value, load_file, parse_set, read_resolved
 from trainkit.errors import EXIT_GATES, EXIT_INTERRUPTED, UserError
 from trainkit.evaluation import report
 from trainkit.evaluation.plan import check_name
 from trainkit.evaluation.run import EvalRequest
 from trainkit.evaluation.scoring import score_dir
-from trainkit.runfolder import RunPaths, choose_run_dir
+from trainkit.runfolder import RunPaths, choose_run_dir, readers
 
 
 @dataclass

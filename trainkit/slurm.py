@@ -24,9 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers
-from trainkit.readers import Field, Schema
-from trainkit.runfolder import LAUNCH_FILE, RunPaths
+from trainkit.runfolder import LAUNCH_FILE, RunPaths, readers
+from trainkit.runfolder.readers import Field, Schema
 
 DEFAULT_SIGNAL = "B:USR1@90"  # to the batch shell, 90 s before the time limit
 QUERY_TIMEOUT_S = 30.0
@@ -114,7 +113,7 @@ def recorded_torchrun(run_dir: Path) -> str | None:
     """The torchrun options a run was last trained with (``resolved_config.json`` ``_meta.launch``),
     so that a relaunch starts it the same way; None for a single process, or a multi-node job (its
     rendezvous cannot be rebuilt here: give ``--torchrun`` for those)."""
-    from trainkit import readers
+    from trainkit.runfolder import readers
 
     meta = (readers.load(RunPaths(Path(run_dir)).resolved_config, readers.RESOLVED_CONFIG, []) or {}).get("_meta")
     launch = meta.get("launch") if isinstance(meta, dict) else None

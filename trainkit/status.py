@@ -17,13 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainkit import readers, slurm
+from trainkit import slurm
 from trainkit.early_stopping import Timeline, settings_timeline, stopped_at
-from trainkit.files import iter_jsonl, write_json
 from trainkit.formatting import format_age
-from trainkit.lock import live_lock
-from trainkit.lock import pid_alive as pid_running
-from trainkit.readers import Schema
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     COMPLETE,
@@ -52,7 +48,12 @@ from trainkit.runfolder import (
     epoch_dir,
     progress_percentage,
     progress_record,
+    readers,
 )
+from trainkit.runfolder.files import iter_jsonl, write_json
+from trainkit.runfolder.lock import live_lock
+from trainkit.runfolder.lock import pid_alive as pid_running
+from trainkit.runfolder.readers import Schema
 from trainkit.slurm import JobView
 
 __all__ = ["COMPLETE", "CRASHED", "LIVE", "PENDING", "QUEUED", "STATES", "Progress", "RunStatus", "derive_state",
@@ -67,7 +68,7 @@ CLOCK_SKEW_S = 60.0  # allowed between hosts writing one shared folder (another 
 
 
 def load_json(path: str | Path, warnings: list[str], schema: Schema = readers.ANY) -> dict | None:
-    """The checked object of a contract file (see :mod:`trainkit.readers`; ``schema`` says which
+    """The checked object of a contract file (see :mod:`trainkit.runfolder.readers`; ``schema`` says which
     kind); None when missing (silently) or unusable (with a warning naming the file). Never raises."""
     return readers.load(path, schema, warnings)
 

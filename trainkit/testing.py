@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from trainkit.files import dumps, write_json
 from trainkit.runfolder import EPOCH_FILES, FORMAT_VERSION, RunPaths, progress_record
+from trainkit.runfolder.files import dumps, write_json
 
 
 def dead_pid() -> int:

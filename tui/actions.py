@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import control, lifecycle
+from trainkit import lifecycle
 from trainkit.errors import UserError
 from trainkit.formatting import fmt_against, fmt_num, fmt_sig
-from trainkit.runfolder import CRASHED, FAILED, LIVE, PAUSED, RUNNING
+from trainkit.runfolder import CRASHED, FAILED, LIVE, PAUSED, RUNNING, control
 from tui.model.views import RunView
 
 Report = Callable[[str], None]

@@ -47,8 +47,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def print_once(root: str) -> None:
     from pathlib import Path
 
-    from trainkit.commands.status import render
     from trainkit.status import scan
+    from trainkit.status_table import render
 
     print(render(scan(root), Path(root)))
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 
 from trainkit.evaluation.plan import conversation_name
-from trainkit.files import dumps, write_json
 from trainkit.runfolder import FORMAT_VERSION, RunPaths
+from trainkit.runfolder.files import dumps, write_json
 from trainkit.testing import synthetic_run
 
 NOW = 1_800_000_000.0

@@ -12,35 +12,23 @@ from textual.message import Message
 from watchfiles import BaseFilter, Change, awatch
 
 from trainkit.runfolder import (
-    ALERTS_FILE,
     CHECKPOINTS_DIR,
-    CONFIG_FILES,
-    CURRENT_META_FILE,
     EPOCHS_DIR,
+    EVAL_VIEW,
     EVALS_DIR,
-    LAYERS_FILE,
-    LOCK_FILE,
-    LOG_FILE,
-    METRICS_FILE,
-    PRECHECK_FILE,
-    PROGRESS_FILE,
+    HISTORY_VIEW,
+    MONITOR_VIEW,
     REPORTS_DIR,
-    RESOLVED_CONFIG_FILE,
-    RESPONSES_FILE,
-    SAMPLES_FILE,
-    STATUS_FILE,
-    SUMMARY_FILE,
-    SYSTEM_FILE,
-    VALIDATION_SCORES_FILE,
+    STATE_VIEW,
+    files_for,
 )
 from tui.messages import RunsChanged, WatchMode
 from tui.model.runs import RunsModel
 
 DEBOUNCE_MS = 50  # awatch's default 1.6 s is far too slow for a live monitor
 STEP_MS = 10
-CONTRACT_NAMES = {STATUS_FILE, PROGRESS_FILE, METRICS_FILE, SYSTEM_FILE, RESOLVED_CONFIG_FILE, CURRENT_META_FILE,
-                  LOCK_FILE, LOG_FILE, PRECHECK_FILE, RESPONSES_FILE, SUMMARY_FILE, VALIDATION_SCORES_FILE,
-                  *CONFIG_FILES, SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE}
+# the contract's files that trainmon's views read (the FILES table says which; .trainkit.lock included)
+CONTRACT_NAMES = files_for(STATE_VIEW, HISTORY_VIEW, MONITOR_VIEW, EVAL_VIEW)
 
 
 class ContractFilter(BaseFilter):
@@ -55,10 +43,10 @@ class ContractFilter(BaseFilter):
 
     def __call__(self, change: Change, path: str) -> bool:
         name = os.path.basename(path)
+        if name in CONTRACT_NAMES:  # before the dot-file rule: the run lock is a dot file
+            return True
         if name.startswith("."):
             return False
-        if name in CONTRACT_NAMES:
-            return True
         parent = os.path.dirname(path)
         if parent in (self.root,) or os.path.dirname(parent) == self.root and name in (EPOCHS_DIR, CHECKPOINTS_DIR):
             return True

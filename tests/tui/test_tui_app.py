@@ -12,8 +12,8 @@ import orjson
 import pytest
 from tui_helpers import age_tree, row_text, until
 
-from trainkit.files import write_json
 from trainkit.runfolder import RunPaths
+from trainkit.runfolder.files import write_json
 from tui.app import Options, TrainmonApp
 
 pytestmark = pytest.mark.asyncio

@@ -19,8 +19,8 @@ from rich.console import Console
 from textual.widgets.data_table import RowKey
 from tui_helpers import project_conftest, until
 
-from trainkit.files import write_json
 from trainkit.formatting import fmt_progress, fmt_sig
+from trainkit.runfolder.files import write_json
 from trainkit.testing import synthetic_run
 from tui.app import Options, TrainmonApp
 from tui.widgets.chart import Chart

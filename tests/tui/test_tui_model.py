@@ -9,8 +9,8 @@ import time
 import orjson
 import pytest
 
-from trainkit.files import write_json
 from trainkit.runfolder import RunPaths
+from trainkit.runfolder.files import write_json
 from trainkit.testing import synthetic_run
 from tui.model.evals import EvalItems, list_evals
 from tui.model.history import History

@@ -15,8 +15,8 @@ import pytest
 from conftest import eval_env, trainkit, write_config
 from tui_helpers import until
 
-from trainkit.files import dumps, write_json
 from trainkit.runfolder import RunPaths
+from trainkit.runfolder.files import dumps, write_json
 from tui.app import Options, TrainmonApp
 from tui.model.monitor import MonitorFiles, SamplesHistory
 from tui.model.runs import MONITOR, RunsModel

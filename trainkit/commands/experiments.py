@@ -11,13 +11,12 @@ from pathlib import Path
 
 from trainkit.commands._args import add_root_arguments, fmt
 from trainkit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UserError
+from trainkit.runfolder import symbol_of
 
 DEFAULT_ROOT = "experiments"
 CLASSES = ("active", "success", "failed", "evaluated", "stale", "archived", "promoted")
 SYMBOLS = {"active": "▶", "success": "✓", "failed": "✗", "evaluated": "◇", "stale": "~", "archived": "▣",
            "promoted": "★"}
-STATE_SYMBOLS = {"pending": "○", "running": "▶", "paused": "‖", "finished": "✓", "early_stopped": "✓",
-                 "stopped": "■", "failed": "✗", "crashed": "!"}
 
 EPILOG = fmt("""
 commands:
@@ -174,7 +173,7 @@ def render_list(rows, root: str, now: float) -> str:
     for e in rows:
         best = f"{e.best_metric} {fmt_sig(e.best_value)}" if e.best_metric and e.best_value is not None else "-"
         report = report_cell(e)
-        state = f"{STATE_SYMBOLS.get(e.state, '?')} {e.state}" if e.state else "-"
+        state = f"{symbol_of(e.state)} {e.state}" if e.state else "-"
         pct = fmt_percent(e.progress_percentage)  # 199/200: 99.5 %, never 100 %
         changed = "-" if e.last_change is None else format_age(now - e.last_change) + " ago"
         table.append((e.name, f"{SYMBOLS.get(e.status, '?')} {e.status}", state, pct, best, report, changed, e.reason))

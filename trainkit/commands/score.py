@@ -56,7 +56,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import orjson
 
     from trainkit.evaluation.scoring import read_eval_dir, summarize
-    from trainkit.files import FileFormatError
+    from trainkit.runfolder.files import FileFormatError
 
     folder = Path(args.eval_dir)
     try:

@@ -18,10 +18,17 @@ from typing import Any
 
 import orjson
 
-from trainkit import readers
 from trainkit.errors import UserError, first_line
-from trainkit.files import MAX_LINE_BYTES, FileFormatError, JsonlTail, ReadProblem, atomic_write, dumps, open_regular
-from trainkit.runfolder import PRECHECK_FILE, EvalPaths
+from trainkit.runfolder import PRECHECK_FILE, EvalPaths, readers
+from trainkit.runfolder.files import (
+    MAX_LINE_BYTES,
+    FileFormatError,
+    JsonlTail,
+    ReadProblem,
+    atomic_write,
+    dumps,
+    open_regular,
+)
 
 EVAL_FORMAT_VERSION = 1
 METRICS = ("accuracy", "nrmse")

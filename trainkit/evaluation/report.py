@@ -30,9 +30,9 @@ from pathlib import Path
 from trainkit.config import EvalConfig, GatesConfig, build, read_resolved
 from trainkit.errors import UserError
 from trainkit.evaluation.plan import EVAL_FORMAT_VERSION
-from trainkit.files import write_json
 from trainkit.formatting import fmt_against, fmt_percent, fmt_sig
 from trainkit.runfolder import EVALS_DIR, RESOLVED_CONFIG_FILE, RunPaths
+from trainkit.runfolder.files import write_json
 
 DEFAULT_MIN_OK_FRACTION = 1.0
 CHECKPOINT_PREFIX = "checkpoint:"

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainkit import readers
 from trainkit.config import default_cache_dir, read_resolved
 from trainkit.errors import EXIT_INTERRUPTED, UserError, first_line
 from trainkit.evaluation import report
@@ -23,12 +22,12 @@ from trainkit.evaluation.plan import METRICS, Plan, check_name, check_questions,
 from trainkit.evaluation.runner import Runner, SessionLog, prepare
 from trainkit.evaluation.scoring import score_dir
 from trainkit.evaluation.writer import Counts, ProgressiveWriter, make_sink
-from trainkit.files import write_json
 from trainkit.formatting import fmt_sig
 from trainkit.interrupts import Interrupts
-from trainkit.lock import LockHeld, RunLock
 from trainkit.registry import import_string
-from trainkit.runfolder import RESOLVED_CONFIG_FILE, EvalPaths, RunPaths, move_aside
+from trainkit.runfolder import RESOLVED_CONFIG_FILE, EvalPaths, RunPaths, move_aside, readers
+from trainkit.runfolder.files import write_json
+from trainkit.runfolder.lock import LockHeld, RunLock
 
 
 @dataclass

@@ -36,8 +36,8 @@ from trainkit.evaluation.plan import (
 )
 from trainkit.evaluation.scoring import last_records
 from trainkit.evaluation.writer import Counts, conversation_bytes, rebuilt_conversation
-from trainkit.files import FileFormatError, JsonlWriter, atomic_write, cleanup_temp_files
 from trainkit.runfolder import EvalPaths
+from trainkit.runfolder.files import FileFormatError, JsonlWriter, atomic_write, cleanup_temp_files
 
 # ---------------------------------------------------------------------------------------------
 # the runner

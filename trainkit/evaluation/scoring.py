@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from trainkit.evaluation.plan import EVAL_FORMAT_VERSION, key_of, read_precheck
-from trainkit.files import JsonlTail, KiB, ReadProblem, open_regular
 from trainkit.runfolder import EvalPaths
+from trainkit.runfolder.files import JsonlTail, KiB, ReadProblem, open_regular
 
 
 class Unscorable(ValueError):

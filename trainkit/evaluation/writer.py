@@ -22,8 +22,8 @@ from trainkit.errors import first_line
 from trainkit.evaluation.items import ItemResult
 from trainkit.evaluation.plan import EVAL_FORMAT_VERSION, PlanItem
 from trainkit.evaluation.scoring import score_key
-from trainkit.files import dumps
 from trainkit.runfolder import CONVERSATIONS_DIR, EvalPaths
+from trainkit.runfolder.files import dumps
 
 
 def line_record(r: ItemResult, metric: str) -> dict:

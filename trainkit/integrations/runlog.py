@@ -5,7 +5,7 @@ share, so that a run trained by them reads like one of trainkit's own engine.
 ``resolved_config.json`` (with ``_meta.trainer`` naming the trainer), the records newer than the
 checkpoint cut on a resume, ``progress.json``, ``training_status.json`` and the heartbeat thread
 (``system.jsonl``); per logged step a record in ``metrics.jsonl`` and the monitor's alerts; between
-two steps the control requests (:class:`~trainkit.control.Controls`); at each epoch end its record
+two steps the control requests (:class:`~trainkit.runfolder.control.Controls`); at each epoch end its record
 and ``progress.json``; at the end the final state. The callbacks translate their trainer's hooks
 into these calls, and the requests back into their trainer's flags.
 
@@ -29,11 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from trainkit.config import MonitorConfig, build
-from trainkit.control import Controls
-from trainkit.files import JsonlWriter, cleanup_temp_files, truncate_tail, write_json
 from trainkit.interrupts import Interrupts
-from trainkit.live import Heartbeat, LiveStatus
-from trainkit.lock import HANDOFF_ENV, RunLock
 from trainkit.monitor import Monitor, trim_after
 from trainkit.runfolder import (
     DEFAULT_ROOT,
@@ -48,6 +44,10 @@ from trainkit.runfolder import (
     progress_record,
     slugify,
 )
+from trainkit.runfolder.control import Controls
+from trainkit.runfolder.files import JsonlWriter, cleanup_temp_files, truncate_tail, write_json
+from trainkit.runfolder.live import Heartbeat, LiveStatus
+from trainkit.runfolder.lock import HANDOFF_ENV, RunLock
 
 log = logging.getLogger("trainkit")
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers
 from trainkit.errors import UserError
 from trainkit.lifecycle import moves
 from trainkit.lifecycle.classification import (
@@ -34,8 +33,8 @@ from trainkit.lifecycle.facts import inspect
 from trainkit.lifecycle.layout import Layout, experiment_dir, experiment_folders, root_lock
 from trainkit.lifecycle.metadata import update_metadata
 from trainkit.lifecycle.moves import Moved, MoveError, Progress
-from trainkit.lock import LockHeld, RunLock, read_lock
-from trainkit.runfolder import DEFAULT_ROOT, LIVE, LOCK_FILE
+from trainkit.runfolder import DEFAULT_ROOT, LIVE, LOCK_FILE, readers
+from trainkit.runfolder.lock import LockHeld, RunLock, read_lock
 
 ARCHIVE, RESTORE = "archive", "restore"
 STATUS_CHOICES = ("all", SUCCESS, FAILED_CLASS, EVALUATED, STALE)

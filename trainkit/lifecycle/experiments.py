@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from trainkit.errors import UserError
-from trainkit.files import dumps
 from trainkit.lifecycle.classification import CLASSES, DEFAULTS, Options
 from trainkit.lifecycle.facts import Experiment, inspect
 from trainkit.lifecycle.layout import Layout, check_name, experiment_dir, experiment_folders
@@ -27,6 +26,7 @@ from trainkit.runfolder import (
     RUN_NAME,
     RunPaths,
 )
+from trainkit.runfolder.files import dumps
 from trainkit.status import load_json
 
 STARTER_CONFIG = """\

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers
 from trainkit.lifecycle.classification import (
     DEFAULTS,
     Classification,
@@ -30,7 +29,6 @@ from trainkit.lifecycle.classification import (
 )
 from trainkit.lifecycle.metadata import current_promotion, read_metadata
 from trainkit.lifecycle.verdicts import read_run_reports, report_value  # noqa: F401 (report_value: re-exported)
-from trainkit.lock import lock_is_stale, read_lock
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     CRASHED,
@@ -44,7 +42,9 @@ from trainkit.runfolder import (
     REPORTS_DIR,
     RUN_MARKERS,
     STATUS_FILE,
+    readers,
 )
+from trainkit.runfolder.lock import lock_is_stale, read_lock
 from trainkit.status import load_json, run_status
 
 # Written by the lifecycle itself (or a lock holder): not a change of the experiment.

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainkit.errors import UserError
-from trainkit.lock import LockHeld, RunLock
 from trainkit.runfolder import ARCHIVE_SUFFIX, DEFAULT_ROOT, LEADERBOARD_FILE, PRODUCTION_DIR, REPORTS_DIR, RUN_NAME
+from trainkit.runfolder.lock import LockHeld, RunLock
 
 LEADERBOARD_CSV = Path(REPORTS_DIR) / LEADERBOARD_FILE
 ROOT_LOCK = ".trainkit-lifecycle.lock"  # hidden: never taken for an experiment
@@ -123,7 +123,7 @@ def slug(name: str) -> str:
 
 @contextmanager
 def held(path: Path, purpose: str, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-    """Hold the lock file ``path`` (a :class:`~trainkit.lock.RunLock`: O_EXCL, pid and host, a dead
+    """Hold the lock file ``path`` (a :class:`~trainkit.runfolder.lock.RunLock`: O_EXCL, pid and host, a dead
     holder's lock is broken). Waits up to ``wait_s`` for a live holder, then refuses with one line."""
     lock = RunLock(path, purpose=purpose)
     deadline = time.monotonic() + wait_s

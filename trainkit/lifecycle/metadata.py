@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from trainkit import readers
-from trainkit.files import write_json
-from trainkit.runfolder import FORMAT_VERSION, METADATA_FILE
+from trainkit.runfolder import FORMAT_VERSION, METADATA_FILE, readers
+from trainkit.runfolder.files import write_json
 
 METADATA_VERSION = FORMAT_VERSION
 # Any object, up to the size an archive's manifest needs (a line per file).

@@ -29,9 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers
-from trainkit.files import write_json
-from trainkit.runfolder import FORMAT_VERSION, LOCK_FILE, METADATA_FILE
+from trainkit.runfolder import FORMAT_VERSION, LOCK_FILE, METADATA_FILE, readers
+from trainkit.runfolder.files import write_json
 
 JOURNAL_SUFFIX = ".move.json"
 UNLISTED = (METADATA_FILE, LOCK_FILE)  # top-level names left out of the manifest

@@ -35,10 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers
 from trainkit.errors import UserError
 from trainkit.evaluation.report import checkpoint_of, limit_text, measured
-from trainkit.files import atomic_write, write_json
 from trainkit.formatting import fmt_sig
 from trainkit.lifecycle.classification import GATES_FAILED, INCOMPLETE, NO_GATES, PASSED, STALE_REPORT
 from trainkit.lifecycle.facts import lock_holder
@@ -46,7 +44,8 @@ from trainkit.lifecycle.layout import Layout, check_name, experiment_dir, experi
 from trainkit.lifecycle.metadata import read_metadata, update_metadata
 from trainkit.lifecycle.moves import sha256_file
 from trainkit.lifecycle.verdicts import RunReport, read_run_reports, report_value, the_report
-from trainkit.runfolder import DEFAULT_ROOT, LIVE, METADATA_FILE, REPORTS_DIR, RunPaths
+from trainkit.runfolder import DEFAULT_ROOT, LIVE, METADATA_FILE, REPORTS_DIR, RunPaths, readers
+from trainkit.runfolder.files import atomic_write, write_json
 from trainkit.status import run_status
 
 MIN, MAX = "min", "max"

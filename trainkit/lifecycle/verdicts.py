@@ -27,7 +27,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainkit import readers
 from trainkit.errors import UserError
 from trainkit.evaluation import report as R
 from trainkit.lifecycle.classification import (
@@ -39,7 +38,7 @@ from trainkit.lifecycle.classification import (
     ReportFact,
     pick_report,
 )
-from trainkit.runfolder import REPORTS_DIR, RESOLVED_CONFIG_FILE
+from trainkit.runfolder import REPORTS_DIR, RESOLVED_CONFIG_FILE, readers
 
 
 @dataclass(frozen=True)

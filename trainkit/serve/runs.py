@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 
-from trainkit.files import JsonlTail, read_json_object_or_none
 from trainkit.formatting import fmt_duration, fmt_progress, fmt_sig, format_age
 from trainkit.lifecycle.verdicts import read_run_reports, the_report, verdict_line
 from trainkit.runfolder import (
@@ -37,6 +36,7 @@ from trainkit.runfolder import (
     RunPaths,
     epoch_dir,
 )
+from trainkit.runfolder.files import JsonlTail, read_json_object_or_none
 from trainkit.status import RunStatus, find_runs, run_status
 
 METRICS_MAX_BYTES = 4 << 20  # per /metrics response; the rest comes with the next offset

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from trainkit.config import setting
-from trainkit.files import atomic_write
+from trainkit.runfolder.files import atomic_write
 from trainkit.tasks.base import Task, TaskData
 
 SOLVER_VERSION = 3  # 1: first-order finite differences (about 7 % off); 2: exact (Cole-Hopf); 3: the same, with
@@ -239,7 +239,8 @@ class BurgersTask(Task):
     def validation_questions(self, data: dict, cache_dir: Path | None = None) -> list[dict]:
         """The validation samples as questions (u(x, 0) -> u(x, T)): their pooled NRMSE is ``nrmse``."""
         val = self.build_data(data, cache_dir).val
-        return [{"id": i, "question": u0.tolist(), "answer": uT.tolist()} for i, (u0, uT) in enumerate(zip(*val, strict=True))]
+        return [{"id": i, "question": u0.tolist(), "answer": uT.tolist()}
+                for i, (u0, uT) in enumerate(zip(*val, strict=True))]
 
     def build_eval_model(self, model: dict, data: dict, cache_dir: Path | None) -> nn.Module:
         cfg = BurgersModel(**model)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from trainkit.errors import first_line
-from trainkit.files import atomic_write
+from trainkit.runfolder.files import atomic_write
 
 CHECKPOINT_VERSION = 2  # 2 added state.lr_anchor; version 1 is still read
 READABLE_VERSIONS = (1, 2)

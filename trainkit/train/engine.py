@@ -2,7 +2,7 @@
 
 Reads top to bottom (nanoGPT's shape): :meth:`Trainer.setup` builds data, model and optimizer
 and restores the checkpoint; :meth:`Trainer.run` loops over epochs and steps; between two steps it
-asks :class:`~trainkit.control.Controls` whether to go on; at every epoch end it measures the epoch
+asks :class:`~trainkit.runfolder.control.Controls` whether to go on; at every epoch end it measures the epoch
 (validation, best value, early stopping), then writes the epoch's files, checkpoints and updates
 ``progress.json``. The session (:mod:`trainkit.train.session`) has prepared the folder. Only rank 0
 writes files.
@@ -20,13 +20,10 @@ from dataclasses import dataclass
 import torch
 
 from trainkit.config import TrainConfig, build, to_dict, without_meta
-from trainkit.control import Controls
 from trainkit.early_stopping import EarlyStopping, best_rule, carried_over, is_better, normalized
 from trainkit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError, first_line
-from trainkit.files import JsonlWriter, atomic_write, cleanup_temp_files, write_json
 from trainkit.formatting import fmt_duration, fmt_num
 from trainkit.interrupts import Interrupts
-from trainkit.live import Heartbeat, LiveStatus
 from trainkit.monitor import Alert, Monitor, grad_norm, layer_health, layer_snapshot
 from trainkit.runfolder import (
     CRASHED,
@@ -40,6 +37,9 @@ from trainkit.runfolder import (
     move_aside,
     progress_record,
 )
+from trainkit.runfolder.control import Controls
+from trainkit.runfolder.files import JsonlWriter, atomic_write, cleanup_temp_files, write_json
+from trainkit.runfolder.live import Heartbeat, LiveStatus
 from trainkit.train import checkpoint
 from trainkit.train.checkpoint import TrainState
 from trainkit.train.ddp import Dist
@@ -491,7 +491,7 @@ class Trainer:
                             throughput=f["throughput"], eta_s=f["eta_s"])
 
     def _control_report(self, state: str | None, ack: dict) -> None:
-        """What :class:`~trainkit.control.Controls` did, into ``training_status.json``."""
+        """What :class:`~trainkit.runfolder.control.Controls` did, into ``training_status.json``."""
         if state is None:
             self.live.update(control=ack)
             return

@@ -11,9 +11,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainkit import readers
 from trainkit.errors import EXIT_OK
-from trainkit.runfolder import EARLY_STOPPED, FINISHED
+from trainkit.runfolder import EARLY_STOPPED, FINISHED, readers
 from trainkit.train import session
 from trainkit.train.device import resolve_device
 from trainkit.train.display import ProgressDisplay, setup_logging, teardown_logging

@@ -17,10 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import config, monitor, readers
+from trainkit import config, monitor
 from trainkit.errors import UserError
-from trainkit.files import read_json_object_or_none, truncate_tail, write_json
-from trainkit.lock import HANDOFF_ENV, LockHeld, RunLock
 from trainkit.runfolder import (
     EARLY_STOPPED,
     FINISHED,
@@ -29,7 +27,10 @@ from trainkit.runfolder import (
     choose_run_dir,
     move_aside,
     progress_record,
+    readers,
 )
+from trainkit.runfolder.files import read_json_object_or_none, truncate_tail, write_json
+from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock
 from trainkit.tasks import Task
 from trainkit.tasks.configured import configured_task
 from trainkit.train import checkpoint
@@ -288,7 +289,7 @@ def last_logged_loss(paths: RunPaths, window: int = 64 * 1024) -> float | None:
     """The loss of the last step record of ``metrics.jsonl`` (read from its end), or None."""
     import orjson
 
-    from trainkit.files import ReadProblem, open_regular
+    from trainkit.runfolder.files import ReadProblem, open_regular
 
     try:
         fd = open_regular(paths.metrics)
@@ -339,7 +340,7 @@ def finish_complete_run(prep: Prepared) -> bool:
 def load_prompts(path: str) -> list[dict]:
     """``monitor.prompts``: a JSONL file of ``{"prompt": str, "expected": str | null}`` (at most
     1,000 lines). Raises :class:`UserError` naming the file and the line."""
-    from trainkit.files import MAX_LINE_BYTES, JsonlTail
+    from trainkit.runfolder.files import MAX_LINE_BYTES, JsonlTail
 
     tail = JsonlTail(path, max_line=MAX_LINE_BYTES)
     rows = tail.read()

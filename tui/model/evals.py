@@ -10,15 +10,14 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import readers
 from trainkit.errors import first_line
 from trainkit.evaluation.plan import conversation_name
 from trainkit.evaluation.scoring import score_dir
-from trainkit.files import FileFormatError, JsonlTail
 from trainkit.formatting import fmt_sig
 from trainkit.lifecycle.verdicts import read_run_reports, the_report, verdict_line
-from trainkit.lock import live_lock, read_lock
-from trainkit.runfolder import EvalPaths, RunPaths
+from trainkit.runfolder import EvalPaths, RunPaths, readers
+from trainkit.runfolder.files import FileFormatError, JsonlTail
+from trainkit.runfolder.lock import live_lock, read_lock
 
 ALL, ERRORS, WRONG = "all", "errors", "wrong"
 # What an evaluation is doing, judged from its lock and its files.

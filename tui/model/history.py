@@ -8,9 +8,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from trainkit import readers
 from trainkit.early_stopping import is_better, settings_timeline, trace
-from trainkit.files import JsonlTail, ReadProblem, open_regular
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     CURRENT_META_FILE,
@@ -19,7 +17,9 @@ from trainkit.runfolder import (
     RESOLVED_CONFIG_FILE,
     STATUS_FILE,
     SYSTEM_FILE,
+    readers,
 )
+from trainkit.runfolder.files import JsonlTail, ReadProblem, open_regular
 
 SKIP = {"kind", "epoch", "step", "t", "global_step"}
 SYSTEM_SKIP = {"t", "rank", "world_size"}  # numbers of a system record that are not charted

@@ -8,8 +8,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from trainkit.files import JsonlTail
 from trainkit.runfolder import ALERTS_FILE, LAYERS_FILE, SAMPLES_FILE
+from trainkit.runfolder.files import JsonlTail
 from tui.model.tail import tail_from_end
 
 LATEST_SAMPLES = 12

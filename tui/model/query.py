@@ -13,14 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from trainkit.runfolder import STATES
+from trainkit.runfolder import STATES, order_of
 from tui.model.views import RunView
 
 OPS = (">=", "<=", "!=", ">", "<", "=", "~")
 TERM = re.compile(r"^([A-Za-z_][\w.\-]*)\s*(>=|<=|!=|>|<|=|~)\s*(.*)$")
 SORTS = ("name", "state", "progress", "loss", "recent")
-STATE_ORDER = {s: i for i, s in enumerate(("running", "paused", "crashed", "failed", "pending", "stopped",
-                                           "early_stopped", "finished"))}
 
 
 class FilterError(ValueError):
@@ -112,7 +110,7 @@ def sort_key(key: str):
     if key == "name":
         return lambda v: v.name
     if key == "state":
-        return lambda v: (STATE_ORDER.get(v.state, 99), v.name)
+        return lambda v: (order_of(v.state), v.name)
     if key == "progress":
         return lambda v: (-v.fraction, v.name)
     if key == "loss":

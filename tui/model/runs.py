@@ -15,10 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trainkit import readers
-from trainkit.files import JsonlTail
 from trainkit.lifecycle.experiments import flatten
-from trainkit.lock import pid_alive
 from trainkit.runfolder import (
     ALERTS_FILE,
     ARCHIVE_SUFFIX,
@@ -40,7 +37,10 @@ from trainkit.runfolder import (
     SAMPLES_FILE,
     STATUS_FILE,
     SYSTEM_FILE,
+    readers,
 )
+from trainkit.runfolder.files import JsonlTail
+from trainkit.runfolder.lock import pid_alive
 from trainkit.status import find_runs, read_run, stale_after, summarize
 from tui.model.tail import tail_from_end
 from tui.model.views import SPARK_POINTS, RunView

@@ -6,7 +6,7 @@ import os
 
 import orjson
 
-from trainkit.files import JsonlTail, ReadProblem, open_regular
+from trainkit.runfolder.files import JsonlTail, ReadProblem, open_regular
 
 BLOCK = 64 * 1024
 FIRST_BLOCK = 4 * 1024  # the first read from the end: ~30 short records; later reads grow to BLOCK

@@ -6,15 +6,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainkit.commands.status import SYMBOLS
 from trainkit.formatting import fmt_num, fmt_progress, format_age
-from trainkit.runfolder import COMPLETE, LIVE
+from trainkit.runfolder import COMPLETE, LIVE, label_of, symbol_of
 
 SPARK_POINTS = 16  # the LOSS TREND column is 16 cells wide
 
-# A word for each state that reads without colour (the symbol alone is ambiguous for ✓).
-STATE_LABELS = {"pending": "pending", "running": "running", "paused": "paused", "finished": "finished",
-                "early_stopped": "early-stop", "stopped": "stopped", "failed": "failed", "crashed": "crashed"}
 
 
 @dataclass
@@ -49,11 +45,11 @@ class RunView:
 
     @property
     def symbol(self) -> str:
-        return SYMBOLS.get(self.state, "?")
+        return symbol_of(self.state)
 
     @property
     def label(self) -> str:
-        return STATE_LABELS.get(self.state, self.state)
+        return label_of(self.state)  # a word that reads without colour (the symbol alone is ambiguous for ✓)
 
     @property
     def live(self) -> bool:

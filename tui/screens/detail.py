@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from trainkit.formatting import fmt_duration, fmt_num, fmt_sig
+from trainkit.runfolder import style_of
 from tui.model.evals import RUNNING, list_evals
 from tui.model.history import History, log_tail
 from tui.model.monitor import MonitorFiles
@@ -30,7 +31,6 @@ from tui.widgets.monitor_rows import (
     layer_cells,
     sample_cells,
 )
-from tui.widgets.runs_table import STATE_STYLES
 
 EVAL_LIVENESS_S = 2.0  # while an evaluation runs, how often to check that its process still lives
 CONFIG_KEYS = ("task", "epochs", "lr", "batch_size", "optimizer", "lr_schedule.name", "early_stopping.metric",
@@ -41,7 +41,7 @@ SYSTEM_SHOWN = ("cpu_percent", "rss_bytes", "host_cpu_percent", "host_mem_percen
 def head_text(view, now: float) -> Text:
     t = Text()
     t.append(f"{view.name}  ", style="bold")
-    t.append(f"{view.symbol} {view.label}", style=STATE_STYLES.get(view.state, ""))
+    t.append(f"{view.symbol} {view.label}", style=style_of(view.state))
     t.append(f"  {view.reason}\n", style="dim")
     t.append(bar(view.fraction, 24), style="green" if view.live else "cyan")
     t.append(f" {view.epochs_text()} epochs {view.percent_text()}")

@@ -17,11 +17,9 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist, RowKey
 
 from trainkit.formatting import fmt_duration, fmt_sig
+from trainkit.runfolder import style_of
 from tui.model.views import RunView
 from tui.widgets.glyphs import bar, sparkline
-
-STATE_STYLES = {"pending": "dim", "running": "bold green", "paused": "yellow", "finished": "cyan",
-                "early_stopped": "cyan", "stopped": "magenta", "failed": "bold red", "crashed": "bold red"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +109,7 @@ def cells(view: RunView, cols: list[Col], name_w: int, now: float, marked: bool)
             name = view.name if len(view.name) <= name_w else view.name[:name_w - 1] + "…"
             out.append(Cell(name, "dim" if view.archived else ""))
         elif k == "state":
-            out.append(Cell(f"{view.symbol} {view.label}", STATE_STYLES.get(view.state, "")))
+            out.append(Cell(f"{view.symbol} {view.label}", style_of(view.state)))
         elif k == "progress":
             label = f" {view.epochs_text()} {view.percent_text()}"
             width = max(4, c.width - len(label))

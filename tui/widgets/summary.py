@@ -5,12 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from trainkit.commands.status import SYMBOLS
 from trainkit.formatting import fmt_num
-from trainkit.runfolder import STATES
-from tui.model.views import STATE_LABELS
+from trainkit.runfolder import STATES, label_of, style_of, symbol_of
 from tui.widgets.glyphs import bar, pct_text
-from tui.widgets.runs_table import STATE_STYLES
 
 
 def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: int, filt: str, sort: str,
@@ -37,7 +34,7 @@ def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: 
         if not first:
             t.append(", ")
         first = False
-        t.append(f"{SYMBOLS[s]} {c} {STATE_LABELS[s]}", style=STATE_STYLES.get(s, ""))
+        t.append(f"{symbol_of(s)} {c} {label_of(s)}", style=style_of(s))
     if first:
         t.append("none")
     t.append("\n")

@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from trainkit import readers
-from trainkit.files import write_json
 from trainkit.interrupts import Interrupts
-from trainkit.runfolder import PAUSED, RUNNING, RunPaths
+from trainkit.runfolder import PAUSED, RUNNING, RunPaths, readers
+from trainkit.runfolder.files import write_json
 
 REQUESTS = ("stop", "pause", "resume", "checkpoint")
 log = logging.getLogger("trainkit")

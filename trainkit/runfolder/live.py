@@ -18,9 +18,9 @@ from typing import Any
 
 import psutil
 
-from trainkit.files import JsonlWriter, write_json
 from trainkit.formatting import eta_seconds
 from trainkit.runfolder import FORMAT_VERSION, LIVE
+from trainkit.runfolder.files import JsonlWriter, write_json
 
 log = logging.getLogger("trainkit")
 

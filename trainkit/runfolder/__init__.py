@@ -1,9 +1,15 @@
-"""The run-folder contract of DESIGN.md, written once: every file and folder name, the run states,
-the config suffixes, the content of ``progress.json``, and moving outputs aside.
+"""The run-folder contract of DESIGN.md, written once: every file and folder name (the ``FILES``
+table), the run states (the ``STATES`` table), the config suffixes, the content of
+``progress.json``, and moving outputs aside.
 
-Every reader and writer takes its names from here (a grep for a contract file name outside this
-module finds only docs and tests). Readers that scan thousands of runs join the ``*_FILE`` names
-onto a string root; everything else uses :class:`RunPaths` / :class:`EvalPaths`.
+The package holds the contract's whole house: this module (names, tables, paths), ``files`` (atomic
+writes, bounded regular-file reads, JSONL tails), ``readers`` (typed, bounded readers of each
+file), ``lock`` (the run lock), ``control`` (``control.json`` requests) and ``live`` (the live
+status and system samples). Every reader and writer takes its names from here (a grep for a
+contract file name outside this package finds only docs and tests); every view of states and
+files derives from the two tables (a state without a symbol, label, style or order fails a test).
+Readers that scan thousands of runs join the ``*_FILE`` names onto a string root; everything else
+uses :class:`RunPaths` / :class:`EvalPaths`.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainkit.files import fsync_dir
 from trainkit.formatting import percent_value
+from trainkit.runfolder.files import fsync_dir
 
 FORMAT_VERSION = 1
 
@@ -80,17 +86,108 @@ def epoch_dir(root: str, epoch: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# states
+# the files: one table (name, kind, moved aside by --fresh, what needs it)
+
+JSON, JSONL, TEXT, BINARY, FOLDER = "json", "jsonl", "text", "binary", "folder"
+# what needs a file: the state of a run (status, trainmon's row), a run's history (trainmon's
+# detail), its training monitor, its evaluations, the experiment lifecycle
+STATE_VIEW, HISTORY_VIEW, MONITOR_VIEW, EVAL_VIEW, LIFECYCLE_VIEW = "state", "history", "monitor", "evals", "lifecycle"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of the contract: a file or folder of a run folder (``where``: its folder inside
+    the run, '' for the top)."""
+
+    name: str
+    kind: str  # json (rewritten atomically) | jsonl (append-only) | text | binary | folder
+    fresh: bool  # an output of training: `trainkit train --fresh` moves it aside
+    views: frozenset[str]  # who reads it: trainmon watches exactly the files its views need
+    where: str = ""
+
+
+def _f(name: str, kind: str, fresh: bool, *views: str, where: str = "") -> FileInfo:
+    return FileInfo(name, kind, fresh, frozenset(views), where)
+
+
+FILES: tuple[FileInfo, ...] = (
+    *(_f(n, TEXT, False, STATE_VIEW) for n in CONFIG_FILES),
+    _f(NOTES_FILE, TEXT, False, LIFECYCLE_VIEW),
+    _f(METADATA_FILE, JSON, False, LIFECYCLE_VIEW),
+    _f(RESOLVED_CONFIG_FILE, JSON, True, STATE_VIEW, HISTORY_VIEW),
+    _f(STATUS_FILE, JSON, True, STATE_VIEW),
+    _f(PROGRESS_FILE, JSON, True, STATE_VIEW),
+    _f(METRICS_FILE, JSONL, True, STATE_VIEW, HISTORY_VIEW),
+    _f(SYSTEM_FILE, JSONL, True, HISTORY_VIEW),
+    _f(SAMPLES_FILE, JSONL, True, MONITOR_VIEW),
+    _f(ALERTS_FILE, JSONL, True, MONITOR_VIEW),
+    _f(LAYERS_FILE, JSONL, True, MONITOR_VIEW),
+    _f(CONTROL_FILE, JSON, True),
+    _f(LOG_FILE, TEXT, True, HISTORY_VIEW),
+    _f(LAUNCH_FILE, JSON, False, STATE_VIEW, LIFECYCLE_VIEW),
+    _f(LOCK_FILE, JSON, False, STATE_VIEW),
+    _f(EPOCHS_DIR, FOLDER, True, STATE_VIEW),
+    *(_f(n, BINARY if n.endswith(".pt") else JSON, False, *((STATE_VIEW,) if n == VALIDATION_SCORES_FILE else ()),
+         where=EPOCHS_DIR + "/" + EPOCH_PREFIX + "*") for n in EPOCH_FILES),
+    _f(CHECKPOINTS_DIR, FOLDER, True, STATE_VIEW),
+    _f(CURRENT_CKPT_FILE, BINARY, False, where=CHECKPOINTS_DIR),
+    _f(CURRENT_META_FILE, JSON, False, STATE_VIEW, HISTORY_VIEW, where=CHECKPOINTS_DIR),
+    _f(BEST_CKPT_FILE, BINARY, False, LIFECYCLE_VIEW, where=CHECKPOINTS_DIR),
+    _f(EVALS_DIR, FOLDER, True, EVAL_VIEW),
+    _f(PRECHECK_FILE, JSONL, False, EVAL_VIEW, where=EVALS_DIR + "/*"),
+    _f(RESPONSES_FILE, JSONL, False, EVAL_VIEW, where=EVALS_DIR + "/*"),
+    _f(CONVERSATIONS_DIR, FOLDER, False, where=EVALS_DIR + "/*"),
+    _f(SUMMARY_FILE, JSON, False, EVAL_VIEW, where=EVALS_DIR + "/*"),
+    _f(SESSIONS_FILE, JSONL, False, where=EVALS_DIR + "/*"),
+    _f(REPORTS_DIR, FOLDER, True, EVAL_VIEW, LIFECYCLE_VIEW),
+    _f(SUPERSEDED_DIR, FOLDER, False),
+)
+FILE_INFO = {(f.where, f.name): f for f in FILES}
+
+
+def files_for(*views: str) -> frozenset[str]:
+    """The names of the files (not folders) that any of ``views`` reads."""
+    return frozenset(f.name for f in FILES if f.kind != FOLDER and f.views & set(views))
+
+
+# ---------------------------------------------------------------------------------------------
+# the states: one table (name, symbol, label, order, live?, complete?, style)
 
 # written to training_status.json by a trainer
 RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED = (
     "running", "paused", "finished", "early_stopped", "stopped", "failed")
 # only ever derived by readers (queued: handed to Slurm, its job pending)
 PENDING, CRASHED, QUEUED = "pending", "crashed", "queued"
-STATES = (PENDING, QUEUED, RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED, CRASHED)
-WRITTEN_STATES = (RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED)
-COMPLETE = (FINISHED, EARLY_STOPPED)  # 100 %, never relaunched
-LIVE = (RUNNING, PAUSED)
+
+
+@dataclass(frozen=True)
+class StateInfo:
+    name: str
+    symbol: str  # one character, also readable without colour
+    label: str  # the short word trainmon shows
+    order: int  # sort order in a list of runs: what needs a look first
+    live: bool  # a process is working on the run (its heartbeat is judged)
+    complete: bool  # 100 %, never relaunched
+    style: str  # Rich style (trainmon); every state also reads without colour (symbol + word)
+    written: bool  # a trainer writes it into training_status.json (else only readers derive it)
+
+
+STATE_TABLE: tuple[StateInfo, ...] = (
+    StateInfo(PENDING, "○", "pending", 5, False, False, "dim", False),
+    StateInfo(QUEUED, "◔", "queued", 4, False, False, "blue", False),
+    StateInfo(RUNNING, "▶", "running", 0, True, False, "bold green", True),
+    StateInfo(PAUSED, "‖", "paused", 1, True, False, "yellow", True),
+    StateInfo(FINISHED, "✓", "finished", 8, False, True, "cyan", True),
+    StateInfo(EARLY_STOPPED, "✓", "early-stop", 7, False, True, "cyan", True),
+    StateInfo(STOPPED, "■", "stopped", 6, False, False, "magenta", True),
+    StateInfo(FAILED, "✗", "failed", 3, False, False, "bold red", True),
+    StateInfo(CRASHED, "!", "crashed", 2, False, False, "bold red", False),
+)
+STATE = {s.name: s for s in STATE_TABLE}
+STATES = tuple(s.name for s in STATE_TABLE)
+WRITTEN_STATES = tuple(s.name for s in STATE_TABLE if s.written)
+COMPLETE = tuple(s.name for s in STATE_TABLE if s.complete)  # 100 %, never relaunched
+LIVE = tuple(s.name for s in STATE_TABLE if s.live)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,11 +257,9 @@ class RunPaths:
         return None
 
     def outputs(self) -> list[Path]:
-        """Outputs of training; ``--fresh`` moves exactly these aside. Inputs (config, notes.md,
-        metadata.json) and the launcher's record stay where they are."""
-        return [self.resolved_config, self.status, self.progress, self.metrics, self.system, self.samples,
-                self.alerts, self.layers, self.epochs, self.checkpoints, self.control, self.log, self.evals,
-                self.reports]
+        """Outputs of training (``fresh`` in the ``FILES`` table); ``--fresh`` moves exactly these
+        aside. Inputs (config, notes.md, metadata.json) and the launcher's record stay where they are."""
+        return [self.root / f.name for f in FILES if f.fresh and not f.where]
 
 
 @dataclass(frozen=True)
@@ -276,3 +371,27 @@ def move_aside(run_dir: Path, items: list[Path], *, now: float | None = None) ->
         os.replace(p, target)
     fsync_dir(run_dir)
     return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# a state as every view shows it (an unknown name, from a newer trainkit, reads as itself)
+
+
+def symbol_of(state: str | None) -> str:
+    info = STATE.get(state or "")
+    return info.symbol if info else "?"
+
+
+def label_of(state: str | None) -> str:
+    info = STATE.get(state or "")
+    return info.label if info else str(state)
+
+
+def style_of(state: str | None) -> str:
+    info = STATE.get(state or "")
+    return info.style if info else ""
+
+
+def order_of(state: str | None) -> int:
+    info = STATE.get(state or "")
+    return info.order if info else len(STATE_TABLE)

@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import psutil
 
-from trainkit import readers
-from trainkit.files import write_json
+from trainkit.runfolder import readers
+from trainkit.runfolder.files import write_json
 
 HANDOFF_ENV = "TRAINKIT_LOCK_TOKEN"
 

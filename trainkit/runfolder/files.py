@@ -199,7 +199,7 @@ def write_json(path: str | os.PathLike, obj: Any, *, durable: bool = True) -> No
 def read_json(path: str | os.PathLike, *, limit: int = 64 * MiB) -> Any:
     """Parse a JSON file: a regular file of at most ``limit`` bytes, nested at most
     :data:`MAX_DEPTH` levels. Raises ``FileNotFoundError`` or :class:`FileFormatError` (never
-    anything else for a bad file). Typed readers of the contract use :mod:`trainkit.readers`."""
+    anything else for a bad file). Typed readers of the contract use :mod:`trainkit.runfolder.readers`."""
     path = Path(path)
     try:
         data = read_limited(path, limit)

@@ -15,7 +15,7 @@ lifecycle, trainmon, serve):
   ``--json`` stays printable and writable.
 * The result is the checked object or None, plus the warnings; never an exception.
 
-JSONL files are read incrementally by :class:`trainkit.files.JsonlTail`, which uses the same
+JSONL files are read incrementally by :class:`trainkit.runfolder.files.JsonlTail`, which uses the same
 opening rule and caps each line at :data:`MAX_LINE_BYTES`.
 """
 
@@ -29,7 +29,6 @@ from typing import Any
 
 import orjson
 
-from trainkit.files import MAX_DEPTH, MiB, ReadProblem, depth, read_limited
 from trainkit.runfolder import (
     CONTROL_FILE,
     CURRENT_META_FILE,
@@ -43,6 +42,7 @@ from trainkit.runfolder import (
     VALIDATION_SCORES_FILE,
     WRITTEN_STATES,
 )
+from trainkit.runfolder.files import MAX_DEPTH, MiB, ReadProblem, depth, read_limited
 
 MAX_TEXT = 500  # characters of a string echoed from a file (reasons, errors, names)
 
