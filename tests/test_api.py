@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 import torch
-from conftest import TINY, eval_env, read_json, records, trainkit, write_config, write_jsonl
+from helpers import TINY, eval_env, read_json, records, trainkit, write_config, write_jsonl
 
 import trainkit as tk
 from trainkit.errors import UserError

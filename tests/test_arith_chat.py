@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import eval_env, read_json, records, trainkit
+from helpers import eval_env, read_json, records, trainkit
 
 from trainkit.errors import UserError
 from trainkit.profiles import get_profile

@@ -14,7 +14,7 @@ import orjson
 import psutil
 import pytest
 import torch
-from conftest import count_lines, eval_env, read_json, read_jsonl, records, trainkit, wait_for, write_config
+from helpers import count_lines, eval_env, read_json, read_jsonl, records, trainkit, wait_for, write_config
 
 from trainkit.runfolder import control
 from trainkit.runfolder.lock import pid_alive

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import (
+from helpers import (
     arith_questions,
     count_lines,
     eval_env,

@@ -10,7 +10,7 @@ import time
 
 import orjson
 import pytest
-from conftest import arith_questions, read_jsonl
+from helpers import arith_questions, read_jsonl
 
 from trainkit.errors import UserError
 from trainkit.evaluation import report

@@ -21,7 +21,7 @@ import orjson
 import pytest
 import torch
 import yaml
-from conftest import (
+from helpers import (
     TESTS_DIR,
     count_lines,
     read_json,

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, read_json, read_jsonl, records, trainkit, wait_for
+from helpers import ROOT, read_json, read_jsonl, records, trainkit, wait_for
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HAVE_HF = all(importlib.util.find_spec(m) is not None for m in ("transformers", "accelerate"))

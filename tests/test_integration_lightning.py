@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, read_json, read_jsonl, records, trainkit, wait_for
+from helpers import ROOT, read_json, read_jsonl, records, trainkit, wait_for
 
 HAVE_LIGHTNING = importlib.util.find_spec("lightning") is not None
 pytestmark = pytest.mark.skipif(not HAVE_LIGHTNING,

@@ -9,7 +9,7 @@ import time
 
 import orjson
 import pytest
-from conftest import read_json, start_trainkit, trainkit, wait_for, write_config
+from helpers import read_json, start_trainkit, trainkit, wait_for, write_config
 
 from trainkit import status as S
 from trainkit.launcher import Action, crashes_in_a_row, decide, read_history

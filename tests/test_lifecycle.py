@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import read_json, trainkit, write_config
+from helpers import read_json, trainkit, write_config
 
 from trainkit import lifecycle as L
 from trainkit.errors import UserError

@@ -9,7 +9,7 @@ import signal
 import orjson
 import pytest
 import torch
-from conftest import count_lines, eval_env, read_json, read_jsonl, start_trainkit, trainkit, wait_for, write_config
+from helpers import count_lines, eval_env, read_json, read_jsonl, start_trainkit, trainkit, wait_for, write_config
 
 from trainkit.monitor import AlertRules, pattern_rate
 

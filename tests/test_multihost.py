@@ -8,7 +8,7 @@ import time
 
 import orjson
 import pytest
-from conftest import trainkit
+from helpers import trainkit
 
 from trainkit import status as S
 from trainkit.launcher import plan

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import eval_env, trainkit, write_config, write_jsonl
+from helpers import eval_env, trainkit, write_config, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import arith_questions, eval_env, read_json, trainkit, write_config, write_jsonl
+from helpers import arith_questions, eval_env, read_json, trainkit, write_config, write_jsonl
 
 from trainkit import lifecycle as L
 from trainkit.cli import main

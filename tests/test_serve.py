@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import default_sigint, read_json, read_until, records, trainkit, wait_for, write_config
+from helpers import default_sigint, read_json, read_until, records, trainkit, wait_for, write_config
 
 from trainkit import status as S
 from trainkit.serve.api import Api

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import read_json, records, trainkit, wait_for, write_config
+from helpers import read_json, records, trainkit, wait_for, write_config
 from slurm_cluster import Cluster, missing
 
 from trainkit import slurm

@@ -11,7 +11,7 @@ import sys
 
 import orjson
 import pytest
-from conftest import default_sigint, read_json, read_until, start_trainkit, trainkit, wait_for, write_config
+from helpers import default_sigint, read_json, read_until, start_trainkit, trainkit, wait_for, write_config
 
 from trainkit import status as S
 from trainkit.launcher import plan

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 import torch
-from conftest import count_lines, read_json, records, start_trainkit, trainkit, wait_for, write_config
+from helpers import count_lines, read_json, records, start_trainkit, trainkit, wait_for, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -410,7 +410,7 @@ def test_files_keep_the_umask_mode(tmp_path, env):
     q = tmp_path / "qs.jsonl"
     q.write_text("".join(orjson.dumps({"id": i, "question": f"{i}+1", "answer": str(i + 1)}).decode() + "\n"
                          for i in range(3)))
-    from conftest import eval_env
+    from helpers import eval_env
 
     r = subprocess.run([sys.executable, "-m", "trainkit", "eval", str(run), "--model", "eval_models:arith",
                         "--questions", str(q)], cwd=tmp_path, env=eval_env(env), capture_output=True, text=True,

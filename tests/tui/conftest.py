@@ -8,11 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tui_helpers import project_conftest
-
-_shared = project_conftest()
-arith_questions, eval_env, trainkit = _shared.arith_questions, _shared.eval_env, _shared.trainkit
-write_config, write_jsonl = _shared.write_config, _shared.write_jsonl
+from helpers import arith_questions, eval_env, trainkit, write_config, write_jsonl
 
 
 @pytest.fixture(scope="session")

@@ -213,9 +213,7 @@ async def test_promote_shows_checks_threshold_and_holder(real_root):
 
 
 async def test_stop_writes_the_request_and_a_real_run_stops(tmp_path, env):
-    from tui_helpers import project_conftest
-
-    write_config = project_conftest().write_config
+    from helpers import write_config
 
     root = tmp_path / "experiments"
     run = root / "2026-01-01-long"

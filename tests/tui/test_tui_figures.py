@@ -15,9 +15,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from helpers import arith_questions, eval_env, write_jsonl
 from rich.console import Console
 from textual.widgets.data_table import RowKey
-from tui_helpers import project_conftest, until
+from tui_helpers import until
 
 from trainkit.formatting import fmt_progress, fmt_sig
 from trainkit.runfolder.files import write_json
@@ -27,7 +28,6 @@ from tui.widgets.chart import Chart
 
 pytestmark = pytest.mark.asyncio
 SIZE = (120, 36)
-_shared = project_conftest()
 
 
 def text_of(renderable, width: int = 110) -> str:
@@ -56,7 +56,7 @@ def eval_rows(detail) -> dict[str, str]:
 def start_eval(run: Path, name: str, questions: Path, model: str, env: dict, *extra: str, **env_extra: str):
     return subprocess.Popen([sys.executable, "-m", "trainkit", "eval", str(run), "--name", name, "--model", model,
                              "--questions", str(questions), *extra], cwd=run.parent,
-                            env=_shared.eval_env(env, **env_extra), stdout=subprocess.DEVNULL,
+                            env=eval_env(env, **env_extra), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
 
@@ -136,10 +136,10 @@ async def test_the_pane_shows_the_newer_of_the_line_and_the_conversation_file(re
 # ------------------------------------------------------------------ E15 (b) and (e): an evaluation written and killed
 
 def questions_60(path: Path) -> Path:
-    rows = _shared.arith_questions(60)
+    rows = arith_questions(60)
     for i in (5, 9):  # the model cannot parse these: error items
         rows[i]["question"] = "x+y"
-    return _shared.write_jsonl(path, rows)
+    return write_jsonl(path, rows)
 
 
 async def test_an_evaluation_killed_midway_reads_interrupted_with_its_counts(real_root, env, tmp_path):

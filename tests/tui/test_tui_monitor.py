@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import eval_env, trainkit, write_config
+from helpers import eval_env, trainkit, write_config
 from tui_helpers import until
 
 from trainkit.runfolder import RunPaths

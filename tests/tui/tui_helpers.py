@@ -7,20 +7,6 @@ import time
 from pathlib import Path
 
 
-def project_conftest():
-    """``tests/conftest.py`` (its helpers; this folder's own conftest shadows the name)."""
-    import importlib.util
-    import sys
-
-    name = "trainkit_tests_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 async def until(pilot, predicate, timeout: float = 5.0, what: str = "condition"):
     """Let the app run until ``predicate()`` holds, or fail at the deadline."""
     deadline = time.monotonic() + timeout
