@@ -456,3 +456,22 @@ def test_burgers_best_checkpoint_on_the_validation_questions_scores_its_nrmse(tm
     assert r.returncode == 0, r.stderr
     got = read_json(run / "evals/val/test_summary.json")["nrmse"]
     assert math.isclose(got, epoch_scores(run)[best["epoch"]]["nrmse"], rel_tol=1e-5)
+
+
+def test_another_checkpoint_of_the_run_is_evaluated_through_the_same_configured_task(tmp_path, env):
+    """``--model checkpoint:PATH``: the run's latest weights (current.pt) through the run's own task and
+    profile; the plan names the file and its hash; a path out of the run folder is refused."""
+    cfg = write_config(tmp_path / "cfg.yaml", epochs=2, early_stopping={"metric": "nrmse", "patience": 50})
+    run = tmp_path / "run"
+    assert trainkit("train", cfg, "--run-dir", run, cwd=tmp_path, env=env).returncode == 0
+    r = trainkit("eval", run, "--name", "last", "--model", "checkpoint:checkpoints/current.pt", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    summary = read_json(run / "evals/last/test_summary.json")
+    assert summary["model"].startswith("checkpoint:checkpoints/current.pt sha256:") and summary["completed"]
+    best = trainkit("eval", run, "--name", "best", cwd=tmp_path, env=env)
+    assert best.returncode == 0, best.stderr
+    assert read_json(run / "evals/best/test_summary.json")["model"].startswith("checkpoint:checkpoints/best.pt ")
+    for bad in ("../cfg.yaml", "/etc/passwd", "checkpoints/nothing.pt"):
+        r = trainkit("eval", run, "--name", "x", "--model", f"checkpoint:{bad}", cwd=tmp_path, env=env)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert not (run / "evals/x").exists()

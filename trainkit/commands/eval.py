@@ -13,6 +13,7 @@ examples:
   trainkit eval experiments/2026-11-22-burgers --workers 4 --samples 3
   trainkit eval RUN --retry-errors                       # re-run the items whose last record is an error
   trainkit eval out/smoke --model mymodels:answer --questions qs.jsonl   # any callable, any folder
+  trainkit eval RUN --name last --model checkpoint:checkpoints/current.pt # the latest weights, not the best
   trainkit eval RUN --fresh                              # start over; the old folder goes to superseded/
 
 Writes RUN_DIR/evals/NAME/ (NAME: --name, else the questions file's name, else "default"):
@@ -42,7 +43,8 @@ def register(sub) -> None:
     e.add_argument("--name", metavar="NAME", help="evaluation name: evals/NAME/ and reports/NAME.json")
     e.add_argument("--questions", metavar="FILE", help='JSONL, one {"id", "question", "answer", ...} per line '
                    "(default: the task's own held-out set)")
-    e.add_argument("--model", metavar="SPEC", help="module:function answering one item (default: the run's "
+    e.add_argument("--model", metavar="SPEC", help="module:function answering one item, or checkpoint:PATH for "
+                   "another checkpoint of the run (e.g. checkpoint:checkpoints/current.pt) (default: the run's "
                    "checkpoints/best.pt through the task's predictor)")
     add_eval_size_arguments(e)
     e.add_argument("--fresh", action="store_true", help="start over: move the old evaluation aside first")

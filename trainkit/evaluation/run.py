@@ -8,6 +8,7 @@ default questions; ``--model`` with ``--questions`` needs neither.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,14 +93,16 @@ class Target:
     run_dir: Path
     config: dict | None
     task: Any
-    model_fn: ModelFn | None  # None: the run's checkpoint, built only when an item must run
+    model_fn: ModelFn | None  # None: a checkpoint of the run (built only when an item must run)
     gates: dict
+    checkpoint: Path | None = None  # which checkpoint of the run (default: best.pt)
 
 
 def resolve(req: EvalRequest) -> Target:
     run_dir = Path(req.run_dir)
     name = check_name(req.name or default_name(req.questions))
-    standalone = bool(req.model and req.questions)
+    own = (req.model or "").startswith(CHECKPOINT_SPEC)  # a checkpoint file of the run itself
+    standalone = bool(req.model and req.questions and not own)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a folder")
     try:
@@ -115,7 +118,8 @@ def resolve(req: EvalRequest) -> Target:
             raise UserError(f"{run_dir}: not a run folder (no {RESOLVED_CONFIG_FILE}); give both --model and "
                             "--questions to evaluate a model without a run")
     task_name = config.get("task") if config else None
-    model_fn = import_callable(req.model) if req.model else None  # fail fast, before any file is written
+    # fail fast, before any file is written
+    model_fn = import_callable(req.model) if req.model and not own else None
     gates = report.gates_from_config(config, str(RunPaths(run_dir).resolved_config)) if config else {}
 
     task = None
@@ -137,15 +141,36 @@ def resolve(req: EvalRequest) -> Target:
             raise UserError(f"task {task_name!r} has no default question set; give --questions FILE")
         questions, source = check_questions(list(rows), f"default questions of task {task_name!r}"), \
             f"default:{task_name}"
-    if req.model:
+    ckpt = None
+    if req.model and not own:
         spec = req.model
     else:
+        ckpt = own_checkpoint(run_dir, req.model[len(CHECKPOINT_SPEC):] if own else None)
+        spec = f"{CHECKPOINT_SPEC}{ckpt.relative_to(run_dir)} sha256:{file_sha256(ckpt)[:16]}"
+    plan = Plan(name, questions, source, spec, req.samples, metric, task_name)
+    return Target(plan, run_dir, config, task, model_fn, gates, ckpt)
+
+
+CHECKPOINT_SPEC = "checkpoint:"
+
+
+def own_checkpoint(run_dir: Path, rel: str | None) -> Path:
+    """The checkpoint file of the run to evaluate: ``best.pt`` by default, or ``--model
+    checkpoint:PATH`` (a path inside the run folder, e.g. ``checkpoints/current.pt``)."""
+    if rel is None:
         best = RunPaths(run_dir).best_ckpt
         if not best.is_file():
             raise UserError(f"{best}: no trained model yet (train first, or give --model module:function)")
-        spec = f"checkpoint:{best.relative_to(run_dir)} sha256:{file_sha256(best)[:16]}"
-    plan = Plan(name, questions, source, spec, req.samples, metric, task_name)
-    return Target(plan, run_dir, config, task, model_fn, gates)
+        return best
+    rel = rel.strip()
+    path = (run_dir / rel)
+    inside = os.path.realpath(run_dir)
+    if not rel or os.path.isabs(rel) or os.path.commonpath([inside, os.path.realpath(path)]) != inside:
+        raise UserError(f"--model {CHECKPOINT_SPEC}{rel}: give a checkpoint file inside the run folder "
+                        "(e.g. checkpoint:checkpoints/current.pt)")
+    if not path.is_file():
+        raise UserError(f"--model {CHECKPOINT_SPEC}{rel}: {path}: no such checkpoint file")
+    return path
 
 
 def _checkpoint_model(t: Target, req: EvalRequest) -> ModelFn:
@@ -154,7 +179,8 @@ def _checkpoint_model(t: Target, req: EvalRequest) -> ModelFn:
     cache = req.cache_dir
     if cache is None:
         cache = default_cache_dir()
-    return checkpoint_predictor(t.run_dir, t.config or {}, t.task, device=req.device, cache_dir=cache)
+    return checkpoint_predictor(t.run_dir, t.config or {}, t.task, device=req.device, cache_dir=cache,
+                                path=t.checkpoint)
 
 
 @dataclass

@@ -177,6 +177,15 @@ def load_best(path: Path) -> Best:
                 config=ckpt.get("config") or {}, mode=ckpt.get("mode"))
 
 
+def load_weights(path: Path) -> dict:
+    """The model weights of ``best.pt`` or of a full checkpoint (``current.pt``), loaded without
+    executing anything. Raises :class:`CheckpointError`."""
+    ckpt = _read(path)
+    if not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path}: not a trainkit checkpoint (no model weights)")
+    return ckpt["model"]
+
+
 def save_best(path: Path, *, model: torch.nn.Module, epoch: int, metric: str, mode: str, value: float,
               config: dict) -> None:
     """``best.pt``: the model, the epoch it is from, and the rule it is best by (metric, mode, value)."""
