@@ -95,7 +95,9 @@ def decide(run: RunStatus, history: dict, *, max_crashes: int, started_at: float
 def plan(root: Path, *, max_crashes: int = DEFAULT_MAX_CRASHES, stale_s: float | None = None,
          runs: list[RunStatus] | None = None) -> list[Action]:
     out = []
-    for run in scan(root, stale_s=stale_s) if runs is None else runs:
+    for run in scan(root, stale_s=stale_s, foreign=False) if runs is None else runs:
+        if run.source != "trainkit":  # a run another tool wrote is shown, never launched
+            continue
         action = decide(run, read_history(Path(run.path)), max_crashes=max_crashes,
                         started_at=_started_at(Path(run.path)))
         if action is not None:

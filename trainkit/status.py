@@ -404,6 +404,9 @@ class RunStatus:
     slurm_state: str | None = None  # that job's state as squeue shows it (lower case); None: not in the queue
     slurm_node: str | None = None
     warnings: list[str] = field(default_factory=list)
+    source: str = "trainkit"  # or the tool that wrote a foreign run: hf | lightning | tensorboard (read-only)
+    step: int | None = None  # a foreign run's last step, and its target in steps when the tool records one
+    total_steps: int | None = None
 
 
 def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = False,
@@ -484,7 +487,10 @@ def find_runs(root: str | Path) -> list[str]:
 
 
 def scan(root: str | Path, *, now: float | None = None, repair: bool = False,
-         stale_s: float | None = None) -> list[RunStatus]:
+         stale_s: float | None = None, foreign: bool = True) -> list[RunStatus]:
+    """Every run under ``root``, by name: trainkit's, and (``foreign``) the runs other tools wrote
+    there (Hugging Face output folders, Lightning ``lightning_logs/version_N``, TensorBoard event
+    folders; read-only, see :mod:`trainkit.foreign`)."""
     now = time.time() if now is None else now
     host = socket.gethostname()
     paths = find_runs(root)
@@ -496,7 +502,34 @@ def scan(root: str | Path, *, now: float | None = None, repair: bool = False,
         if p in recorded and jobs is None:
             r.warnings.extend(problems)
         runs.append(r)
+    if foreign:
+        from trainkit import foreign as F
+
+        found = F.discover(os.fspath(root), skip=set(paths))
+        held = F.writers([path for _, path in found])
+        for source, path in found:
+            f = F.read(source, path, root=os.fspath(root))
+            f.held_by = held.get(path)
+            runs.append(foreign_status(f, now=now))
+        runs.sort(key=lambda r: r.name)
     return runs
+
+
+def foreign_status(f, *, now: float) -> RunStatus:
+    """The status of a run another tool wrote (a :class:`trainkit.foreign.Foreign`), in the same
+    shape as a trainkit run's; ``source`` says which tool; nothing in its folder is written."""
+    from trainkit import foreign as F
+
+    state, reason = F.judge(f, now)
+    done, total, pct = F.progress(f)
+    return RunStatus(
+        name=f.name, path=f.path, state=state, reason=reason, completed_epochs=done, total_epochs=total,
+        progress_percentage=pct, early_stopped=f.early_stopped,
+        early_stopped_at_epoch=max(done - 1, 0) if f.early_stopped else None, finished=state in COMPLETE,
+        best_metric=f.best_metric, best_value=f.best_value, last_loss=f.last_loss,
+        heartbeat_age_s=None if f.last_write is None else max(0.0, now - f.last_write),
+        progress_source=f.source, warnings=list(f.warnings), source=f.source, step=f.step,
+        total_steps=f.total_steps)
 
 
 def slurm_view(paths: list[str]) -> tuple[dict[str, int], dict[int, JobView] | None, list[str]]:

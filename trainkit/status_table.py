@@ -21,7 +21,7 @@ def render(runs: list[RunStatus], root: Path | str) -> str:
         total = r.total_epochs if r.total_epochs is not None else "?"
         best = f"{r.best_metric} {fmt_sig(r.best_value)}" if r.best_value is not None and r.best_metric else "-"
         rows.append((r.name, f"{symbol_of(r.state)} {r.state}", f"{r.completed_epochs}/{total}",
-                     fmt_progress(r.completed_epochs, r.total_epochs, r.early_stopped), best, fmt_sig(r.last_loss),
+                     progress_text(r), best, fmt_sig(r.last_loss),
                      "-" if r.heartbeat_age_s is None else format_age(r.heartbeat_age_s) + " ago",
                      r.reason + (f"  ⚠ {r.alert}" if r.alert else "")))
     if marked:  # a column of alert marks before the names
@@ -44,3 +44,13 @@ def render(runs: list[RunStatus], root: Path | str) -> str:
         lines.append(f"{len(warned)} warning(s):")
         lines.extend(f"  {name}: {w}" for name, w in warned)
     return "\n".join(lines)
+
+
+def progress_text(r: RunStatus) -> str:
+    """A run's progress: from its epochs; a foreign run's from its steps when its tool records a
+    target in steps, ``-`` when it records none."""
+    if r.source == "trainkit" or r.early_stopped or r.finished:
+        return fmt_progress(r.completed_epochs, r.total_epochs, r.early_stopped or (r.finished and not r.total_epochs))
+    if r.total_steps and r.step is not None:
+        return fmt_percent(min(r.step, r.total_steps) / r.total_steps * 100)
+    return fmt_progress(r.completed_epochs, r.total_epochs) if r.total_epochs else "-"

@@ -78,7 +78,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
             raise UserError(f"--sbatch-arg {a!r}: expected an sbatch option such as --account=proj")
     from trainkit.status import scan
 
-    runs = scan(root, stale_s=args.stale_after)  # one squeue call when runs were handed to Slurm
+    runs = scan(root, stale_s=args.stale_after, foreign=False)  # one squeue call for Slurm; no foreign runs
     actions = plan(root, max_crashes=args.max_crashes, stale_s=args.stale_after, runs=runs)
     if args.slurm:
         return launch_slurm(args, root, actions, runs)

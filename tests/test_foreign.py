@@ -1,0 +1,175 @@
+"""Runs other tools wrote show up in `trainkit status`, read-only: real folders made by the real
+libraries (a Hugging Face Trainer with report_to="tensorboard", a Lightning run with CSVLogger and
+TensorBoardLogger, a bare SummaryWriter), every value checked against what the library wrote."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from helpers import TESTS_DIR, read_json, trainkit
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(*args: str, env: dict, cwd: Path) -> None:
+    r = subprocess.run([sys.executable, str(TESTS_DIR / "foreign_scripts.py"), *map(str, args)], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 or "the machine went away" in r.stderr, r.stderr[-3000:]
+
+
+def status(root: Path, env: dict) -> dict[str, dict]:
+    r = trainkit("status", root, "--json", cwd=root, env=env)
+    assert r.returncode == 0, r.stderr
+    return {x["name"]: x for x in orjson.loads(r.stdout)}
+
+
+def age(folder: Path, seconds: float = 3600) -> None:
+    t = time.time() - seconds
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for n in filenames + dirnames:
+            os.utime(os.path.join(dirpath, n), (t, t), follow_symlinks=False)
+
+
+class Boom:
+    """A pickle that would leave a file behind if anything unpickled it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_hugging_face_output_folder_reads_as_its_trainer_state_says(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("hf", root / "hf-run", "--steps", "60", env=env, cwd=tmp_path)
+    out = root / "hf-run"
+    for args in out.rglob("training_args.bin"):  # never unpickled
+        args.write_bytes(pickle.dumps(Boom(str(tmp_path / "unpickled"))))
+    state = read_json(out / "checkpoint-60" / "trainer_state.json")
+    runs = status(root, env)
+    assert list(runs) == ["hf-run"]  # its own TensorBoard logs (runs/...) are not another run
+    r = runs["hf-run"]
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert (r["source"], r["state"], r["progress_percentage"]) == ("hf", "finished", 100.0)
+    assert (r["step"], r["total_steps"], r["total_epochs"]) == (60, state["max_steps"], state["num_train_epochs"])
+    assert r["last_loss"] == losses[-1]
+    assert (r["best_metric"], r["best_value"]) == ("eval_loss", state["best_metric"])
+    assert not (tmp_path / "unpickled").exists()
+    assert not [p for p in out.rglob("*") if p.name.startswith(("progress.json", "training_status.json"))]
+
+
+def test_an_hf_run_stopped_by_early_stopping_reads_early_stopped(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    # the best is the highest eval loss: every evaluation after the first is "no improvement"
+    run_script("hf", root / "es", "--steps", "200", "--patience", "2", "--greater-is-better", env=env, cwd=tmp_path)
+    states = sorted(root.glob("es/checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    state = read_json(states[-1])
+    assert state["global_step"] < state["max_steps"]
+    r = status(root, env)["es"]
+    assert (r["state"], r["early_stopped"], r["progress_percentage"], r["step"]) == \
+        ("early_stopped", True, 100.0, state["global_step"])
+
+
+def test_an_hf_run_that_died_mid_way_reads_running_then_crashed(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("hf", root / "dead", "--steps", "100", "--crash-at", "45", env=env, cwd=tmp_path)
+    r = status(root, env)["dead"]
+    assert r["state"] == "running" and r["step"] == 40  # written a moment ago: it may still be working
+    age(root / "dead")
+    r = status(root, env)["dead"]
+    assert (r["state"], r["step"], r["total_steps"], r["progress_percentage"]) == ("crashed", 40, 100, 40.0)
+    assert "short of its target" in r["reason"]
+    plan = trainkit("launch", root, "--dry-run", cwd=tmp_path, env=env)  # shown, never launched
+    assert plan.returncode == 0 and "dead" not in plan.stdout, plan.stdout
+
+
+def test_lightning_csv_and_tensorboard_loggers_each_read_as_a_run(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("lightning", root / "pl", "--epochs", "3", env=env, cwd=tmp_path)
+    runs = status(root, env)
+    assert sorted(runs) == ["pl/lightning_logs/version_0", "pl/lightning_logs/version_1"]
+    rows = list(csv.DictReader((root / "pl/lightning_logs/version_0/metrics.csv").open()))
+    csv_run = runs["pl/lightning_logs/version_0"]
+    steps = [int(r["step"]) for r in rows]
+    step_losses = [float(r["train_loss_step"]) for r in rows if r.get("train_loss_step")]
+    val = [float(r["val_loss"]) for r in rows if r.get("val_loss")]
+    assert (csv_run["source"], csv_run["state"], csv_run["total_epochs"]) == ("lightning", "finished", 3)
+    assert (csv_run["step"], csv_run["last_loss"]) == (max(steps), step_losses[-1])
+    assert (csv_run["best_metric"], csv_run["best_value"]) == ("val_loss", min(val))
+    tb_run = runs["pl/lightning_logs/version_1"]
+    assert tb_run["source"] == "lightning" and abs(tb_run["last_loss"] - step_losses[-1]) < 1e-6
+    assert tb_run["best_value"] == pytest.approx(min(val), rel=1e-6)
+
+
+def test_a_bare_summary_writer_is_a_tensorboard_run_running_while_its_writer_holds_the_file(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    proc = subprocess.Popen([sys.executable, str(TESTS_DIR / "foreign_scripts.py"), "writer",
+                             str(root / "runs" / "try1"), "--steps", "300", "--hold", str(hold)],
+                            env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "holding"
+        age(root / "runs")  # an old file: only the process that holds it open says it is running
+        r = status(root, env)["runs/try1"]
+        assert (r["source"], r["state"], r["step"]) == ("tensorboard", "running", 299)
+        assert f"pid {proc.pid}" in r["reason"]
+        assert r["last_loss"] == pytest.approx(1 / 300, rel=1e-6)
+        assert (r["best_metric"], r["best_value"]) == ("val/loss", pytest.approx(min(2 / (s + 1) + 0.01 * s
+                                                                                    for s in range(0, 300, 10))))
+    finally:
+        hold.unlink()
+        proc.wait(timeout=60)
+    age(root / "runs")
+    r = status(root, env)["runs/try1"]
+    assert r["state"] == "stopped" and "does not record a target" in r["reason"]
+
+
+def test_event_summaries_are_cached_and_a_grown_file_is_read_again(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("writer", root / "w", "--steps", "50", env=env, cwd=tmp_path)
+    assert status(root, env)["w"]["step"] == 49
+    cached = list((Path(env["TRAINKIT_CACHE_DIR"]) / "tensorboard").glob("*.json"))
+    assert cached
+    run_script("writer", root / "w", "--steps", "80", env=env, cwd=tmp_path)  # a second event file (a restart)
+    assert status(root, env)["w"]["step"] == 79
+
+
+def test_without_the_tensorboard_package_such_folders_are_listed_with_a_hint(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("writer", root / "w", "--steps", "5", env=env, cwd=tmp_path)
+    shadow = tmp_path / "no-tb"
+    (shadow / "tensorboard").mkdir(parents=True)
+    (shadow / "tensorboard" / "__init__.py").write_text("raise ImportError('tensorboard is not installed')\n")
+    e = {**env, "PYTHONPATH": str(shadow), "TRAINKIT_CACHE_DIR": str(tmp_path / "fresh-cache")}
+    r = trainkit("status", root, "--json", cwd=tmp_path, env=e)
+    assert r.returncode == 0, r.stderr
+    [run] = orjson.loads(r.stdout)
+    assert run["source"] == "tensorboard" and any('pip install ".[tensorboard]"' in w for w in run["warnings"])
+    table = trainkit("status", root, cwd=tmp_path, env=e)
+    assert 'pip install ".[tensorboard]"' in table.stdout and "Traceback" not in table.stderr
+
+
+def test_a_foreign_folder_is_never_written(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("lightning", root / "pl", "--epochs", "1", env=env, cwd=tmp_path)
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
+    assert trainkit("status", root, "--repair", cwd=tmp_path, env=env).returncode == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()} == before

@@ -1,0 +1,322 @@
+"""Runs that other tools wrote, shown read-only beside trainkit's own: Hugging Face ``Trainer`` output
+folders, Lightning ``lightning_logs/version_N`` folders and TensorBoard event folders.
+
+Nothing here writes into those folders or executes anything from them (``training_args.bin`` is
+never unpickled, checkpoints are never loaded: only their names are read). :func:`discover` finds
+them under ROOT by what they hold; :func:`read` turns one into a :class:`Foreign` summary (steps,
+target, epochs, loss, best metric, last write) with a reader per source (:mod:`.hf`,
+:mod:`.lightning`, :mod:`.tensorboard`); :func:`judge` (pure) gives its state the way trainkit judges
+its own runs: ``finished`` or ``early_stopped`` when the trainer's own state says so, ``running``
+while a live process of this host holds one of its files open (:func:`writers`) or it was written
+in the last :data:`QUIET_S`, then ``crashed`` when a run with a known target stopped short,
+``stopped`` when the target is unknown (Lightning and TensorBoard do not record it). :func:`scalars`
+gives every scalar by tag and step, for charts.
+
+TensorBoard event files are read with the ``tensorboard`` package's event file loader (the optional
+extra ``pip install ".[tensorboard]"``); without it such folders are listed with a one-line hint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from dataclasses import dataclass, field
+
+HF, LIGHTNING, TENSORBOARD = "hf", "lightning", "tensorboard"
+SOURCES = (HF, LIGHTNING, TENSORBOARD)
+QUIET_S = 120.0  # no process of this host holds a file open: a write this recent still means running
+EVENTS_PREFIX = "events.out.tfevents."
+HF_STATE = "trainer_state.json"
+HF_CHECKPOINT_PREFIX = "checkpoint-"
+LIGHTNING_LOGS = "lightning_logs"
+LIGHTNING_VERSION_PREFIX = "version_"
+LIGHTNING_METRICS = "metrics.csv"
+LIGHTNING_HPARAMS = "hparams.yaml"
+MAX_TAIL = 16  # points kept for a sparkline
+
+
+@dataclass
+class Foreign:
+    """What a foreign run folder says, read-only."""
+
+    source: str
+    path: str
+    name: str  # the path under ROOT (``lightning_logs/version_0``)
+    step: int | None = None  # the last global step recorded
+    total_steps: int | None = None  # the trainer's target in steps (HF max_steps), None: unknown
+    epoch: float | None = None  # epochs done, as the trainer counts them (HF: a float)
+    total_epochs: int | None = None
+    last_loss: float | None = None
+    loss_tail: list[float] = field(default_factory=list)  # the last losses, for a sparkline
+    best_metric: str | None = None
+    best_value: float | None = None
+    best_where: str | None = None  # the checkpoint or step of the best
+    model: str | None = None
+    finished: bool | None = None  # the trainer's own word: True finished, False not, None: it keeps none
+    early_stopped: bool = False
+    stopped_by_trainer: bool = False  # the trainer decided to stop (HF should_training_stop)
+    last_write: float | None = None  # the newest modification time of its files
+    held_by: int | None = None  # the pid of a live process of this host holding one of its files open
+    warnings: list[str] = field(default_factory=list)
+
+
+def judge(f: Foreign, now: float) -> tuple[str, str]:
+    """(state, reason) of a foreign run, from what it says, whether a live process holds its files
+    and how long ago it last wrote (pure)."""
+    age = None if f.last_write is None else max(0.0, now - f.last_write)
+    where = _position(f)
+    if f.early_stopped:
+        return "early_stopped", f"the trainer stopped early{where}"
+    if f.finished:
+        return "finished", f"the trainer's target reached{where}"
+    if f.held_by is not None:
+        return "running", f"pid {f.held_by} writes it{where}"
+    if age is not None and age < QUIET_S:
+        return "running", f"last write {_age(age)} ago{where}"
+    quiet = f"no write for {_age(age)}" if age is not None else "nothing written"
+    if f.stopped_by_trainer:
+        return "stopped", f"the trainer stopped{where}; {quiet}"
+    if f.total_steps or f.total_epochs:
+        return "crashed", f"{quiet}, short of its target{where}"
+    return "stopped", f"{quiet}{where} (the {f.source} folder does not record a target)"
+
+
+def _position(f: Foreign) -> str:
+    if f.step is not None and f.total_steps:
+        return f" at step {f.step} of {f.total_steps}"
+    if f.step is not None:
+        return f" at step {f.step}"
+    return ""
+
+
+def _age(seconds: float) -> str:
+    from trainkit.formatting import format_age
+
+    return format_age(seconds)
+
+
+def progress(f: Foreign) -> tuple[int, int | None, float]:
+    """(epochs done, total epochs, percentage): the percentage from steps when the target is in steps
+    (never rounded onto 100 before the end), from epochs otherwise; 0 when the target is unknown."""
+    from trainkit.formatting import percent_value
+
+    done = int(math.floor(f.epoch + 1e-9)) if f.epoch is not None else 0
+    if f.finished or f.early_stopped:
+        done = max(done, int(math.ceil(f.epoch or 0)))
+        return done, f.total_epochs or done or None, 100.0
+    if f.total_steps and f.step is not None:
+        return done, f.total_epochs, percent_value(min(f.step, f.total_steps) / f.total_steps * 100, 2)
+    if f.total_epochs:
+        return done, f.total_epochs, percent_value(min(done, f.total_epochs) / f.total_epochs * 100, 2)
+    return done, None, 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# finding them
+
+
+def _is_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path)
+
+
+def _names(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def has_events(path: str) -> bool:
+    return any(n.startswith(EVENTS_PREFIX) for n in _names(path))
+
+
+def is_hf(path: str) -> bool:
+    names = _names(path)
+    return HF_STATE in names or any(n.startswith(HF_CHECKPOINT_PREFIX)
+                                    and os.path.isfile(os.path.join(path, n, HF_STATE)) for n in names)
+
+
+def _lightning_versions(logs: str) -> list[str]:
+    return [os.path.join(logs, n) for n in _names(logs)
+            if n.startswith(LIGHTNING_VERSION_PREFIX) and _is_dir(os.path.join(logs, n))]
+
+
+def classify(path: str) -> list[tuple[str, str]]:
+    """The foreign runs a folder directly under ROOT holds: [(source, run folder)]. An HF output
+    folder is one run (its own TensorBoard logs under ``runs/`` included); a folder holding
+    ``lightning_logs/`` (or being one) gives one run per ``version_N``; a folder of event files is
+    a run, and so is each subfolder of event files (``SummaryWriter``'s ``runs/<date>_<host>/``)."""
+    if is_hf(path):
+        return [(HF, path)]
+    name = os.path.basename(path.rstrip("/"))
+    if name == LIGHTNING_LOGS:
+        return [(LIGHTNING, v) for v in _lightning_versions(path)]
+    if _is_dir(os.path.join(path, LIGHTNING_LOGS)):
+        return [(LIGHTNING, v) for v in _lightning_versions(os.path.join(path, LIGHTNING_LOGS))]
+    if name.startswith(LIGHTNING_VERSION_PREFIX) and any(
+            os.path.isfile(os.path.join(path, n)) for n in (LIGHTNING_METRICS, LIGHTNING_HPARAMS)):
+        return [(LIGHTNING, path)]
+    if has_events(path):
+        return [(TENSORBOARD, path)]
+    out = []
+    for n in _names(path):
+        sub = os.path.join(path, n)
+        if not n.startswith(".") and _is_dir(sub) and has_events(sub):
+            out.append((TENSORBOARD, sub))
+    return out
+
+
+def discover(root: str, skip: set[str] | None = None) -> list[tuple[str, str]]:
+    """Every foreign run under ``root`` (folders directly under it, and the runs they hold), sorted
+    by path. ``skip``: folders already known as trainkit runs."""
+    skip = skip or set()
+    out: list[tuple[str, str]] = []
+    for n in _names(root):
+        path = os.path.join(root, n)
+        if n.startswith(".") or path in skip or not _is_dir(path):
+            continue
+        out.extend(classify(path))
+    return sorted(out, key=lambda x: x[1])
+
+
+def newest_write(path: str, depth: int = 2) -> float | None:
+    """The newest modification time of the files under ``path`` (``depth`` levels; links not followed)."""
+    newest = None
+    stack = [(path, 0)]
+    while stack:
+        d, level = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        if level < depth:
+                            stack.append((e.path, level + 1))
+                        continue
+                    t = e.stat(follow_symlinks=False).st_mtime
+                except OSError:
+                    continue
+                newest = t if newest is None or t > newest else newest
+    return newest
+
+
+# ---------------------------------------------------------------------------------------------
+# reading one
+
+
+def read(source: str, path: str, *, root: str) -> Foreign:
+    """The summary of one foreign run (never raises: problems become warnings)."""
+    name = os.path.relpath(path, root)
+    f = Foreign(source, path, name)
+    try:
+        if source == HF:
+            from trainkit.foreign import hf
+
+            hf.summarize(path, f)
+        elif source == LIGHTNING:
+            from trainkit.foreign import lightning
+
+            lightning.summarize(path, f)
+        else:
+            from trainkit.foreign import tensorboard
+
+            tensorboard.summarize(path, f)
+    except Exception as e:  # a reader of another tool's files: the row says what went wrong
+        from trainkit.errors import first_line
+
+        f.warnings.append(f"cannot read this {source} folder ({first_line(e, limit=200)})")
+    f.last_write = newest_write(path, depth=3 if source == HF else 2)
+    return f
+
+
+def event_writer(name: str) -> tuple[float, str, int] | None:
+    """(time, host, pid) of the process that created an event file, from its name
+    (``events.out.tfevents.<time>.<host>.<pid>.<n>[.v2]``; a host name may hold dots)."""
+    if not name.startswith(EVENTS_PREFIX):
+        return None
+    rest = name[len(EVENTS_PREFIX):].removesuffix(".v2")
+    stamp, _, tail = rest.partition(".")
+    parts = tail.rsplit(".", 2)
+    if len(parts) != 3 or not stamp.isdigit() or not parts[1].isdigit():
+        return None
+    return float(stamp), parts[0], int(parts[1])
+
+
+def writers(folders: list[str]) -> dict[str, int]:
+    """{folder: pid} for the folders that a live process of this host is writing: the process named
+    by an event file's name (a ``SummaryWriter`` names its file after its host and pid; it must have
+    started before the file was made, so a reused pid does not count), or one (of those this user may
+    inspect) holding a file open under the folder. One pass over the processes for all folders."""
+    import psutil
+
+    found: dict[str, int] = {}
+    if not folders:
+        return found
+    host = socket.gethostname()
+    for folder in folders:
+        for sub in (folder, *(os.path.join(folder, n) for n in _names(folder) if _is_dir(os.path.join(folder, n)))):
+            for n in _names(sub):
+                who = event_writer(n)
+                if who is None or who[1] != host or folder in found:
+                    continue
+                try:
+                    if psutil.Process(who[2]).create_time() <= who[0] + 2:
+                        found[folder] = who[2]
+                except (psutil.Error, OSError):
+                    continue
+    roots = sorted((os.path.realpath(p).rstrip("/") + "/", p) for p in folders)
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid"]):
+        if proc.info["pid"] == me:
+            continue
+        try:
+            files = proc.open_files()
+        except (psutil.Error, OSError):
+            continue
+        for of in files:
+            for prefix, folder in roots:
+                if folder not in found and of.path.startswith(prefix):
+                    found[folder] = proc.info["pid"]
+    return found
+
+
+def scalars(source: str, path: str) -> dict[str, list[tuple[float, float]]]:
+    """Every scalar of a foreign run, by tag: [(step, value)], in step order."""
+    if source == HF:
+        from trainkit.foreign import hf
+
+        return hf.scalars(path)
+    if source == LIGHTNING:
+        from trainkit.foreign import lightning
+
+        return lightning.scalars(path)
+    from trainkit.foreign import tensorboard
+
+    return tensorboard.scalars(path)
+
+
+def loss_tag(tags: list[str]) -> str | None:
+    """The training loss among scalar tags: ``loss``, ``train_loss``, ``train/loss``... (not a
+    validation or evaluation loss)."""
+    def plain(t: str) -> str:
+        return t.lower().replace("/", "_").replace(".", "_")
+
+    for want in ("loss", "train_loss", "train_loss_step", "training_loss", "loss_train", "train_loss_epoch"):
+        for t in tags:
+            if plain(t) == want:
+                return t
+    for t in tags:
+        p = plain(t)
+        if "loss" in p and not any(w in p for w in ("val", "eval", "test")):
+            return t
+    return None
+
+
+def finite(v: object) -> float | None:
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return None

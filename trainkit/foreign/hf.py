@@ -1,0 +1,135 @@
+"""A Hugging Face ``Trainer`` output folder, read-only: ``trainer_state.json`` (in the folder and in its
+``checkpoint-*`` folders: the one with the highest ``global_step`` is the latest, while training
+too) and ``config.json`` for the model's name. ``training_args.bin`` (a pickle) is never read."""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+
+from trainkit.foreign import HF_CHECKPOINT_PREFIX, HF_STATE, MAX_TAIL, Foreign, finite
+from trainkit.runfolder.files import MiB, ReadProblem, read_limited
+
+STATE_LIMIT = 64 * MiB  # log_history grows by a line per logged step
+CONFIG_LIMIT = 1 * MiB
+
+
+def _load(path: str, limit: int, warnings: list[str]) -> dict | None:
+    try:
+        data = read_limited(path, limit)
+    except FileNotFoundError:
+        return None
+    except ReadProblem as e:
+        warnings.append(f"{os.path.basename(path)}: {e}")
+        return None
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        warnings.append(f"{os.path.basename(path)}: not JSON ({e.msg})")
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def state_files(path: str) -> list[str]:
+    """``trainer_state.json`` of the folder and of each ``checkpoint-N`` folder."""
+    out = []
+    top = os.path.join(path, HF_STATE)
+    if os.path.isfile(top):
+        out.append(top)
+    try:
+        names = os.listdir(path)
+    except OSError:
+        names = []
+    for n in names:
+        if n.startswith(HF_CHECKPOINT_PREFIX) and n[len(HF_CHECKPOINT_PREFIX):].isdigit():
+            p = os.path.join(path, n, HF_STATE)
+            if os.path.isfile(p):
+                out.append(p)
+    return out
+
+
+def latest_state(path: str, warnings: list[str]) -> tuple[dict | None, str | None]:
+    """The trainer state with the highest ``global_step`` (the folder's own when they tie: it is
+    written last, by ``save_state``), and its file."""
+    best, where = None, None
+    for p in state_files(path):
+        s = _load(p, STATE_LIMIT, warnings)
+        step = s.get("global_step") if s else None
+        if not isinstance(step, int):
+            continue
+        if best is None or step > best["global_step"]:
+            best, where = s, p
+    return best, where
+
+
+def model_name(path: str, state_file: str | None, warnings: list[str]) -> str | None:
+    for folder in (path, os.path.dirname(state_file) if state_file else None):
+        if folder is None:
+            continue
+        cfg = _load(os.path.join(folder, "config.json"), CONFIG_LIMIT, warnings)
+        if cfg:
+            for key in ("_name_or_path", "model_type"):
+                if isinstance(cfg.get(key), str) and cfg[key]:
+                    return cfg[key]
+            arch = cfg.get("architectures")
+            if isinstance(arch, list) and arch and isinstance(arch[0], str):
+                return arch[0]
+    return None
+
+
+def summarize(path: str, f: Foreign) -> None:
+    state, where = latest_state(path, f.warnings)
+    if state is None:
+        f.warnings.append(f"no readable {HF_STATE} yet")
+        return
+    f.step = state["global_step"]
+    max_steps = state.get("max_steps")
+    f.total_steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+    f.epoch = finite(state.get("epoch"))
+    epochs = state.get("num_train_epochs")
+    f.total_epochs = epochs if isinstance(epochs, int) and epochs > 0 else None
+    history = [h for h in state.get("log_history") or [] if isinstance(h, dict)]
+    losses = [finite(h.get("loss")) for h in history if finite(h.get("loss")) is not None]
+    f.last_loss = losses[-1] if losses else None
+    f.loss_tail = losses[-MAX_TAIL:]
+    f.best_value = finite(state.get("best_metric"))
+    if f.best_value is not None:
+        f.best_metric = _best_metric_name(state, history)
+        best = state.get("best_model_checkpoint")
+        f.best_where = os.path.basename(best.rstrip("/")) if isinstance(best, str) else None
+    f.model = model_name(path, where, f.warnings)
+    control = ((state.get("stateful_callbacks") or {}).get("TrainerControl") or {}).get("args") or {}
+    f.stopped_by_trainer = control.get("should_training_stop") is True
+    reached = f.total_steps is not None and f.step >= f.total_steps
+    f.finished = reached
+    early = (state.get("stateful_callbacks") or {}).get("EarlyStoppingCallback")
+    if isinstance(early, dict) and not reached and f.stopped_by_trainer:
+        patience = (early.get("args") or {}).get("early_stopping_patience")
+        counter = (early.get("attributes") or {}).get("early_stopping_patience_counter")
+        f.early_stopped = isinstance(patience, int) and isinstance(counter, int) and counter >= patience
+
+
+def _best_metric_name(state: dict, history: list[dict]) -> str:
+    """``metric_for_best_model`` is in training_args.bin (never read): the eval key whose value
+    equals ``best_metric``, else ``eval_loss``."""
+    best = state.get("best_metric")
+    for h in history:
+        for k, v in h.items():
+            if k.startswith("eval_") and v == best:
+                return k
+    return "eval_loss"
+
+
+def scalars(path: str) -> dict[str, list[tuple[float, float]]]:
+    """Every number of ``log_history`` by key, at its step (training and evaluation records)."""
+    state, _ = latest_state(path, [])
+    out: dict[str, list[tuple[float, float]]] = {}
+    for h in (state or {}).get("log_history") or []:
+        if not isinstance(h, dict) or not isinstance(h.get("step"), int):
+            continue
+        for k, v in h.items():
+            value = finite(v)
+            if k not in ("step",) and value is not None:
+                out.setdefault(k, []).append((float(h["step"]), value))
+    return out
