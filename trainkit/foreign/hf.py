@@ -8,7 +8,7 @@ import os
 
 import orjson
 
-from trainkit.foreign import HF_CHECKPOINT_PREFIX, HF_STATE, MAX_TAIL, Foreign, finite
+from trainkit.foreign.common import HF_CHECKPOINT_PREFIX, HF_STATE, MAX_TAIL, Foreign, finite
 from trainkit.runfolder.files import MiB, ReadProblem, read_limited
 
 STATE_LIMIT = 64 * MiB  # log_history grows by a line per logged step

@@ -13,7 +13,15 @@ import re
 
 import yaml
 
-from trainkit.foreign import LIGHTNING_HPARAMS, LIGHTNING_METRICS, MAX_TAIL, Foreign, has_events, loss_tag
+from trainkit.foreign.common import (
+    LIGHTNING_CHECKPOINTS,
+    LIGHTNING_HPARAMS,
+    LIGHTNING_METRICS,
+    MAX_TAIL,
+    Foreign,
+    has_events,
+    loss_tag,
+)
 from trainkit.runfolder.files import MiB, ReadProblem, read_limited
 
 METRICS_LIMIT = 256 * MiB
@@ -66,7 +74,7 @@ def hparams(path: str, warnings: list[str]) -> dict:
 
 def checkpoints(path: str) -> list[tuple[int, int | None, str]]:
     """(epoch, step, name) of each ``checkpoints/*.ckpt`` from its name, in (epoch, step) order."""
-    folder = os.path.join(path, "checkpoints")
+    folder = os.path.join(path, LIGHTNING_CHECKPOINTS)
     try:
         names = os.listdir(folder)
     except OSError:

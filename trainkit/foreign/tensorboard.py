@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from trainkit.foreign import EVENTS_PREFIX, MAX_TAIL, Foreign, finite, loss_tag
+from trainkit.foreign.common import EVENTS_PREFIX, MAX_TAIL, Foreign, finite, loss_tag
 
 HINT = 'TensorBoard event files: install the reader with pip install ".[tensorboard]" (or pip install tensorboard)'
 CACHE_VERSION = 2
