@@ -6,7 +6,9 @@ that was interrupted and skips the finished ones (a complete training exits at o
 evaluation with the same plan says so and touches nothing). The pipeline stops at the first stage
 that fails, with its exit code; when every stage ran it exits 0 if the gates passed (or none is configured) and
 :data:`~trainkit.errors.EXIT_GATES` if they did not (a gating pipeline fails like a test run).
-Ctrl-C or SIGTERM is passed to the running stage as a graceful stop. No torch in this process.
+Ctrl-C, SIGTERM or SIGHUP (the terminal or SSH connection went away) is passed to the running stage
+as a graceful stop; a terminal that is gone never fails the pipeline (its messages fall silent). No
+torch in this process.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from trainkit.evaluation import report
 from trainkit.evaluation.plan import check_name
 from trainkit.evaluation.run import EvalRequest
 from trainkit.evaluation.scoring import score_dir
+from trainkit.interrupts import stop_signals
 from trainkit.runfolder import RunPaths, choose_run_dir, readers
+from trainkit.terminal import say as say_line
 
 
 @dataclass
@@ -83,8 +87,8 @@ def eval_args(req: PipelineRequest, folder: Path) -> list[str]:
 
 class Stage:
     """One ``python -m trainkit ...`` child. A SIGINT or SIGTERM to this process is passed on as
-    SIGTERM (the child's graceful stop; after a terminal's Ctrl-C the child already has the SIGINT,
-    which it handles first, so this never counts as its second Ctrl-C)."""
+    SIGTERM, a SIGHUP as SIGHUP (the child's graceful stop; after a terminal's Ctrl-C or hang-up the
+    child already has the signal, which it handles first, so this never counts as its second Ctrl-C)."""
 
     def __init__(self) -> None:
         self.interrupted = False
@@ -92,11 +96,11 @@ class Stage:
 
     def _forward(self, signum: int, frame: object) -> None:
         self.interrupted = True
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
+        if self._proc is not None and self._proc.poll() is None:  # a hang-up is passed on as itself (the reason)
+            self._proc.send_signal(signal.SIGHUP if signum == signal.SIGHUP else signal.SIGTERM)
 
     def run(self, args: list[str]) -> int:
-        previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._forward) for s in stop_signals()}
         try:
             self._proc = subprocess.Popen([sys.executable, "-m", "trainkit", *args])
             return self._proc.wait()
@@ -131,7 +135,7 @@ def training_finished(folder: Path) -> tuple[bool, str]:
 
 
 def run_pipeline(req: PipelineRequest, say: Callable[[str], None] | None = None) -> int:
-    say = say or (lambda msg: print(f"trainkit run: {msg}", file=sys.stderr, flush=True))
+    say = say or (lambda msg: say_line(f"trainkit run: {msg}", sys.stderr))
     try:
         return _run_stages(req, say)
     except KeyboardInterrupt:

@@ -1,7 +1,9 @@
 """Terminal progress for ``trainkit eval``: a rich bar on a TTY, plain lines otherwise.
 
 Shows done/planned, ok and error counts, items/s of this session and the ETA. The clock is
-injectable so the rate and ETA are testable without waiting.
+injectable so the rate and ETA are testable without waiting. A terminal that went away (EIO), a
+pipe whose reader left (EPIPE) or a full disk never fails the evaluation: the consoles write through
+:class:`~trainkit.terminal.TerminalStream` and the display falls silent.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from trainkit.formatting import eta_seconds, fmt_duration, fmt_num
+from trainkit.terminal import TerminalStream
 
 
 def rate_eta(done_now: int, done_at_start: int, planned: int, elapsed_s: float) -> tuple[float | None, float | None]:
@@ -36,8 +39,8 @@ class EvalProgress:
     def __init__(self, *, interactive: bool | None = None, console: Console | None = None,
                  plain_every_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.interactive = sys.stdout.isatty() if interactive is None else interactive
-        self.console = console or Console(highlight=False)
-        self.err = self.console if self.interactive else Console(stderr=True, highlight=False)
+        self.console = console or Console(file=TerminalStream(sys.stdout), highlight=False)
+        self.err = self.console if self.interactive else Console(file=TerminalStream(sys.stderr), highlight=False)
         self.plain_every_s = plain_every_s
         self.clock = clock
         self._progress: Progress | None = None

@@ -75,7 +75,9 @@ class LiveStatus:
 
     def refresh_rates(self) -> None:
         """Throughput (samples/s, smoothed) and ETA from the step counter; called from the loop's
-        display tick and from the heartbeat."""
+        display tick and from the heartbeat. A run that ended keeps the figures of its final status."""
+        if self.fields["state"] not in LIVE:
+            return
         with self._rate_lock:
             now = time.monotonic()
             step = self.fields["step"]

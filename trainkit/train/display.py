@@ -1,6 +1,9 @@
 """Terminal progress for ``trainkit train``: a live bar on a TTY, plain lines otherwise.
 
-Log records go through the same console so they print above the bar instead of through it.
+Log records go through the same console so they print above the bar instead of through it. No
+display or log write ever fails a run: the console and the log stream write through
+:class:`~trainkit.terminal.TerminalStream`, so a terminal that went away (EIO after an SSH drop),
+a pipe whose reader left (EPIPE) or a full disk turns the display off and the work goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from trainkit.formatting import fmt_duration, fmt_num
+from trainkit.terminal import TerminalStream
 
 log = logging.getLogger("trainkit")
 
@@ -27,7 +31,7 @@ class ProgressDisplay:
     def __init__(self, *, interactive: bool | None = None, console: Console | None = None,
                  plain_every_s: float = 10.0) -> None:
         self.interactive = sys.stdout.isatty() if interactive is None else interactive
-        self.console = console or Console(stderr=False, highlight=False)
+        self.console = console or Console(file=TerminalStream(sys.stdout, on_gone=self._gone), highlight=False)
         self.plain_every_s = plain_every_s
         self._progress: Progress | None = None
         self._task = None
@@ -38,7 +42,7 @@ class ProgressDisplay:
         if self.interactive:
             return RichHandler(console=self.console, show_path=False, show_time=True, markup=False,
                                log_time_format="%H:%M:%S")
-        handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(TerminalStream(sys.stderr))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         return handler
 
@@ -66,6 +70,11 @@ class ProgressDisplay:
             self.console.print(f"epoch {epoch + 1}/{self.total_epochs}  step {step_in_epoch}/{steps_per_epoch}  "
                                f"loss {fmt_num(loss)}  {fmt_num(throughput, '.0f')} samples/s  "
                                f"ETA {fmt_duration(eta_s)}", soft_wrap=True)
+
+    def _gone(self) -> None:
+        """The terminal went away: stop redrawing (the rest of the run writes its files only)."""
+        self.interactive = False
+        self.plain_every_s = float("inf")
 
     def close(self) -> None:
         if self._progress is not None:
