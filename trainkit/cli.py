@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a reader that left is seen below
+        return code
     except UserError as e:
         print(f"trainkit {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE

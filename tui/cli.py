@@ -64,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"trainmon: {args.root}: {what}\n")
         return 2
     if args.once or not sys.stdout.isatty():
-        print_once(args.root)
+        try:
+            print_once(args.root)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `trainmon --once | head -1`: the reader left; not an error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
         return 0
     from tui.app import Options, TrainmonApp
 
