@@ -6,10 +6,22 @@ from __future__ import annotations
 
 import math
 import random
+from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from trainkit.formatting import fmt_against, fmt_num, fmt_percent, fmt_progress, fmt_sig, percent_value
+from trainkit.formatting import (
+    OVERFLOW,
+    fmt_against,
+    fmt_fit,
+    fmt_num,
+    fmt_percent,
+    fmt_progress,
+    fmt_sig,
+    percent_value,
+)
 
 
 @pytest.mark.parametrize("pct, decimals, shown", [
@@ -201,3 +213,57 @@ def test_status_cli_and_trainmon_once_print_the_formatters_text(tmp_path):
         third = next(line for line in out.splitlines() if "2026-01-01-third" in line)
         assert " 33.3 % " in third, out
         assert f"overall {fmt_percent(200 / 203 * 100)} (200/203 epochs" in out and "98.5 %" in out, out
+
+
+# ---------------------------------------------------------------------------------------------
+# fmt_fit: a number in a column's width, never cut (a cut 1.234e-05 read 1.234e-0, a different number)
+
+
+@pytest.mark.parametrize("v, width, shown", [
+    (1.234e-05, 9, "1.234e-05"),  # fmt_sig's text when it fits
+    (1.234e-05, 8, "1.234e-5"),  # was cut to 1.234e-0 in an 8-wide LOSS column
+    (9.479e+27, 8, "9.479e27"),  # was cut to 9.479e+2
+    (1.234e-05, 6, "123e-7"),
+    (0.1865, 8, "0.1865"),
+    (0.012345, 6, "0.0123"),
+    (-0.0123, 6, "-.0123"),
+    (12345.6, 7, "12346"),  # a whole number before an exponent
+    (1234567, 6, "1.23e6"),
+    (2.5e-9, 6, "2.5e-9"),
+    (0.5, 3, "0.5"),
+    (0, 6, "0"),
+    (7, 6, "7"),
+    (-1.7976931348623157e308, 10, "-1.797e308"),  # rounded down: half up would overflow to -inf
+    (-1.5e300, 6, "—"),  # nothing within 1 % fits
+    (math.inf, 6, "inf"),
+    (-math.inf, 6, "-inf"),
+    (math.nan, 6, "nan"),
+    (None, 6, "-"),
+])
+def test_fmt_fit(v, width, shown):
+    assert fmt_fit(v, width) == shown
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10 ** 30, 10 ** 30), st.integers(6, 24))
+def test_fmt_fit_parses_back_within_one_percent(v, width):
+    """For any float and any width from 6: the text fits, and it parses back to within 1 % of the
+    value, or says inf/nan/— (nothing that close fits)."""
+    text = fmt_fit(v, width)
+    assert len(text) <= width
+    if text == OVERFLOW:  # only where even 3 digits times a power of ten (123e-7) are too wide
+        e = Decimal(repr(float(v))).adjusted()
+        assert len(f"{'-' if v < 0 else ''}100e{e - 2}") > width and not 1e-2 <= abs(v) < 1e5, (v, width)
+        return
+    if isinstance(v, float) and not math.isfinite(v):
+        assert text == ("nan" if math.isnan(v) else "inf" if v > 0 else "-inf")
+        return
+    back = float(text)
+    assert abs(back - v) <= 0.01 * abs(v), (v, width, text)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9), st.integers(10, 24))
+def test_fmt_fit_is_fmt_sig_wherever_fmt_sig_fits(v, width):
+    text = fmt_sig(v)
+    if len(text) <= width:
+        assert fmt_fit(v, width) == text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
+from decimal import ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -152,3 +152,59 @@ def fmt_against(value: float, limit: float, digits: int = 4) -> str:
         if float(text) != float(limit_text) and (float(text) > limit) == (value > limit):
             return text
     return repr(float(value))
+
+
+OVERFLOW = "—"  # a number that cannot be written within 1 % in the width it has
+
+
+def fmt_fit(v: float | None, width: int, digits: int = 4) -> str:
+    """``v`` in at most ``width`` characters, never cut: :func:`fmt_sig` with ``digits`` when it
+    fits; else the most readable text that fits, by fewer significant digits (3 at least where
+    the width allows), a shorter exponent (``1.23e-5``), no leading zero (``.0123``) or digits times
+    a power of ten (``123e-7``). Every text parses back (``float``) to within 1 % of ``v``;
+    :data:`OVERFLOW` when no such text fits (from 6 characters on: magnitudes beyond 1e±10 with a
+    sign, or beyond 1e±100); ``-`` when unknown; ``nan``/``inf``/``-inf`` as such."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v == 0:
+        text = str(v) if isinstance(v, int) and not isinstance(v, bool) else fmt_sig(v)
+        return text if len(text) <= width else OVERFLOW
+    text = fmt_sig(v, digits)
+    if len(text) <= width and (abs(v) < 1e307 or _close(text, v)):  # near the largest float: no overflow
+        return text
+    exp = _exponent(v)
+    if exp >= digits:  # a whole number wider than its digits: 12346 before 1.235e+04
+        whole = format(_half_up(v, 0), "f")
+        if len(whole) <= width:
+            return whole
+    best = None
+    for d in range(max(digits, 1), 0, -1):
+        rounded = _half_up(v, d - 1 - exp)
+        if not math.isfinite(float(rounded)):  # rounded past the largest float: round down instead
+            rounded = Decimal(repr(float(v))).quantize(Decimal(1).scaleb(exp - d + 1), rounding=ROUND_DOWN,
+                                                       context=_WIDE)
+        for rank, text in enumerate(_forms(rounded, d)):
+            key = (d < 3, rank >= 2, -d, rank)  # readable forms first, then the most digits
+            if len(text) <= width and (best is None or key < best[0]) and _close(text, v):
+                best = (key, text)
+    return best[1] if best is not None else OVERFLOW
+
+
+def _forms(d: Decimal, digits: int) -> list[str]:
+    """Texts of a decimal rounded to ``digits`` significant digits, most readable first: as
+    :func:`fmt_sig` writes it, with a short exponent, without a leading zero, digits times 10^n."""
+    text = _g(d, digits)
+    exp = d.adjusted()
+    mantissa = format(d.scaleb(-exp), "f")
+    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    sign, digit_tuple, power = d.normalize().as_tuple()
+    return [text, f"{mantissa}e{exp}", text.replace("0.", ".", 1) if "0." in text[:3] else text,
+            f"{'-' if sign else ''}{''.join(map(str, digit_tuple))}e{power}"]
+
+
+def _close(text: str, v: float) -> bool:
+    try:
+        back = float(text)
+    except ValueError:
+        return False
+    return abs(back - v) <= 0.01 * abs(v)
