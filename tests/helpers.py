@@ -141,3 +141,37 @@ def read_jsonl(path: Path) -> list[dict]:
     data = path.read_bytes()
     assert not data or data.endswith(b"\n"), f"{path} ends with a torn line"
     return [orjson.loads(line) for line in data.splitlines()]
+
+
+# --- filesystems that fill up or are read-only -------------------------------------------------
+
+
+def mount_small_filesystem(path: Path, size: str = "1m", *, readonly: bool = False) -> bool:
+    """Mount a tmpfs of ``size`` at ``path`` (a real ENOSPC when it is full, a real EROFS with
+    ``readonly``). False where this process may not mount (not root, no CAP_SYS_ADMIN)."""
+    import shutil
+
+    path.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        return False
+    opts = f"size={size}" + (",ro" if readonly else "")
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill_filesystem(path: Path) -> None:
+    """Write into ``path`` until its filesystem has no space left."""
+    fd = os.open(path / ".filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 16, 1 << 12, 1):  # the last bytes too
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)

@@ -43,6 +43,7 @@ from trainkit.runfolder import (
     STATES,
     STATUS_FILE,
     STOPPED,
+    SUSPENDED,
     VALIDATION_SCORES_FILE,
     RunPaths,
     epoch_dir,
@@ -51,13 +52,13 @@ from trainkit.runfolder import (
     readers,
 )
 from trainkit.runfolder.files import iter_jsonl, write_json
-from trainkit.runfolder.lock import live_lock
+from trainkit.runfolder.lock import live_lock, pid_suspended
 from trainkit.runfolder.lock import pid_alive as pid_running
 from trainkit.runfolder.readers import Schema
 from trainkit.slurm import JobView
 
-__all__ = ["COMPLETE", "CRASHED", "LIVE", "PENDING", "QUEUED", "STATES", "Progress", "RunStatus", "derive_state",
-           "find_runs", "progress", "run_status", "scan", "summarize"]
+__all__ = ["COMPLETE", "CRASHED", "LIVE", "PENDING", "QUEUED", "STATES", "SUSPENDED", "Progress", "RunStatus",
+           "derive_state", "find_runs", "progress", "run_status", "scan", "summarize"]
 
 MIN_STALE_S = 60.0
 CLOCK_SKEW_S = 60.0  # allowed between hosts writing one shared folder (another host's heartbeat)
@@ -310,8 +311,10 @@ def stale_after(status: dict) -> float:
 
 def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
                  pid_alive: Callable[[int, float | None], bool], has_outputs: bool,
-                 stale_s: float | None = None) -> tuple[str, str]:
-    """(state, reason) from the status file and the progress; pure but for ``pid_alive``."""
+                 stale_s: float | None = None,
+                 pid_stopped: Callable[[int], bool] | None = None) -> tuple[str, str]:
+    """(state, reason) from the status file and the progress; pure but for ``pid_alive`` (and
+    ``pid_stopped``: whether a live pid is suspended by a signal, process state T)."""
     if status is None:
         if prog.early_stopped:
             return EARLY_STOPPED, f"early stopped after epoch {prog.early_stopped_at_epoch} (from the epoch files)"
@@ -328,6 +331,8 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
         skew = 0.0 if same_host else CLOCK_SKEW_S  # another host's clock may be off by up to a minute
         if same_host and pid is not None and (pid <= 0 or not pid_alive(pid, _num(status.get("started_at")))):
             dead = f"pid {pid} is gone on {host}"
+        elif same_host and pid is not None and pid_stopped is not None and pid_stopped(pid):
+            return SUSPENDED, suspended_reason(pid)
         elif hb is None:
             dead = f"{STATUS_FILE} has no heartbeat_at"
         elif now - hb > limit + skew:
@@ -353,6 +358,10 @@ def derive_state(status: dict | None, prog: Progress, *, now: float, host: str,
     if state == FAILED:
         return FAILED, status.get("error") or "training failed"
     return FAILED, f"unknown state {state!r} in {STATUS_FILE}"
+
+
+def suspended_reason(pid: int) -> str:
+    return f"pid {pid} is suspended (Ctrl-Z or SIGSTOP): `fg` in its shell or `kill -CONT {pid}` resumes it"
 
 
 def with_slurm(state: str, reason: str, job_id: int | None, job: JobView | None) -> tuple[str, str]:
@@ -436,10 +445,13 @@ def read_run(run_dir: str | Path, *, now: float | None = None, repair: bool = Fa
     has_outputs = status is None and (os.path.exists(f"{root}/{CHECKPOINTS_DIR}")
                                       or os.path.exists(f"{root}/{METRICS_FILE}"))
     state, reason = derive_state(status, prog, now=now, host=host, pid_alive=pid_alive, has_outputs=has_outputs,
-                                 stale_s=stale_s)
+                                 stale_s=stale_s, pid_stopped=pid_suspended if pid_alive is pid_running else None)
     holder = live_lock(f"{root}/{LOCK_FILE}", warnings, host=host) if state not in LIVE else None
     if holder is not None and state not in COMPLETE:  # a live trainer holds the run: it is starting
-        state, reason = RUNNING, f"starting: locked by pid {holder.get('pid')} ({holder.get('purpose', 'train')})"
+        if pid_alive is pid_running and pid_suspended(holder["pid"]):
+            state, reason = SUSPENDED, suspended_reason(holder["pid"])
+        else:
+            state, reason = RUNNING, f"starting: locked by pid {holder.get('pid')} ({holder.get('purpose', 'train')})"
     job_id = job = None
     if slurm_jobs is not None:
         job_id = (slurm.recorded_job(root, warnings) or {}).get("job_id")

@@ -22,8 +22,9 @@ examples:
 States: pending, running, paused, finished, early_stopped, stopped, failed, crashed (the status says
 running but the heartbeat is stale - 3 x its interval, at least 60 s - or the pid is gone on this
 host; another host's run by its heartbeat alone, with 60 s more for clock skew); queued (handed to
-Slurm, its job pending: the job id is in the reason). finished and early_stopped are complete:
-100 %. Exit code 0 whatever the states; 2 on bad input.
+Slurm, its job pending: the job id is in the reason); suspended (its process is stopped by Ctrl-Z
+or SIGSTOP, process state T: `fg` or `kill -CONT PID` resumes it). finished and early_stopped are
+complete: 100 %. Exit code 0 whatever the states; 2 on bad input.
 """)
 
 

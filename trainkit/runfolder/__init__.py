@@ -156,8 +156,9 @@ def files_for(*views: str) -> frozenset[str]:
 # written to training_status.json by a trainer
 RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED = (
     "running", "paused", "finished", "early_stopped", "stopped", "failed")
-# only ever derived by readers (queued: handed to Slurm, its job pending)
-PENDING, CRASHED, QUEUED = "pending", "crashed", "queued"
+# only ever derived by readers (queued: handed to Slurm, its job pending; suspended: its process is
+# stopped by a signal, Ctrl-Z or SIGSTOP, process state T)
+PENDING, CRASHED, QUEUED, SUSPENDED = "pending", "crashed", "queued", "suspended"
 
 
 @dataclass(frozen=True)
@@ -173,15 +174,16 @@ class StateInfo:
 
 
 STATE_TABLE: tuple[StateInfo, ...] = (
-    StateInfo(PENDING, "○", "pending", 5, False, False, "dim", False),
-    StateInfo(QUEUED, "◔", "queued", 4, False, False, "blue", False),
+    StateInfo(PENDING, "○", "pending", 6, False, False, "dim", False),
+    StateInfo(QUEUED, "◔", "queued", 5, False, False, "blue", False),
     StateInfo(RUNNING, "▶", "running", 0, True, False, "bold green", True),
     StateInfo(PAUSED, "‖", "paused", 1, True, False, "yellow", True),
-    StateInfo(FINISHED, "✓", "finished", 8, False, True, "cyan", True),
-    StateInfo(EARLY_STOPPED, "✓", "early-stop", 7, False, True, "cyan", True),
-    StateInfo(STOPPED, "■", "stopped", 6, False, False, "magenta", True),
-    StateInfo(FAILED, "✗", "failed", 3, False, False, "bold red", True),
-    StateInfo(CRASHED, "!", "crashed", 2, False, False, "bold red", False),
+    StateInfo(SUSPENDED, "z", "suspended", 2, True, False, "bold yellow", False),
+    StateInfo(FINISHED, "✓", "finished", 9, False, True, "cyan", True),
+    StateInfo(EARLY_STOPPED, "✓", "early-stop", 8, False, True, "cyan", True),
+    StateInfo(STOPPED, "■", "stopped", 7, False, False, "magenta", True),
+    StateInfo(FAILED, "✗", "failed", 4, False, False, "bold red", True),
+    StateInfo(CRASHED, "!", "crashed", 3, False, False, "bold red", False),
 )
 STATE = {s.name: s for s in STATE_TABLE}
 STATES = tuple(s.name for s in STATE_TABLE)

@@ -1,5 +1,10 @@
-"""A lock file per run (``O_CREAT | O_EXCL``) holding pid and host, so that two processes never
-train the same run at once. A lock whose pid is gone on this host is stale and taken over.
+"""A lock file per run (``O_CREAT | O_EXCL``) holding pid, host and the process's start time, so that
+two processes never train the same run at once. A lock whose pid is gone on this host is stale and
+taken over, and so is one whose pid now belongs to another process (a reboot or an OOM kill freed
+the pid and a later process got it: its start time differs from the one the lock recorded).
+
+A lock that cannot be written (a full or read-only disk) is never left behind empty: the attempt
+raises :class:`LockUnavailable` with one line and removes what it created.
 
 Hand-off: the launcher takes a run's lock with a ``handoff_token`` and starts ``trainkit train``
 with ``TRAINKIT_LOCK_TOKEN`` set to it; the child takes the lock over (rewrites it with its own pid),
@@ -7,6 +12,7 @@ so no third process can slip in between the launcher's decision and the child's 
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -21,21 +27,62 @@ from trainkit.runfolder.files import write_json
 HANDOFF_ENV = "TRAINKIT_LOCK_TOKEN"
 
 
+START_TOLERANCE_S = 1.0  # a process's start time as recorded and as read again (clock-tick rounding)
+
+
 class LockHeld(RuntimeError):
     """The run is locked by a live process; the message names it."""
 
 
-def pid_alive(pid: int, started_at: float | None = None) -> bool:
-    """Whether ``pid`` is a live process on this host (not a zombie) and, when ``started_at`` is
-    given, not a newer process that reused the pid (it must have started before ``started_at``,
-    give or take 5 s of clock rounding). The one liveness check of trainkit."""
+class LockUnavailable(LockHeld):
+    """The lock could not be taken for another reason than a holder (a full or read-only disk, no
+    permission); the message is one line and nothing was left behind."""
+
+
+def process_start_time(pid: int | None = None) -> float | None:
+    """When process ``pid`` (default: this one) started, as a Unix time; None when it is gone."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, ValueError, OverflowError, OSError):
+        return None
+
+
+def pid_alive(pid: int, started_at: float | None = None, *, start_time: float | None = None) -> bool:
+    """Whether ``pid`` is a live process on this host (not a zombie) and not another process that
+    reused the pid: with ``start_time`` (recorded by the process itself) it must have started then;
+    with ``started_at`` (a time the process was already running) it must have started before it,
+    give or take 5 s of clock rounding. The one liveness check of trainkit."""
     try:
         p = psutil.Process(pid)
         if p.status() == psutil.STATUS_ZOMBIE:
             return False
-        return started_at is None or p.create_time() <= started_at + 5.0
+        created = p.create_time()
     except (psutil.Error, ValueError, OverflowError, OSError):
         return False
+    if start_time is not None:
+        return abs(created - start_time) <= START_TOLERANCE_S
+    return started_at is None or created <= started_at + 5.0
+
+
+def pid_suspended(pid: int) -> bool:
+    """Whether ``pid`` is stopped by a signal (Ctrl-Z, SIGSTOP: process state T) on this host."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except (psutil.Error, ValueError, OverflowError, OSError):
+        return False
+
+
+def holder_alive(info: dict) -> bool:
+    """Whether the process a lock names is alive on this host and is the one that wrote the lock
+    (its start time; a lock written before start times were recorded: started before the lock)."""
+    pid = info.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    start = info.get("pid_started_at")
+    if isinstance(start, (int, float)) and not isinstance(start, bool):
+        return pid_alive(pid, start_time=start)
+    created = info.get("created_at")
+    return pid_alive(pid, created if isinstance(created, (int, float)) and not isinstance(created, bool) else None)
 
 
 def read_lock(path: str | os.PathLike, warnings: list[str] | None = None) -> dict | None:
@@ -51,19 +98,35 @@ def live_lock(path: str | os.PathLike, warnings: list[str], *, host: str | None 
     info = read_lock(path, warnings)
     if info is None or info.get("host") != (host or socket.gethostname()):
         return None
-    pid = info.get("pid")
-    return info if isinstance(pid, int) and pid != os.getpid() and pid_alive(pid) else None
+    return info if info.get("pid") != os.getpid() and holder_alive(info) else None
 
 
 def lock_is_stale(info: dict | None, *, host: str | None = None) -> bool:
-    """Stale when unreadable (a crash while creating it) or its pid is gone on this host.
-    A lock of another host is never presumed stale."""
+    """Stale when unreadable (a crash while creating it), or its pid is gone on this host or now
+    belongs to another process (see :func:`holder_alive`). A lock of another host is never
+    presumed stale."""
     if info is None:
         return True
     if info.get("host") != (host or socket.gethostname()):
         return False
+    return not holder_alive(info)
+
+
+def holder_text(info: dict) -> str:
+    """``pid 123 on host (train)``, with ``, suspended`` when that process is stopped (Ctrl-Z)."""
     pid = info.get("pid")
-    return not isinstance(pid, int) or not pid_alive(pid)
+    suspended = isinstance(pid, int) and info.get("host") == socket.gethostname() and pid_suspended(pid)
+    return (f"pid {pid} on {info.get('host')} ({info.get('purpose', 'train')}"
+            + (", suspended: fg or kill -CONT resumes it" if suspended else "") + ")")
+
+
+def _unavailable(path: Path, e: OSError) -> LockUnavailable:
+    why = e.strerror or str(e)
+    if e.errno == errno.EROFS:
+        why = "the filesystem is read-only"
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "no space left on the disk" if e.errno == errno.ENOSPC else "disk quota exceeded"
+    return LockUnavailable(f"cannot take the run lock {path}: {why}")
 
 
 class RunLock:
@@ -74,36 +137,49 @@ class RunLock:
         self.held = False
 
     def _body(self) -> dict:
-        body = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose, "created_at": time.time()}
+        body = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose, "created_at": time.time(),
+                "pid_started_at": process_start_time()}
         if self.handoff_token:
             body["handoff_token"] = self.handoff_token
         return body
 
     def acquire(self, *, accept_token: str | None = None) -> RunLock:
-        """Take the lock, or raise :class:`LockHeld`. ``accept_token``: take over a lock handed to
-        us by a launcher that holds it with that token."""
+        """Take the lock, or raise :class:`LockHeld` (:class:`LockUnavailable` when the disk
+        refuses it: nothing is left behind). ``accept_token``: take over a lock handed to us by a
+        launcher that holds it with that token."""
         body = orjson.dumps(self._body())
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             except FileExistsError:
                 info = read_lock(self.path)
                 if accept_token and info is not None and info.get("handoff_token") == accept_token:
-                    write_json(self.path, self._body())
+                    try:
+                        write_json(self.path, self._body())
+                    except OSError as e:
+                        raise _unavailable(self.path, e) from None
                     self.held = True
                     return self
                 if info is None and self._young():
                     time.sleep(0.05)  # being written by its creator right now
                     continue
                 if not lock_is_stale(info):
-                    raise LockHeld(f"run is locked by pid {info.get('pid')} on {info.get('host')} "
-                                   f"({info.get('purpose', 'train')}, lock file {self.path})") from None
+                    raise LockHeld(f"run is locked by {holder_text(info)}; lock file {self.path}") from None
                 self._break_stale(info)
                 continue
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
+            except OSError as e:
+                raise _unavailable(self.path, e) from None
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(body)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:  # a full disk: the file exists but is empty; never leave it
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
+                raise _unavailable(self.path, e) from None
             self.held = True
             return self
         raise LockHeld(f"could not take the lock {self.path} (it keeps changing)")

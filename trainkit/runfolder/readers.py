@@ -298,6 +298,7 @@ LOCK = Schema(LOCK_FILE, {
     "host": Field("str", max_len=255),
     "purpose": Field("str", max_len=50),
     "created_at": TIME,
+    "pid_started_at": TIME,  # the holder's start time: the same pid with another start time is another process
     "handoff_token": Field("str", max_len=100),
 }, extra="drop")
 
