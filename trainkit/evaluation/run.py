@@ -28,7 +28,7 @@ from trainkit.interrupts import Interrupts
 from trainkit.registry import import_string
 from trainkit.runfolder import RESOLVED_CONFIG_FILE, EvalPaths, RunPaths, move_aside, readers
 from trainkit.runfolder.files import write_json
-from trainkit.runfolder.lock import LockHeld, RunLock
+from trainkit.runfolder.lock import LockHeld, RunLock, holder_text, lock_is_stale, read_lock
 
 
 @dataclass
@@ -207,24 +207,88 @@ def evaluate_job(run_dir: str | Path, *, display: EvalProgress | None = None, **
 
 
 def evaluate(req: EvalRequest, display: EvalProgress | None = None) -> int:
-    """Exit code: 0 finished (error items included), 130 interrupted, 1 the run itself failed."""
+    """Exit code: 0 finished (error items included), 130 interrupted, 1 the run itself failed.
+
+    The evaluation's lock is taken before anything of the run is read, and held to the end: an
+    archive (which takes the run's lock, then looks for evaluations in progress) never moves the
+    folder under it, and the folder of a run that was moved meanwhile is never created again."""
     display = display or EvalProgress()
     try:
-        t = resolve(req)
-        paths = EvalPaths.of(t.run_dir, t.plan.name)
-        paths.root.parent.mkdir(parents=True, exist_ok=True)
+        lock, made = claim(req)
         try:
-            lock = RunLock(paths.lock, purpose="eval").acquire()
-        except LockHeld as e:
-            raise UserError(f"{paths.root}: {e}") from None
-        try:
-            return _evaluate_locked(t, req, paths, display)
+            try:
+                t = resolve(req)
+            except BaseException:  # bad input: what claim created goes again (nothing is written)
+                lock.release()
+                for folder in made:
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        pass
+                raise
+            return _evaluate_locked(t, req, EvalPaths.of(t.run_dir, t.plan.name), display)
         finally:
             lock.release()
     except KeyboardInterrupt:
         display.close()
         display.note("eval: interrupted; what finished is on disk (run the same command again to resume)")
         return EXIT_INTERRUPTED
+
+
+SHARES_THE_RUN = ("train", "launch")  # run-lock holders an evaluation may work beside (best.pt is read once)
+
+
+def claim(req: EvalRequest) -> tuple[RunLock, list[Path]]:
+    """Take the evaluation's lock (``evals/.NAME.lock``), then check the run's: a trainer may hold
+    it (evaluating while it trains), a move or any other holder may not. An existing run folder is
+    never created again (a run folder that vanished is one line); a new folder is made only for a
+    model evaluated without a run (``--model`` and ``--questions``). Returns the lock and the
+    folders it created (innermost first)."""
+    run_dir = Path(req.run_dir)
+    name = check_name(req.name or default_name(req.questions))
+    standalone = bool(req.model and req.questions and not req.model.startswith(CHECKPOINT_SPEC))
+    made: list[Path] = []
+    if not run_dir.exists():
+        if not standalone:
+            raise UserError(f"{run_dir}: no such run folder")
+        missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        made = missing
+    elif not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a folder")
+    elif not standalone and not RunPaths(run_dir).resolved_config.exists():
+        raise UserError(f"{run_dir}: not a run folder (no {RESOLVED_CONFIG_FILE}); give both --model and "
+                        "--questions to evaluate a model without a run")
+    _refuse_a_mover(run_dir)  # before writing anything into a folder that is being moved
+    paths = EvalPaths.of(run_dir, name)
+    try:
+        try:
+            paths.root.parent.mkdir()
+            made.insert(0, paths.root.parent)
+        except FileExistsError:
+            pass
+        lock = RunLock(paths.lock, purpose="eval").acquire()
+    except FileNotFoundError:
+        raise UserError(f"{run_dir}: the run folder is gone (moved or deleted) while the evaluation started") from None
+    except LockHeld as e:
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir}: the run folder is gone (moved or deleted) while the evaluation started") \
+                from None
+        raise UserError(f"{paths.root}: {e}") from None
+    except OSError as e:
+        raise UserError(f"{paths.root.parent}: cannot create ({e.strerror or e})") from None
+    try:
+        _refuse_a_mover(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock, made
+
+
+def _refuse_a_mover(run_dir: Path) -> None:
+    info = read_lock(RunPaths(run_dir).lock)
+    if info is not None and not lock_is_stale(info) and info.get("purpose", "train") not in SHARES_THE_RUN:
+        raise UserError(f"{run_dir}: run is locked by {holder_text(info)}; evaluate it when that is done")
 
 
 def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: EvalProgress) -> int:

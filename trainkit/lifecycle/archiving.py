@@ -34,7 +34,7 @@ from trainkit.lifecycle.layout import Layout, experiment_dir, experiment_folders
 from trainkit.lifecycle.metadata import update_metadata
 from trainkit.lifecycle.moves import Moved, MoveError, Progress
 from trainkit.runfolder import DEFAULT_ROOT, LIVE, LOCK_FILE, readers
-from trainkit.runfolder.lock import LockHeld, RunLock, read_lock
+from trainkit.runfolder.lock import LockHeld, RunLock, holder_text, live_eval_locks, read_lock
 
 ARCHIVE, RESTORE = "archive", "restore"
 STATUS_CHOICES = ("all", SUCCESS, FAILED_CLASS, EVALUATED, STALE)
@@ -237,6 +237,10 @@ def _move_one(plan: MovePlan, c: Candidate, progress: Progress | None) -> Outcom
     if isinstance(lock, str):
         return Outcome(c.name, c.src, c.dst, False, f"live: {lock}")
     try:
+        evaluating = live_eval_locks(c.src)  # after the run's lock: an evaluation starting now sees ours
+        if evaluating:
+            name, info = evaluating[0]
+            return Outcome(c.name, c.src, c.dst, False, f"live: evaluation {name} in progress ({holder_text(info)})")
         exp, facts, _ = inspect(c.src, options=plan.options, in_archive=plan.op == RESTORE, ignore_own_lock=True)
         if plan.op == ARCHIVE:
             why = _why_not_archived(exp.status, plan.status)

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import psutil
 
-from trainkit.runfolder import readers
+from trainkit.runfolder import RunPaths, readers
 from trainkit.runfolder.files import write_json
 
 HANDOFF_ENV = "TRAINKIT_LOCK_TOKEN"
@@ -118,6 +118,24 @@ def holder_text(info: dict) -> str:
     suspended = isinstance(pid, int) and info.get("host") == socket.gethostname() and pid_suspended(pid)
     return (f"pid {pid} on {info.get('host')} ({info.get('purpose', 'train')}"
             + (", suspended: fg or kill -CONT resumes it" if suspended else "") + ")")
+
+
+def live_eval_locks(run_dir: str | os.PathLike) -> list[tuple[str, dict]]:
+    """The evaluations in progress in a run: (name, lock) for each ``evals/.NAME.lock`` held by a
+    live process (or by another host). An archive holding the run's lock refuses such a run; an
+    evaluation takes its own lock first and then checks the run's (so one of the two always sees
+    the other)."""
+    out: list[tuple[str, dict]] = []
+    try:
+        entries = sorted(os.scandir(RunPaths(Path(run_dir)).evals), key=lambda e: e.name)
+    except OSError:
+        return out
+    for e in entries:
+        if e.name.startswith(".") and e.name.endswith(".lock") and e.is_file(follow_symlinks=False):
+            info = read_lock(e.path)
+            if info is not None and not lock_is_stale(info):
+                out.append((e.name[1:-len(".lock")], info))
+    return out
 
 
 def _unavailable(path: Path, e: OSError) -> LockUnavailable:
