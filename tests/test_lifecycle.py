@@ -188,6 +188,35 @@ def test_classify_rules_and_precedence(facts, status, reason):
     assert reason in c.reason
 
 
+NAMED = Options(named=True)
+
+
+@pytest.mark.parametrize("facts, status, reason", [
+    # named explicitly (archive NAME, trainmon's a): archived whenever it is not live
+    (Facts("a", state="finished", last_change=NOW - 60, last_changed="train.log"), "stale",
+     "no verdict yet; changed 60 s ago (train.log); named explicitly and not live"),
+    (Facts("a", reports=(PASS,), last_change=RECENT, last_changed="reports/default.json"), "success",
+     "report reports/default.json: gates passed (nrmse 0.05); changed 2 d ago (reports/default.json); named"),
+    (Facts("a", notes=Verdict(3, False, "✗ nan"), last_change=RECENT), "failed", "notes.md line 3: ✗ nan"),
+    (Facts("a", state="stopped", last_change=MID), "stale", "no verdict yet; last change 10 d ago (stale after 30 d); "
+     "named explicitly and not live"),
+    (Facts("a", last_change=OLD), "stale", "nothing changed for 40 d"),  # settled already: the same class
+    # still active: a live run, a held lock; archived and promoted stay what they are
+    (Facts("a", state="running", state_reason="epoch 1", last_change=RECENT), "active", "running: epoch 1"),
+    (Facts("a", state="paused", state_reason="paused on request", last_change=OLD), "active", "paused"),
+    (Facts("a", lock_holder="pid 7 on h (eval)", last_change=RECENT), "active", "locked by pid 7"),
+    (Facts("a", in_archive=True, last_change=RECENT), "archived", "in the archive"),
+    (Facts("a", promotion=PROMO, last_change=RECENT), "promoted", "promoted"),
+])
+def test_a_named_experiment_is_classified_as_it_settles_unless_live(facts, status, reason):
+    c = L.classify(facts, NOW, NAMED)
+    assert (c.status, reason in c.reason) == (status, True), c.reason
+    bulk = L.classify(facts, NOW)  # the bulk selection's rule is unchanged: recent or undecided is active
+    if facts.state not in ("running", "paused") and not facts.lock_holder and not facts.in_archive \
+            and not facts.promotion and facts.last_change != OLD:
+        assert bulk.status == "active"
+
+
 def test_classify_day_limits_are_options():
     f = Facts("a", reports=(PASS,), last_change=NOW - 2 * DAY)
     assert L.classify(f, NOW).status == "active"
@@ -492,20 +521,28 @@ def test_cross_filesystem_move_rolls_back_when_the_source_changed(tmp_path, runs
     assert sorted(os.listdir(tmp_path / "experiments-archive")) == []
 
 
-def test_active_and_live_are_never_archived(tmp_path, runs, lc_env):
+def test_a_named_experiment_is_archived_unless_live_and_bulk_keeps_the_7_day_rule(tmp_path, runs, lc_env):
+    """A just-finished run named explicitly is archived (its class and reason printed); a live one
+    never is; --status never selects an experiment changed in the last 7 days."""
     root = tmp_path / "experiments"
     make(root, runs["pass"], "2026-01-01-recent", days=None)
+    make(root, runs["pass"], "2026-01-01-recent2", days=None)
     live = make(root, runs["pass"], "2026-01-01-live")
     live_status(live)
-    r = cli("archive", "2026-01-01-recent", "2026-01-01-live", cwd=tmp_path, env=lc_env)
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert "2026-01-01-recent: active: changed" in r.stdout and "2026-01-01-live: active: running" in r.stdout
-    assert "active experiments are never archived" in r.stdout
-    none = cli("archive", cwd=tmp_path, env=lc_env)
-    assert none.returncode == 2 and "nothing chosen" in none.stderr and "--status" in none.stderr
     everything = cli("archive", "--status", "all", cwd=tmp_path, env=lc_env)
     assert everything.returncode == 0 and "0 archived" in everything.stdout
-    assert sorted(os.listdir(root)) == ["2026-01-01-live", "2026-01-01-recent"]
+    assert "2026-01-01-recent: active: changed" in everything.stdout
+    assert "active experiments are never archived" in everything.stdout
+    r = cli("archive", "2026-01-01-recent", "2026-01-01-live", cwd=tmp_path, env=lc_env)
+    assert r.returncode == 1, r.stdout + r.stderr  # the live one did not move
+    assert "2026-01-01-live: active: running" in r.stdout and "active experiments are never archived" in r.stdout
+    assert "2026-01-01-recent  success" in r.stdout and "report reports/default.json: gates passed" in r.stdout
+    assert "; changed " in r.stdout and "named explicitly and not live" in r.stdout
+    assert sorted(os.listdir(root)) == ["2026-01-01-live", "2026-01-01-recent2"]
+    meta = read_json(root.parent / "experiments-archive" / "2026-01-01-recent" / "metadata.json")
+    assert meta["archive"]["status"] == "success" and "named explicitly" in meta["archive"]["reason"]
+    none = cli("archive", cwd=tmp_path, env=lc_env)
+    assert none.returncode == 2 and "nothing chosen" in none.stderr and "--status" in none.stderr
 
 
 def test_a_run_that_starts_between_selection_and_move_is_not_moved(tmp_path, runs):

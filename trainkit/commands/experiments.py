@@ -4,6 +4,7 @@ lifecycle (formatting only; the work is :mod:`trainkit.lifecycle`)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -299,8 +300,9 @@ def render_compare(c, *, diff_only: bool = False) -> str:
 def _add_archive(sp) -> None:
     p = _parser(sp, "archive", "move finished experiments into the archive", "Move the chosen experiments into "
                 "<ROOT>-archive/ and record in each metadata.json archived_at, its class and reason, the original "
-                "path and a manifest (path, size, sha256 of every file). Active experiments and live runs are never "
-                "archived. The selection is printed before anything moves.", """
+                "path and a manifest (path, size, sha256 of every file). Live runs are never archived; --status never "
+                "selects active experiments (changed within --active-days, or no verdict yet), a NAME is archived "
+                "whenever it is not live. The selection is printed before anything moves.", """
         examples:
           trainkit experiments archive --status stale --dry-run        # what would move, with file counts
           trainkit experiments archive --status all --list-only        # just the names
@@ -350,7 +352,8 @@ def cmd_archive(args) -> int:
     from trainkit.lifecycle import archive, plan_archive
 
     root, names = _split_root(args)
-    plan = plan_archive(root, names, status=args.status, archive_dir=args.archive_dir, options=_options(args))
+    options = dataclasses.replace(_options(args), named=bool(names))  # a named one: archived whenever not live
+    plan = plan_archive(root, names, status=args.status, archive_dir=args.archive_dir, options=options)
     if not plan.chosen:
         raise UserError("nothing chosen: name the experiments to archive, or choose them with "
                         "--status all|success|failed|evaluated|stale (add --dry-run to see what would move)")

@@ -17,6 +17,11 @@ Precedence (the first rule that applies wins):
 7. ``failed``    the run is ``failed`` or ``crashed`` past the launcher's retry cap (``launch.json``);
 8. ``stale``     nothing changed for more than ``stale_days`` (30) days;
 9. ``active``    otherwise: no verdict yet, and not stale yet.
+
+Rules 4 and 9 guard the bulk selection (``archive --status``): an experiment NAMED explicitly
+(``archive NAME``, trainmon's ``a``; :attr:`Options.named`) is archived whenever it is not live, so
+for it they give the class the experiment settles into instead (its verdict, else ``stale``), with
+what the guard would have said in the reason.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ class Options:
     """Nothing changed for longer than this (and no verdict): ``stale``."""
     max_crashes: int = 3
     """A run failed or crashed this many times in a row without progress is past the retry cap."""
+    named: bool = False
+    """The experiment was named explicitly (``archive NAME``, trainmon's ``a``): only a live run
+    (rule 1) is ``active``; rules 4 and 9 give the class it settles into (its verdict, else
+    ``stale``) with what they would have said in the reason."""
 
 
 DEFAULTS = Options()
@@ -192,11 +201,23 @@ def classify(facts: Facts, now: float, options: Options = DEFAULTS) -> Classific
     if age is not None and age < options.active_days * DAY_S:
         recent = f"changed {format_age(age)} ago ({facts.last_changed})"
         later = verdict(facts, now, options)
+        if options.named:
+            return _settled(later, recent)
         if later is not None and later.status != STALE:
             recent += f"; then {later.status}: {later.reason}"
         return Classification(ACTIVE, recent)
     later = verdict(facts, now, options)
     if later is not None:
         return later
-    return Classification(ACTIVE, f"no verdict yet; last change {format_age(age)} ago "
-                                  f"(stale after {options.stale_days:g} d)")
+    guard = f"last change {format_age(age)} ago (stale after {options.stale_days:g} d)"
+    if options.named:
+        return _settled(None, guard)
+    return Classification(ACTIVE, f"no verdict yet; {guard}")
+
+
+def _settled(later: Classification | None, guard: str) -> Classification:
+    """An experiment named explicitly and not live: the class it settles into (its verdict, else
+    stale: no verdict), and what the guard of the bulk selection would have said."""
+    if later is None or later.status == STALE:
+        return Classification(STALE, f"no verdict yet; {guard}; named explicitly and not live")
+    return Classification(later.status, f"{later.reason}; {guard}; named explicitly and not live")
