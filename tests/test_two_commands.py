@@ -141,3 +141,35 @@ def test_an_evaluation_of_a_missing_run_creates_nothing(tmp_path, env):
     bad = trainkit("eval", tmp_path / "new", "--model", "no_such_module:f", "--questions", tmp_path / "q.jsonl",
                    cwd=tmp_path, env=env)
     assert bad.returncode == 2 and not (tmp_path / "new").exists()  # bad input writes nothing
+
+
+# --------------------------------------------------------------------------------------------
+# two launchers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(4))
+def test_launchers_started_at_once_never_start_more_than_max_parallel(tmp_path, env, attempt):
+    """Three `trainkit launch --max-parallel 1` at the same moment over three pending runs: one run
+    starts (they count and start under ROOT's launch lock; a handed-over lock names the child)."""
+    from helpers import write_config
+
+    root = tmp_path / "experiments"
+    for i in range(3):
+        write_config(root / f"2026-01-01-p{i}" / "config.yaml", epochs=500)
+    cmd = [sys.executable, "-m", "trainkit", "launch", str(root), "--max-parallel", "1", "--json"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    started = [a for out, _ in outs for a in orjson.loads(out)]
+    try:
+        assert all(p.returncode == 0 for p in procs), [e.decode() for _, e in outs]
+        assert len(started) == 1, started
+        again = trainkit("launch", root, "--max-parallel", "1", "--json", cwd=tmp_path, env=env)
+        assert orjson.loads(again.stdout) == [], again.stderr  # the first one still counts
+    finally:
+        for a in started:
+            try:
+                os.kill(a["pid"], 9)
+            except ProcessLookupError:
+                pass

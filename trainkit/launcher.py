@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainkit import slurm
-from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LIVE, PENDING, RunPaths, readers
+from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LAUNCH_LOCK, LIVE, PENDING, RunPaths, readers
 from trainkit.runfolder.files import write_json
-from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock, read_lock
+from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock, holding, process_start_time, read_lock
 from trainkit.status import RunStatus, run_status, scan
 
 DEFAULT_MAX_CRASHES = 3
@@ -140,6 +140,21 @@ def give_up(action: Action) -> None:
     write_json(paths.launch, history)
 
 
+COUNT_WAIT_S = 60.0  # how long a launcher waits for another one to finish counting and starting
+
+
+def hand_over(lock: RunLock, pid: int) -> None:
+    """Name the child in the run lock the launcher handed it (same token): until the child takes
+    the lock over, the lock's life is the child's, not the launcher's (which may exit first)."""
+    info = read_lock(lock.path)
+    if info is None or info.get("handoff_token") != lock.handoff_token or info.get("pid") != os.getpid():
+        return  # the child took it over already
+    try:
+        write_json(lock.path, {**info, "pid": pid, "pid_started_at": process_start_time(pid)})
+    except OSError:
+        pass  # the lock stands as the launcher's; the child takes it over by its token
+
+
 @dataclass
 class Launched:
     action: Action
@@ -204,7 +219,8 @@ class Launcher:
         except BaseException:
             lock.release()
             raise
-        lock.held = False  # the child owns it now (or it goes stale with us if the child dies first)
+        lock.held = False  # the child owns it now (or it goes stale with it if it dies first)
+        hand_over(lock, proc.pid)
         history = read_history(paths.root)
         history["launches"].append({"t": time.time(), "action": action.action, "pid": proc.pid,
                                     "state_before": now.state, "completed_before": now.completed_epochs,
@@ -223,12 +239,18 @@ class Launcher:
             self.children.remove(c)
             info = read_lock(c.lock.path)
             if info is not None and info.get("handoff_token") == c.lock.handoff_token \
-                    and info.get("pid") == os.getpid():
+                    and info.get("pid") in (os.getpid(), c.process.pid):
                 os.unlink(c.lock.path)  # the child died before taking the lock over
         return done
 
+    def counting(self):
+        """ROOT's launch lock: two launchers never count the running runs at the same moment (each
+        sees what the other started: a handed-over run lock names the child)."""
+        return holding(self.root / LAUNCH_LOCK, "launch", wait_s=COUNT_WAIT_S)
+
     def run(self, actions: list[Action], *, wait: bool, poll_s: float = 1.0) -> list[Action]:
-        """Start what fits under ``max_parallel``; with ``wait``, start the rest as others finish."""
+        """Start what fits under ``max_parallel``, counted and started under ROOT's launch lock;
+        with ``wait``, start the rest as others finish."""
         started: list[Action] = []
         queue = [a for a in actions if a.action in ("launch", "relaunch")]
         for a in actions:
@@ -237,13 +259,15 @@ class Launcher:
                 self.report(f"gave up on {a.name}: {a.reason} (marked failed; run 'trainkit train "
                             f"{a.path}' to retry by hand)")
         while True:
-            free = self.max_parallel - len(self.alive()) - (self.live_elsewhere() if queue else 0)
-            while queue and free > 0:
-                a = queue.pop(0)
-                if self.start(a) is not None:
-                    started.append(a)
-                    free -= 1
-                    self.report(f"{a.action} {a.name} (pid {a.pid}): {a.reason}")
+            if queue:
+                with self.counting():
+                    free = self.max_parallel - len(self.alive()) - self.live_elsewhere()
+                    while queue and free > 0:
+                        a = queue.pop(0)
+                        if self.start(a) is not None:
+                            started.append(a)
+                            free -= 1
+                            self.report(f"{a.action} {a.name} (pid {a.pid}): {a.reason}")
             if not wait:
                 break
             for c in self.reap():

@@ -60,6 +60,7 @@ def register(sub) -> None:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     from trainkit.launcher import Launcher, plan
+    from trainkit.runfolder.lock import LockHeld
 
     root = existing_folder(args.root)
     if args.max_parallel < 1:
@@ -103,6 +104,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         report("launcher interrupted; the runs it started go on (they are detached)")
         return 130
+    except LockHeld as e:  # ROOT's launch lock: another launcher counts and starts right now
+        raise UserError(f"{root}: {e}") from None
     if args.json:
         sys.stdout.buffer.write(orjson.dumps([a.to_json() for a in started], option=orjson.OPT_INDENT_2) + b"\n")
     return 0

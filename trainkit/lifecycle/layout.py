@@ -10,7 +10,6 @@ the folder inside ROOT (``experiments/2026-11-22-x/``, as tab completion writes 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from trainkit.errors import UserError
 from trainkit.runfolder import ARCHIVE_SUFFIX, DEFAULT_ROOT, LEADERBOARD_FILE, PRODUCTION_DIR, REPORTS_DIR, RUN_NAME
-from trainkit.runfolder.lock import LockHeld, RunLock
+from trainkit.runfolder.lock import LockHeld, LockUnavailable, take
 
 LEADERBOARD_CSV = Path(REPORTS_DIR) / LEADERBOARD_FILE
 ROOT_LOCK = ".trainkit-lifecycle.lock"  # hidden: never taken for an experiment
@@ -125,16 +124,10 @@ def slug(name: str) -> str:
 def held(path: Path, purpose: str, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """Hold the lock file ``path`` (a :class:`~trainkit.runfolder.lock.RunLock`: O_EXCL, pid and host, a dead
     holder's lock is broken). Waits up to ``wait_s`` for a live holder, then refuses with one line."""
-    lock = RunLock(path, purpose=purpose)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            lock.acquire()
-            break
-        except LockHeld as e:
-            if time.monotonic() >= deadline:
-                raise UserError(f"busy: {e}") from None
-            time.sleep(0.1)
+    try:
+        lock = take(path, purpose, wait_s=wait_s)
+    except LockHeld as e:
+        raise UserError(str(e) if isinstance(e, LockUnavailable) else f"busy: {e}") from None
     try:
         yield
     finally:

@@ -68,6 +68,7 @@ SESSIONS_FILE = "sessions.jsonl"
 ARCHIVE_SUFFIX = "-archive"  # experiments -> experiments-archive
 PRODUCTION_DIR = "configs"
 LEADERBOARD_FILE = "leaderboard.csv"  # in reports/ beside ROOT
+LAUNCH_LOCK = ".trainkit-launch.lock"  # in ROOT (hidden: never a run): launchers count and start one at a time
 
 # A folder directly under ROOT holding one of these is a run.
 RUN_MARKERS = (RESOLVED_CONFIG_FILE, PROGRESS_FILE, STATUS_FILE, *CONFIG_FILES)

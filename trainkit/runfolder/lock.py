@@ -16,6 +16,8 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -239,3 +241,30 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def take(path: str | os.PathLike, purpose: str, *, wait_s: float = 10.0, poll_s: float = 0.05) -> RunLock:
+    """Take the lock file ``path`` for a short critical section (ROOT's launch and lifecycle
+    locks): waits up to ``wait_s`` for a live holder to let go, then raises :class:`LockHeld`
+    (at once :class:`LockUnavailable` when the disk refuses it)."""
+    lock = RunLock(Path(path), purpose=purpose)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return lock.acquire()
+        except LockUnavailable:
+            raise
+        except LockHeld:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll_s)
+
+
+@contextmanager
+def holding(path: str | os.PathLike, purpose: str, *, wait_s: float = 10.0) -> Iterator[RunLock]:
+    """:func:`take`, released at the end of the ``with`` block."""
+    lock = take(path, purpose, wait_s=wait_s)
+    try:
+        yield lock
+    finally:
+        lock.release()
