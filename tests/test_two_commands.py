@@ -173,3 +173,82 @@ def test_launchers_started_at_once_never_start_more_than_max_parallel(tmp_path, 
                 os.kill(a["pid"], 9)
             except ProcessLookupError:
                 pass
+
+
+# --------------------------------------------------------------------------------------------
+# two promotions to one target
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, cache_dir):
+    """A real experiment: trained, evaluated, its report passing the gate nrmse <= 5."""
+    from helpers import write_config
+
+    env = {**os.environ, "TRAINKIT_CACHE_DIR": str(cache_dir)}
+    store = tmp_path_factory.mktemp("promote-runs")
+    cfg = write_config(store / "burgers.yaml", epochs=2, eval={"gates": {"nrmse": {"max": 5.0}}})
+    r = trainkit("run", cfg, "--run-dir", store / "run", cwd=store, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return store / "run"
+
+
+def experiment_copy(root: Path, source: Path, name: str, *, nrmse: float | None = None) -> Path:
+    import shutil
+
+    dst = root / name
+    shutil.copytree(source, dst, symlinks=True)
+    if nrmse is not None:
+        path = dst / "reports" / "default.json"
+        report = read_json(path)
+        report.update(nrmse=nrmse, final_nrmse=nrmse, metrics={"nrmse": nrmse})
+        path.write_bytes(orjson.dumps(report))
+    age(dst)
+    return dst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attempt", range(6))  # which one gets the lock first varies: each order is seen
+def test_two_auto_promotions_to_one_target_keep_the_better(tmp_path, env, evaluated, holder, attempt):
+    """Both check, then both wait for the lock (held by another promotion); whichever gets it first,
+    the better experiment holds the target at the end and nobody is refused as "changed since the
+    check": the comparison is made under the target's lock."""
+    from helpers import read_until
+
+    root = tmp_path / "experiments"
+    base = read_json(evaluated / "reports" / "default.json")["nrmse"]
+    experiment_copy(root, evaluated, "2026-01-01-burgers", nrmse=base / 2)  # the better one
+    experiment_copy(root, evaluated, "2026-01-02-burgers")
+    lock = holder(root / ".trainkit-lifecycle.lock", "experiments promote")  # another promotion runs
+    procs = {}
+    try:
+        for name in ("2026-01-02-burgers", "2026-01-01-burgers"):
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "trainkit", "experiments", "promote", name, "--auto-promote", "--force"],
+                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            read_until(procs[name].stdout, lambda seen: b"yet\n" in seen, what=f"{name}'s check")
+        lock.unlink()  # the other promotion is done: both go for the lock now
+        results = {name: p.communicate(timeout=60) for name, p in procs.items()}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+    errors = {name: err.decode() for name, (_, err) in results.items()}
+    assert not any("changed since the check" in e for e in errors.values()), errors
+    assert procs["2026-01-01-burgers"].returncode == 0, errors  # the better one is never refused
+    side = read_json(tmp_path / "configs" / ".train_burgers.yaml.promotion.json")
+    assert side["experiment"] == "2026-01-01-burgers" and side["value"] == base / 2
+    if procs["2026-01-02-burgers"].returncode != 0:  # it came second: refused by the comparison itself
+        assert "improvement" in errors["2026-01-02-burgers"], errors
+
+
+def test_promote_never_follows_a_symlink_out_of_the_experiment(tmp_path, env, evaluated):
+    root = tmp_path / "experiments"
+    exp = experiment_copy(root, evaluated, "2026-01-01-burgers")
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("api_key: hunter2\n")
+    (exp / "config.yaml").unlink()
+    (exp / "config.yaml").symlink_to(secret)
+    r = trainkit("experiments", "promote", "2026-01-01-burgers", "--auto-promote", cwd=tmp_path, env=env)
+    assert r.returncode == 2 and "symbolic link out of the experiment" in r.stderr, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1
+    assert not (tmp_path / "configs").exists() or not any((tmp_path / "configs").iterdir())

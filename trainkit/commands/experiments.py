@@ -560,7 +560,9 @@ def cmd_promote(args) -> int:
         if input("promote? [y/N] ").strip().lower() not in ("y", "yes"):
             print("not promoted")
             return EXIT_FAILED
-    result = promote(request, expect=plan)
+    # asked on a terminal: promote what the user saw or nothing; --auto-promote: whatever the check
+    # under the target's lock decides (another promotion to the same target may have won meanwhile)
+    result = promote(request, expect=None if args.auto_promote else plan)
     if not result.promoted:
         print(f"trainkit experiments: not promoted: {result.reason}", file=sys.stderr)
         return EXIT_FAILED

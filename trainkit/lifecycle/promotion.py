@@ -45,7 +45,7 @@ from trainkit.lifecycle.metadata import read_metadata, update_metadata
 from trainkit.lifecycle.moves import sha256_file
 from trainkit.lifecycle.verdicts import RunReport, read_run_reports, report_value, the_report
 from trainkit.runfolder import DEFAULT_ROOT, LIVE, METADATA_FILE, REPORTS_DIR, RunPaths, readers
-from trainkit.runfolder.files import atomic_write, write_json
+from trainkit.runfolder.files import MiB, ReadProblem, atomic_write, read_limited, write_json
 from trainkit.status import run_status
 
 MIN, MAX = "min", "max"
@@ -57,6 +57,7 @@ COLUMNS = ("date", "experiment", "config", "metric", "value", "previous_experime
            "improvement", "mode")
 EPS = 1e-12
 SIDECAR_VERSION = 1
+MAX_CONFIG_BYTES = 16 * MiB  # a config (or a production config backed up) larger than this is not copied
 
 
 def metric_mode(metric: str, mode: str | None = None) -> str:
@@ -283,6 +284,9 @@ def check_promotion(request: PromoteRequest, *, now: float | None = None) -> Pro
     config = RunPaths(folder).config_file()
     if config is None:
         raise UserError(f"{folder.name}: no config file (config.yaml/.yml/.json/.toml/.py) to promote")
+    if not _inside(config, folder):
+        raise UserError(f"{folder.name}: {config.name} is a symbolic link out of the experiment "
+                        f"(to {os.path.realpath(config)}); only the experiment's own file is promoted")
     target = layout.production / target_name(config, folder.name, r.config_name)
     holder = find_holder(layout, target, metric)
     rel = f"{REPORTS_DIR}/{report_path.name}"
@@ -373,6 +377,20 @@ def _gates_check(rel: str, report: dict, j, threshold: float | None, metric: str
     return Check("gates", True, f"report {rel}: no gates configured; --threshold decides{about}")
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` resolves inside ``folder`` (a symlink out of the experiment does not)."""
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([real, base]) == base
+
+
+def _read(path: Path, within: Path) -> bytes:
+    """The bytes of a regular file, bounded, following a symlink only inside ``within``."""
+    try:
+        return read_limited(path, MAX_CONFIG_BYTES, within=within)
+    except (ReadProblem, FileNotFoundError) as e:
+        raise UserError(f"{path}: {e if isinstance(e, ReadProblem) else 'no such file'}; not promoted") from None
+
+
 def _free(path: Path) -> Path:
     n, out = 1, path
     while os.path.lexists(out):
@@ -414,10 +432,10 @@ def _copy_bytes(data: bytes, path: Path, mode: int) -> None:
 
 
 def _write(plan: PromotionPlan, now: float) -> None:
-    data = plan.config.read_bytes()
+    data = _read(plan.config, plan.experiment)
     plan.layout.production.mkdir(parents=True, exist_ok=True)
     if plan.backup is not None:
-        _copy_bytes(plan.target.read_bytes(), plan.backup, plan.target.stat().st_mode)
+        _copy_bytes(_read(plan.target, plan.layout.production), plan.backup, plan.target.stat().st_mode)
     _copy_bytes(data, plan.target, plan.config.stat().st_mode)
     holder = plan.holder
     previous = None
