@@ -21,7 +21,7 @@ def resolve_text(tmp_path, text: str, name: str = "cfg.yaml", **kw) -> config.Tr
 
 def test_task_only_config_is_valid_and_filled_with_defaults(tmp_path):
     cfg = resolve_text(tmp_path, "task: burgers\n")
-    assert cfg.task == "burgers" and cfg.epochs == 10 and cfg.early_stopping is None
+    assert cfg.task == "burgers" and cfg.epochs == 30 and cfg.lr == 2e-3 and cfg.early_stopping is None  # its own
     assert cfg.checkpoint.every_steps == 0
     assert cfg.model == {"width": 256, "depth": 3, "dropout": 0.0}  # the task's schema fills model/data
     assert cfg.data["nx"] == 64

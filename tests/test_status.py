@@ -326,7 +326,7 @@ def test_a_pending_config_that_is_unusable_is_named(tmp_path):
     run.mkdir()
     (run / "config.yaml").write_text("task: burgers\nepochs: .nan\n")
     st = S.run_status(run)
-    assert st.state == "pending" and st.total_epochs == 10
+    assert st.state == "pending" and st.total_epochs == 30  # burgers' own default epochs
     assert any("epochs is nan" in w for w in st.warnings), st.warnings
     (run / "config.yaml").unlink()
     (run / "config.yaml").mkdir()  # still a run folder (it has a config.yaml), but not one to read

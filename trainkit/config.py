@@ -1,7 +1,8 @@
 """Typed training configuration: schema, file loaders, ``--set`` overrides, resume checks.
 
-Precedence: CLI (``--epochs``, ``--set key.sub=value``) > config file > defaults. Every field has
-a docstring in its ``metadata["help"]``; ``schema_help()`` turns the schema into help text.
+Precedence: CLI (``--epochs``, ``--set key.sub=value``) > config file > the task's own defaults
+(:mod:`trainkit.tasks.defaults`, a task's ``defaults``) > the schema's defaults, key by key. Every
+field has a docstring in its ``metadata["help"]``; ``schema_help()`` turns the schema into help text.
 Bad input raises :class:`UserError` with a one-line message (the CLI exits 2 with it).
 """
 
@@ -16,6 +17,7 @@ import sys
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +28,7 @@ import yaml
 from trainkit.errors import UserError, first_line
 from trainkit.runfolder import CONFIG_SUFFIXES, RunPaths
 from trainkit.runfolder.files import FileFormatError, read_json_object
+from trainkit.tasks.defaults import builtin_defaults
 
 LOCKED_FIELDS = ("task", "model", "data", "profile")
 
@@ -98,7 +101,8 @@ class MonitorConfig:
 
 @dataclass
 class TrainConfig:
-    task: str = setting(help="built-in task name (burgers) or an import string module:function")
+    task: str = setting(help="built-in task (burgers, arith-chat) or an import string module:function; the "
+                             "task's own defaults apply under the file's keys (listed above)")
     epochs: int = setting(10, "total number of epochs (a target, never 'N more')")
     seed: int = setting(0, "seed of model init, data order and dropout (the data itself is generated from data.seed)")
     batch_size: int = setting(32, "samples per optimizer step")
@@ -402,14 +406,29 @@ def _deepcopy(d: Any) -> Any:
     return d
 
 
-def resolve(file_data: dict, *, source: str, epochs: int | None = None, sets: list[str] = ()) -> TrainConfig:
-    """defaults < file < CLI. ``model`` and ``data`` stay as given (command-line values still raw
-    strings) until :func:`resolve_sections` checks them against the task's own schemas."""
+def resolve(file_data: dict, *, source: str, epochs: int | None = None, sets: list[str] = (),
+            task_defaults: Callable[[Any], dict] = builtin_defaults) -> TrainConfig:
+    """schema defaults < the task's defaults (``task_defaults(task name)``: the built-in tasks' by
+    default; the session passes one that also imports a user's task) < file < CLI, key by key.
+    ``model`` and ``data`` stay as given (command-line values still raw strings) until
+    :func:`resolve_sections` checks them against the task's own schemas."""
     data = apply_overrides(file_data, parse_set(list(sets)))
     if epochs is not None:
         data["epochs"] = epochs
+    data = with_defaults(task_defaults(data.get("task")), data)
     src = source if not sets and epochs is None else f"{source} (with command-line overrides)"
     return build(TrainConfig, data, src)
+
+
+def with_defaults(defaults: dict, data: dict) -> dict:
+    """``data`` over ``defaults``, key by key inside mappings (a value given, ``null`` included, wins)."""
+    out = _deepcopy(defaults)
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = with_defaults(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def resolve_sections(cfg: TrainConfig, *, model_schema: type | None, data_schema: type | None,

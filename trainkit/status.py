@@ -161,8 +161,10 @@ def complete_epochs(root: str) -> int:
 def config_file_settings(root: str, warnings: list[str]) -> dict:
     """A pending run's settings from its config file: YAML/JSON/TOML are read, bounded and checked
     (never a ``.py``, which would mean executing it). A missing or unusable ``epochs`` falls back
-    to the schema's default, with a warning when the file said something else."""
+    to the default training would use (a built-in task's own, else the schema's), with a warning
+    when the file said something else."""
     from trainkit.config import TrainConfig
+    from trainkit.tasks.defaults import builtin_defaults
 
     default = TrainConfig.__dataclass_fields__["epochs"].default
     path = RunPaths(Path(root)).config_file()
@@ -177,6 +179,8 @@ def config_file_settings(root: str, warnings: list[str]) -> dict:
     if path.suffix == ".py":
         return {}
     data = readers.load_config_file(path, warnings)
+    if data is not None:
+        default = builtin_defaults(data.get("task")).get("epochs", default)
     if data is None:
         warnings.append(f"{path.name}: unusable; epochs taken as the default {default}")
         return {"epochs": default}

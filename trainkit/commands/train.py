@@ -6,22 +6,25 @@ import argparse
 
 from trainkit.commands._args import add_train_arguments, fmt
 from trainkit.config import schema_help
+from trainkit.tasks.defaults import BUILTIN_DEFAULTS, describe
 
 TRAIN_EPILOG = fmt("""
 examples:
   trainkit train examples/burgers.yaml                 # into experiments/<date>-burgers/
   trainkit train examples/burgers.yaml --epochs 40     # resume it up to 40 epochs in total
-  trainkit train experiments/2026-11-22-baseline       # resume a run from its own files
-  trainkit train cfg.yaml --set lr=3e-4 --set early_stopping.patience=3
-  trainkit train cfg.yaml --run-dir runs/try2 --fresh  # start over; old outputs go to superseded/
+  trainkit train experiments/2026-11-22-burgers        # resume a run from its own files
+  trainkit train examples/arith_chat.yaml              # the chat task: a tiny transformer learns sums
+  trainkit train examples/burgers.yaml --run-dir runs/lr --set lr=3e-4 --set early_stopping.patience=3
+  trainkit train examples/burgers.yaml --run-dir runs/lr --fresh  # start over; old outputs go to superseded/
 
 Re-running on the same run folder resumes it bit-exactly; --epochs N is the total, never "N more".
 Ctrl-C (or SIGTERM) finishes the current step, checkpoints and exits 0; a second Ctrl-C exits at
 once (the last checkpoint stands). Exit codes: 0 done/stopped, 1 training failed, 2 bad input.
 
-config keys (type, default):
-""") + "\n" + "\n".join(schema_help())
-
+built-in tasks and their own defaults (a config with only `task: NAME` trains with them; the
+file's keys and --set override them, key by key):
+""") + "\n" + "\n".join(f"  {name:<12} {describe(d)}" for name, d in BUILTIN_DEFAULTS.items()) + \
+    "\n\nconfig keys (type, default):\n" + "\n".join(schema_help())
 
 
 def register(sub) -> None:

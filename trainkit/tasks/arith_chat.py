@@ -62,6 +62,7 @@ from trainkit.profiles.base import sanitize_text, with_system_prompt
 from trainkit.profiles.emoji_think import STOP_POOL, THINKING_POOL
 from trainkit.profiles.plain_sft import PlainSFTProfile
 from trainkit.tasks.base import Task, TaskData
+from trainkit.tasks.defaults import ARITH_CHAT
 
 log = logging.getLogger("trainkit")
 
@@ -397,6 +398,7 @@ class ArithChatTask(Task):
     model_config = ArithModel
     data_config = ArithData
     metric = "accuracy"
+    defaults = ARITH_CHAT
     #: the run's data profile, set by the engine before build_data (None: plain_sft)
     profile: DataProfile | None = None
 

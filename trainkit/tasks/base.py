@@ -50,6 +50,10 @@ class Task(ABC):
     #: whether the task shapes its data through ``profile`` (a config naming a profile for a task
     #: that does not is refused)
     uses_profile: bool = True
+    #: settings the task trains well with (``{"epochs": 12, "lr": 2e-3, "lr_schedule": {...}}``), applied
+    #: between the schema's defaults and the config file: a config naming only the task trains a useful
+    #: model; recorded in resolved_config.json (``_meta.task_defaults``)
+    defaults: dict[str, Any] = {}
 
     @abstractmethod
     def build_data(self, data: dict, cache_dir: Path | None) -> TaskData:

@@ -45,6 +45,7 @@ from torch import nn
 from trainkit.config import setting
 from trainkit.runfolder.files import atomic_write
 from trainkit.tasks.base import Task, TaskData
+from trainkit.tasks.defaults import BURGERS
 
 SOLVER_VERSION = 3  # 1: first-order finite differences (about 7 % off); 2: exact (Cole-Hopf); 3: the same, with
 # numpy's FFT (the same bits in every process)
@@ -197,6 +198,7 @@ class BurgersTask(Task):
     data_config = BurgersData
     metric = "nrmse"
     uses_profile = False  # numbers, not conversations
+    defaults = BURGERS
 
     def build_data(self, data: dict, cache_dir: Path | None) -> TaskData:
         cfg = BurgersData(**data)

@@ -10,9 +10,12 @@ naming it, never replaced by a silent default.
 
 from __future__ import annotations
 
+import copy
+
 from trainkit import config
 from trainkit.errors import UserError
-from trainkit.tasks import Task, get_task
+from trainkit.tasks import BUILTIN, Task, get_task
+from trainkit.tasks.defaults import builtin_defaults
 
 
 def configured_task(cfg: config.TrainConfig, *, source: str) -> Task:
@@ -39,3 +42,14 @@ def task_from_resolved(resolved: dict, *, source: str) -> tuple[config.TrainConf
     mapping, ``_meta`` included or not): what the run trained."""
     cfg = config.build(config.TrainConfig, config.without_meta(resolved), source)
     return cfg, configured_task(cfg, source=source)
+
+
+def task_defaults(name: object) -> dict:
+    """The task's own defaults (its ``defaults`` mapping): a built-in's from the torch-free table, any
+    other task's by building it (the user asked to run it). ``{}`` when ``name`` is not a name."""
+    if not isinstance(name, str) or name in BUILTIN:
+        return builtin_defaults(name)
+    found = getattr(get_task(name), "defaults", None) or {}
+    if not isinstance(found, dict):
+        raise UserError(f"task {name!r}: its defaults must be a mapping of config keys, not {type(found).__name__}")
+    return copy.deepcopy(found)

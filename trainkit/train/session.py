@@ -32,7 +32,7 @@ from trainkit.runfolder import (
 from trainkit.runfolder.files import read_json_object_or_none, truncate_tail, write_json
 from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock
 from trainkit.tasks import Task
-from trainkit.tasks.configured import configured_task
+from trainkit.tasks.configured import configured_task, task_defaults
 from trainkit.train import checkpoint
 
 log = logging.getLogger("trainkit")
@@ -86,6 +86,9 @@ def prepare(req: TrainRequest) -> Prepared:
     """Resolve the config (defaults < file < CLI) and the task once, and decide resume or fresh.
     Reads only. Raises :class:`UserError` with one line on bad input or a refused resume."""
     cfg, paths, source, config_file = _resolve_config(req)
+    previous = None if req.fresh else config.read_resolved(paths)
+    if previous is not None:  # before the task checks model/data against its own schema
+        _check_locked_names(paths, cfg, previous)
     task = configured_task(cfg, source=source)
     if cfg.monitor.prompts is not None:
         load_prompts(cfg.monitor.prompts)  # a bad prompts file is bad input: say so before training
@@ -96,7 +99,7 @@ def prepare(req: TrainRequest) -> Prepared:
     prep = Prepared(cfg, paths, task, source, config_file, req, writes=rank == 0)
     if req.fresh:
         return prep
-    prep.previous = config.read_resolved(paths)
+    prep.previous = previous
     if prep.previous is not None:
         prep.changes = _check_resume(paths, config.to_dict(cfg), prep.previous)
     if paths.current_ckpt.exists():
@@ -167,7 +170,8 @@ def _resolve_config(req: TrainRequest) -> tuple[config.TrainConfig, RunPaths, st
     is read, never executed; a folder with only a config file uses that file)."""
     if isinstance(req.target, dict):
         source = "<config mapping>"
-        cfg = config.resolve(dict(req.target), source=source, epochs=req.epochs, sets=req.sets)
+        cfg = config.resolve(dict(req.target), source=source, epochs=req.epochs, sets=req.sets,
+                             task_defaults=task_defaults)
         return cfg, RunPaths(choose_run_dir(Path(f"{cfg.task.replace(':', '-')}.yaml"), req.run_dir)), source, None
     path = Path(req.target)
     if path.is_dir():
@@ -175,7 +179,8 @@ def _resolve_config(req: TrainRequest) -> tuple[config.TrainConfig, RunPaths, st
         resolved = config.read_resolved(RunPaths(path))
         if resolved is not None:
             source = str(RunPaths(path).resolved_config)
-            cfg = config.resolve(config.without_meta(resolved), source=source, epochs=req.epochs, sets=req.sets)
+            cfg = config.resolve(config.without_meta(resolved), source=source, epochs=req.epochs, sets=req.sets,
+                                 task_defaults=task_defaults)
             return cfg, paths, source, None
         config_file = RunPaths(path).config_file()
         if config_file is None:
@@ -184,8 +189,19 @@ def _resolve_config(req: TrainRequest) -> tuple[config.TrainConfig, RunPaths, st
         path = config_file
     elif not path.exists():
         raise UserError(f"{path}: no such config file or run folder")
-    cfg = config.resolve(config.load_file(path), source=str(path), epochs=req.epochs, sets=req.sets)
+    cfg = config.resolve(config.load_file(path), source=str(path), epochs=req.epochs, sets=req.sets,
+                         task_defaults=task_defaults)
     return cfg, RunPaths(choose_run_dir(path, req.run_dir)), str(path), path
+
+
+def _check_locked_names(paths: RunPaths, cfg: config.TrainConfig, previous: dict) -> None:
+    """Refuse a resume that changes ``task`` or ``profile`` with the locked-field message, before
+    the new task judges the run's ``model``/``data`` by its own schema (which would blame a key)."""
+    new = {"task": cfg.task, "profile": cfg.profile}
+    diffs = config.locked_differences({k: previous.get(k) for k in new}, new)
+    if diffs:
+        raise UserError(f"cannot resume {paths.root}: locked field changed: {'; '.join(diffs)} "
+                        "(use --fresh to start over, or another --run-dir)")
 
 
 def _check_resume(paths: RunPaths, new: dict, previous: dict) -> list[tuple[str, object, object]]:
@@ -257,6 +273,8 @@ def _write_resolved(prep: Prepared) -> None:
         "written_at": time.time(),
         "history": history,
     })
+    if prep.previous is None:  # a new run: the task's own defaults it started from (under the file's keys)
+        meta["task_defaults"] = task_defaults(prep.config.task)
     write_json(prep.paths.resolved_config, {**config.to_dict(prep.config), "_meta": meta})
 
 
