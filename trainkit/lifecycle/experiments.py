@@ -85,13 +85,25 @@ def config_source(ref: str, layout: Layout) -> Path:
     raise UserError(f"{ref}: no such config file or experiment")
 
 
+def check_new_name(name: str) -> str:
+    """A NAME for ``new``: letters, digits, ``-``, ``_`` and ``.``, not starting with a dot (a folder
+    name every shell, tab completion and filesystem takes as it is), or :class:`UserError`."""
+    check_name(name)
+    bad = sorted({c for c in name if not (c.isalnum() or c in "-_.")})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:8])
+        raise UserError(f"{name!r}: an experiment name may hold letters, digits, '-', '_' and '.' only "
+                        f"(not {shown})")
+    return name
+
+
 def new_experiment(name: str, *, root: str | os.PathLike = DEFAULT_ROOT, from_config: str | None = None,
                    today: dt.date | None = None, now: float | None = None) -> NewExperiment:
     """Create ``ROOT/YYYY-MM-DD-NAME/`` (NAME as given when it already starts with a date) with the
     config (copied byte for byte from ``from_config``, else a starter ``config.yaml``), a
     ``notes.md`` template and ``metadata.json``. The folder appears complete or not at all."""
     layout = Layout.at(root)
-    check_name(name)
+    check_new_name(name)
     folder_name = name if RUN_NAME.fullmatch(name) else f"{(today or dt.date.today()).isoformat()}-{name}"
     check_name(folder_name)
     final = layout.root / folder_name
