@@ -18,10 +18,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _commands():
     """Each command module adds its own subparser (``register(sub)``) and handler."""
-    from trainkit.commands import eval, experiments, launch, run, score, serve, status, train
+    from trainkit.commands import control, eval, experiments, launch, run, score, serve, status, train
 
-    return [train.register, status.register, launch.register, eval.register, score.register, run.register,
-            experiments.register, serve.register]
+    return [train.register, status.register, launch.register, control.register, eval.register, score.register,
+            run.register, experiments.register, serve.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import lifecycle
+from trainkit import lifecycle, run_control
 from trainkit.errors import UserError
 from trainkit.formatting import fmt_against, fmt_num, fmt_sig
-from trainkit.runfolder import CRASHED, FAILED, LIVE, PAUSED, RUNNING, control
+from trainkit.runfolder import CRASHED, FAILED
 from tui.model.views import RunView
 
 Report = Callable[[str], None]
@@ -161,23 +161,21 @@ def _promotion_checks(root: str, v: RunView):
 
 
 def plan_control(views: list[RunView], what: str) -> ActionPlan:
-    """``stop`` (live runs), ``pause`` (running runs) or ``resume`` (paused runs)."""
-    wants = {"stop": LIVE, "pause": (RUNNING,), "resume": (PAUSED,)}[what]
+    """``stop`` (live runs), ``pause`` (running runs) or ``resume`` (paused runs): the rule and the
+    request are trainkit's (:mod:`trainkit.run_control`, as ``trainkit stop|pause|resume``)."""
     plan = ActionPlan(what, f"{what.capitalize()} {len(views)} run{'s' if len(views) != 1 else ''}")
     ok = []
     for v in views:
-        if v.state in wants and not v.archived:
+        why = "archived: not running" if v.archived else run_control.refusal(what, v.state)
+        if why is None:
             ok.append(v)
             plan.lines.append(TargetLine(v.name, f"writes a {what} request; the trainer acts on it between steps",
                                          True))
         else:
-            plan.lines.append(TargetLine(v.name, f"{v.state}: only {' or '.join(wants)} runs can be {_past(what)}",
-                                         False))
+            plan.lines.append(TargetLine(v.name, why, False))
     if ok:
         def run(report: Report) -> list[str]:
-            for v in ok:
-                control.request(Path(v.path), what)
-            return [f"{what} requested for {v.name}" for v in ok]
+            return [run_control.send(Path(v.path), what).line() for v in ok]  # the state read again now
         plan.execute = run
     return plan
 
@@ -208,10 +206,6 @@ def plan_relaunch(root: str, views: list[RunView]) -> ActionPlan:
             return msgs or ["nothing was started"]
         plan.execute = run
     return plan
-
-
-def _past(what: str) -> str:
-    return {"stop": "stopped", "pause": "paused", "resume": "resumed"}[what]
 
 
 def _size(n: int) -> str:
