@@ -27,18 +27,21 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)  ## the virtualenv .venv with torch (TORCH_SPEC) and the project (editable, dev extras)
 
 # three real runs in the background (one early-stops, one trains longer, one arith-chat train +
-# evaluation with conversations) into experiments/, then trainmon on them (on a terminal; otherwise
-# `trainmon --once` prints the table). The runs go on after trainmon quits.
-demo: $(STAMP)  ## three real runs into experiments/, then trainmon on them (the runs go on after it quits)
+# evaluation with conversations that reaches 99-100 % and passes its gate) into experiments/, then
+# trainmon on them (on a terminal; otherwise `trainmon --once` prints the table), then the next
+# commands to try. The runs go on after trainmon quits: `.venv/bin/trainkit stop --all` stops them.
+demo: $(STAMP)  ## three real runs into experiments/, then trainmon (they go on after it quits: trainkit stop --all)
 	$(BIN)/python tools/demo_runs.py --root experiments
 
-system-deps:  ## as root with apt-get: chromium, tmux, librsvg2-bin for the tests that drive them (else they skip)
+system-deps:  ## AS ROOT installs chromium and tmux with apt-get for the tests that drive them (else they skip)
 	@bash tools/system-deps.sh
 
 lint: $(STAMP)  ## ruff over the tree (make test runs it first)
 	$(BIN)/ruff check trainkit tui tests benchmarks tools examples
 
-test: $(STAMP) system-deps lint  ## the whole suite, as CI runs it
+# as root on a Debian-like machine, `make test` first installs chromium and tmux with apt-get
+# (system-deps); otherwise the tests that need them skip with the reason
+test: $(STAMP) system-deps lint  ## lint + the whole suite, as CI runs it (as root: apt-get installs chromium, tmux)
 	$(BIN)/python -m pytest -q
 
 # the suite without the slow tests (those that train real models in subprocesses)

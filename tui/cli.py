@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
 
     app = TrainmonApp(Options(args.root, poll_s=args.poll, readonly=args.readonly, archived=args.archived))
     app.started_at = t0
-    app.run()
+    try:
+        app.run()
+    except KeyboardInterrupt:  # a SIGINT from outside (kill -INT, a Ctrl-C to make's process group): quit quietly
+        return 130
     return 0
 
 
