@@ -368,7 +368,8 @@ def cmd_archive(args) -> int:
     if result is None:
         return EXIT_INTERRUPTED
     print(render_result(result))
-    return EXIT_FAILED if result.not_moved or (plan.named and plan.skipped) else EXIT_OK
+    unfinished = any(not o.moved for o in result.finished)  # an interrupted move rolled back or still pending
+    return EXIT_FAILED if result.not_moved or unfinished or (plan.named and plan.skipped) else EXIT_OK
 
 
 def _add_restore(sp) -> None:
@@ -398,7 +399,8 @@ def cmd_restore(args) -> int:
     if result is None:
         return EXIT_INTERRUPTED
     print(render_result(result))
-    return EXIT_FAILED if result.not_moved or plan.skipped else EXIT_OK
+    unfinished = any(not o.moved for o in result.finished)
+    return EXIT_FAILED if result.not_moved or unfinished or plan.skipped else EXIT_OK
 
 
 def _interruptible(work):

@@ -30,8 +30,8 @@ from trainkit.lifecycle.classification import (
     Options,
 )
 from trainkit.lifecycle.facts import inspect
-from trainkit.lifecycle.layout import Layout, experiment_dir, experiment_folders, root_lock
-from trainkit.lifecycle.metadata import update_metadata
+from trainkit.lifecycle.layout import Layout, experiment_dir, experiment_folders, experiment_name, root_lock
+from trainkit.lifecycle.metadata import read_metadata, update_metadata
 from trainkit.lifecycle.moves import Moved, MoveError, Progress
 from trainkit.runfolder import DEFAULT_ROOT, LIVE, LOCK_FILE, readers
 from trainkit.runfolder.lock import LockHeld, RunLock, holder_text, live_eval_locks, read_lock
@@ -62,7 +62,8 @@ class MovePlan:
     layout: Layout
     selected: list[Candidate] = field(default_factory=list)
     skipped: list[Candidate] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)  # interrupted moves finished first
+    pending: list[str] = field(default_factory=list)  # interrupted moves finished first (either way)
+    retry: list[str] = field(default_factory=list)  # named ones with an interrupted move the other way
     chosen: bool = True  # False: no NAME and no --status, nothing was chosen
     status: str | None = None
     named: bool = False
@@ -125,9 +126,10 @@ def plan_archive(root: str | os.PathLike = DEFAULT_ROOT, names: Sequence[str] = 
     if not layout.root.is_dir():
         raise UserError(f"{root}: no such folder")
     plan = MovePlan(ARCHIVE, layout, status=status, named=bool(names), options=options,
-                    pending=[_journal_name(j) for j in moves.pending(layout.archive)])
+                    pending=[moves.pending_name(j) for j in _journals(layout)])
     if names:
-        folders = _unique([experiment_dir(layout.root, n, elsewhere=layout.archive) for n in names])
+        folders = _unique([experiment_dir(layout.root, n, elsewhere=layout.archive) for n in
+                           _not_pending(plan, layout.root, names)])
     elif status:
         folders = [layout.root / n for n in experiment_folders(layout.root)]
     else:
@@ -156,10 +158,11 @@ def plan_restore(root: str | os.PathLike = DEFAULT_ROOT, names: Sequence[str] = 
         raise UserError("name the experiments to restore (trainkit experiments list --archived shows them)")
     if not layout.archive.is_dir():
         raise UserError(f"there is no archive at {layout.archive}")
-    plan = MovePlan(RESTORE, layout, named=True, pending=[_journal_name(j) for j in moves.pending(layout.root)])
+    plan = MovePlan(RESTORE, layout, named=True, pending=[moves.pending_name(j) for j in _journals(layout)])
     now = time.time() if now is None else now
     host = socket.gethostname()
-    for folder in _unique([experiment_dir(layout.archive, n, elsewhere=layout.root, where="in") for n in names]):
+    for folder in _unique([experiment_dir(layout.archive, n, elsewhere=layout.root, where="in")
+                           for n in _not_pending(plan, layout.archive, names)]):
         if folder.name in plan.pending:
             continue
         exp, _, tree = inspect(folder, now=now, host=host, in_archive=True)
@@ -176,8 +179,26 @@ def _unique(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
+def _journals(layout: Layout) -> list[Path]:
+    """Interrupted moves either way: archives (journals in the archive), restores (in ROOT)."""
+    return [*moves.pending(layout.archive), *moves.pending(layout.root)]
+
+
+def _not_pending(plan: MovePlan, base: Path, names: Sequence[str]) -> list[str]:
+    """The NAMEs without an interrupted move; the others are finished first (and those whose move
+    went the other way are planned again afterwards: ``retry``)."""
+    out = []
+    for ref in names:
+        name = experiment_name(base, ref)
+        if name not in plan.pending:
+            out.append(ref)
+        elif moves.journal_path(base / name).exists():  # a move into ``base``: the other way
+            plan.retry.append(name)
+    return out
+
+
 def _journal_name(journal: Path) -> str:
-    return journal.name[1:-len(moves.JOURNAL_SUFFIX)]
+    return moves.pending_name(journal)
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,18 +218,35 @@ def restore(plan: MovePlan, *, progress: Progress | None = None, before_move: Be
 
 def _execute(plan: MovePlan, *, progress: Progress | None, before_move: BeforeMove | None) -> MoveResult:
     result = MoveResult(plan)
-    if not plan.chosen or (not plan.selected and not plan.pending and not moves.pending(plan.target)):
+    if not plan.chosen or (not plan.selected and not plan.pending and not _journals(plan.layout)):
         return result
     with root_lock(plan.layout, plan.op):
         plan.target.mkdir(parents=True, exist_ok=True)
-        for journal in moves.pending(plan.target):
+        for journal in _journals(plan.layout):  # whichever way they went: an archive, a restore
             result.finished.append(_finish(plan, journal, progress))
-        for c in plan.selected:
+        for c in plan.selected + _replan(plan, result):
             if before_move is not None:
                 before_move(c)
             out = _move_one(plan, c, progress)
             (result.moved if out.moved else result.not_moved).append(out)
     return result
+
+
+def _replan(plan: MovePlan, result: MoveResult) -> list[Candidate]:
+    """The named experiments whose interrupted move (the other way) is over now: planned again,
+    so that `restore NAME` after an archive of NAME was killed restores it (and vice versa)."""
+    if not plan.retry:
+        return []
+    try:
+        again = plan_archive(plan.layout.root, plan.retry, status=plan.status, archive_dir=plan.layout.archive,
+                             options=plan.options) if plan.op == ARCHIVE else \
+            plan_restore(plan.layout.root, plan.retry, archive_dir=plan.layout.archive)
+    except UserError as e:  # e.g. the finished move already put it where it was asked to go
+        result.not_moved.extend(Outcome(n, plan.source / n, plan.target / n, False, str(e)) for n in plan.retry
+                                if not (plan.target / n).is_dir())
+        return []
+    plan.skipped.extend(again.skipped)
+    return again.selected
 
 
 def _finish(plan: MovePlan, journal: Path, progress: Progress | None) -> Outcome:
@@ -220,7 +258,7 @@ def _finish(plan: MovePlan, journal: Path, progress: Progress | None) -> Outcome
     if isinstance(lock, str):
         return Outcome(name, src, dst, False, f"interrupted move left pending: {lock}")
     try:
-        moved = moves.resume(journal, on_done=record_move, progress=progress)
+        moved = moves.resume(journal, on_done=record_move, progress=progress, recorded=is_recorded)
     except (MoveError, OSError) as e:
         return Outcome(name, src, dst, False, f"interrupted move still pending: {e}")
     finally:
@@ -287,6 +325,15 @@ def _release(lock: RunLock | str | None, src: Path, dst: Path) -> None:
     if info is not None and info.get("pid") == os.getpid():
         moved_lock.unlink(missing_ok=True)
     lock.held = False
+
+
+def is_recorded(dst: Path, record: dict) -> bool:
+    """Whether ``dst``'s ``metadata.json`` holds this very move (written by :func:`record_move`)."""
+    at = record.get("at")
+    if at is None:
+        return False
+    meta = read_metadata(dst)
+    return meta.get("archived_at" if record.get("op") == ARCHIVE else "restored_at") == at
 
 
 def record_move(dst: Path, moved: Moved, record: dict) -> None:

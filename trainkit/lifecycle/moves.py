@@ -6,9 +6,22 @@
   holding the manifest is written first; the files are copied into ``DEST_PARENT/.NAME.partial/``
   (data, mode and times; links as links, never followed), every file is verified against the
   manifest (size and sha256), the copy is renamed to its final name, the source is renamed aside to
-  ``.NAME.moved-away`` and only then deleted, and the journal is removed last. An interruption at any
-  point leaves a complete copy in at least one place; :func:`finish_pending` (run by the next
-  archive or restore) finishes the move, or rolls it back when the source changed meanwhile.
+  ``.NAME.moved-away.<token>`` (the token is the journal's: an older leftover never collides) and
+  emptied, the move is recorded (``on_done``), the emptied folder removed, and the journal last.
+
+Every phase leaves a state that :func:`resume` (run by the next archive or restore, whichever way
+it goes) carries to the end or rolls back, from any kill point:
+
+* copying or verifying (no final copy yet): the copy goes on, or is rolled back when the source
+  changed meanwhile (the copy so far is removed; the source stays);
+* the final copy in place, the source still there: the source is moved aside, or the copy is
+  removed when the source changed meanwhile;
+* the source moved aside (its folder exists, emptied or not): never rolled back from here on (a
+  new folder of the same name is someone else's and is left alone): emptied, recorded, journal gone;
+* recorded (``recorded`` says so) and the set-aside folder gone: only the journal is left to remove.
+
+A copy that fails (a full archive filesystem, an unreadable file) is rolled back at once: the
+partial copy and the journal are removed, the source stays, and :class:`MoveError` says why.
 
 A manifest lists every entry of the folder, sorted: ``{"path", "type": "file", "size", "sha256",
 "mode", "mtime_ns"}``, ``{"path", "type": "link", "target"}``, ``{"path", "type": "dir", "mode",
@@ -22,6 +35,7 @@ import ctypes
 import errno
 import hashlib
 import os
+import secrets
 import shutil
 import stat
 import time
@@ -30,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainkit.runfolder import FORMAT_VERSION, LOCK_FILE, METADATA_FILE, readers
-from trainkit.runfolder.files import write_json
+from trainkit.runfolder.files import open_regular, write_json
 
 JOURNAL_SUFFIX = ".move.json"
 UNLISTED = (METADATA_FILE, LOCK_FILE)  # top-level names left out of the manifest
@@ -65,6 +79,7 @@ class Moved:
     method: str  # rename | copy
     manifest: list[dict] = field(default_factory=list)
     rolled_back: str | None = None  # why a cross-filesystem move was undone (the source is intact)
+    note: str | None = None  # something found on the way that was left alone
 
     @property
     def files(self) -> int:
@@ -107,32 +122,62 @@ def rename_tree(src: Path, dst: Path) -> None:
     rename_noreplace(src, dst)
 
 
+def _chunks(fd: int):
+    while chunk := os.read(fd, CHUNK):
+        yield chunk
+
+
 def copy_file(src: Path, dst: Path) -> str:
-    """Copy data, mode and times; fsync; return the sha256 of the bytes written."""
+    """Copy data, mode and times of a regular file (never a FIFO or device, never through a link);
+    fsync; return the sha256 of the bytes written."""
     h = hashlib.sha256()
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        while chunk := fi.read(CHUNK):
-            h.update(chunk)
-            fo.write(chunk)
-        fo.flush()
-        os.fsync(fo.fileno())
-    st = os.stat(src)
+    fd = open_regular(src, within=src.parent)
+    try:
+        st = os.fstat(fd)
+        with open(dst, "wb") as fo:
+            for chunk in _chunks(fd):
+                h.update(chunk)
+                fo.write(chunk)
+            fo.flush()
+            os.fsync(fo.fileno())
+    finally:
+        os.close(fd)
     os.chmod(dst, stat.S_IMODE(st.st_mode))
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
     return h.hexdigest()
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a regular file (read in chunks; a FIFO or device is refused, never waited on)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
+    fd = open_regular(path, within=Path(path).parent)
+    try:
+        for chunk in _chunks(fd):
             h.update(chunk)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
 def remove_tree(path: Path) -> None:
     """Delete a folder (links removed, never followed)."""
     shutil.rmtree(path)
+
+
+def empty_tree(path: Path) -> None:
+    """Delete what a folder holds, keeping the folder itself (links removed, never followed)."""
+    with os.scandir(path) as it:
+        entries = list(it)
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            remove_tree(Path(e.path))
+        else:
+            os.unlink(e.path)
+
+
+def set_aside(src: Path, trash: Path) -> None:
+    """Rename the source aside (same folder, so atomic): from here on the move only goes forward."""
+    os.rename(src, trash)
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,11 +263,22 @@ def staging_path(dst: Path) -> Path:
     return dst.parent / f".{dst.name}.partial"
 
 
-def trash_path(src: Path) -> Path:
-    return src.parent / f".{src.name}.moved-away"
+TRASH_INFIX = ".moved-away"
+
+
+def trash_path(src: Path, token: str = "") -> Path:
+    return src.parent / (f".{src.name}{TRASH_INFIX}" + (f".{token}" if token else ""))
 
 
 Done = Callable[[Path, "Moved", dict], None]  # (final folder, what was moved, the caller's record)
+
+
+def _why(e: OSError) -> str:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the destination's filesystem"
+    if e.errno == errno.EFBIG:
+        return "a file is larger than the destination allows"
+    return e.strerror or str(e)
 
 
 def move(src: Path, dst: Path, *, record: dict, on_done: Done, progress: Progress | None = None) -> Moved:
@@ -252,10 +308,14 @@ def move(src: Path, dst: Path, *, record: dict, on_done: Done, progress: Progres
     if special:
         raise MoveError(f"{src} holds {special[0]} (not a file, folder or link); it can only be moved "
                         "within one filesystem; nothing was moved")
+    token = secrets.token_hex(4)
     journal = {"version": FORMAT_VERSION, "kind": "trainkit-move", "src": str(src), "dst": str(dst),
-               "staging": str(staging_path(dst)), "trash": str(trash_path(src)), "started_at": time.time(),
+               "staging": str(staging_path(dst)), "trash": str(trash_path(src, token)), "started_at": time.time(),
                "pid": os.getpid(), "record": record, "manifest": manifest}
-    write_json(journal_path(dst), journal)
+    try:
+        write_json(journal_path(dst), journal)
+    except OSError as e:
+        raise MoveError(f"cannot write the move's journal in {dst.parent} ({_why(e)}); nothing was moved") from None
     return resume(journal_path(dst), on_done=on_done, progress=progress)
 
 
@@ -268,9 +328,20 @@ def pending(dest_parent: Path) -> list[Path]:
         return []
 
 
-def resume(journal_file: Path, *, on_done: Done, progress: Progress | None = None) -> Moved:
+def pending_name(journal: Path) -> str:
+    """The experiment a journal moves (``.NAME.move.json``)."""
+    return journal.name[1:-len(JOURNAL_SUFFIX)]
+
+
+Recorded = Callable[[Path, dict], bool]  # (final folder, the caller's record): did on_done record this move?
+
+
+def resume(journal_file: Path, *, on_done: Done, progress: Progress | None = None,
+           recorded: Recorded | None = None) -> Moved:
     """Carry a journaled cross-filesystem move to its end, from wherever it stopped; or roll it
-    back (remove the copy, keep the source) when the source changed since the manifest was taken."""
+    back (remove the copy, keep the source) when the source changed before it was moved aside.
+    ``recorded`` tells a move whose record is written (its last steps only remain) from one that
+    may still be rolled back."""
     problems: list[str] = []
     j = readers.load(journal_file, JOURNAL, problems)
     if j is None or j.get("kind") != "trainkit-move":
@@ -278,31 +349,48 @@ def resume(journal_file: Path, *, on_done: Done, progress: Progress | None = Non
         raise MoveError(f"{journal_file}: {why}; nothing was changed (inspect it by hand)")
     src, dst, staging, trash = (Path(j[k]) for k in ("src", "dst", "staging", "trash"))
     manifest: list[dict] = j["manifest"]
+    record = j.get("record") or {}
     moved = Moved(src, dst, "copy", manifest)
-    if not dst.exists():
-        if not src.exists():
-            raise MoveError(f"{journal_file}: neither {src} nor {dst} exists; the copy so far is in {staging}")
-        why = differences(src, manifest)
-        if why:
-            return _roll_back(journal_file, moved, why, remove=staging)
-        _copy_into(src, staging, manifest, progress, dst.name)
-        if progress:
-            progress(MoveProgress(dst.name, "verify", 0, 0, 0, 0))
-        try:
-            verify(staging, manifest)
-        except MoveError as e:
-            return _roll_back(journal_file, moved, str(e), remove=staging)
-        rename_noreplace(staging, dst)
-    if src.exists():
-        why = differences(src, manifest)
-        if why:  # changed while being copied: the source is newer; the copy goes
-            return _roll_back(journal_file, moved, why, remove=dst)
-        os.rename(src, trash)
+    if not trash.exists() and dst.exists() and recorded is not None and recorded(dst, record):
+        if src.exists():  # the move is over but for its journal: this folder is a new one, someone else's
+            moved.note = f"{src} appeared again after the move; it was left alone"
+        journal_file.unlink()
+        return moved
+    if not trash.exists():  # the source is not moved aside yet: the move may still be rolled back
+        if not dst.exists():
+            if not src.exists():
+                raise MoveError(f"{journal_file}: neither {src} nor {dst} exists; the copy so far is in {staging}")
+            why = differences(src, manifest)
+            if why:
+                return _roll_back(journal_file, moved, why, remove=staging)
+            try:
+                _copy_into(src, staging, manifest, progress, dst.name)
+                if progress:
+                    progress(MoveProgress(dst.name, "verify", 0, 0, 0, 0))
+                verify(staging, manifest)
+            except MoveError as e:
+                return _roll_back(journal_file, moved, str(e), remove=staging)
+            except OSError as e:  # a full destination, an unreadable file: nothing moves, the partial copy goes
+                _roll_back(journal_file, moved, _why(e), remove=staging)
+                raise MoveError(f"copying {src.name} into {dst.parent} failed ({_why(e)}); the partial copy was "
+                                f"removed and {src} stays where it was") from None
+            rename_noreplace(staging, dst)
+        if src.exists():
+            why = differences(src, manifest)
+            if why:  # changed while being copied: the source is newer; the copy goes
+                return _roll_back(journal_file, moved, why, remove=dst)
+            set_aside(src, trash)
+    elif src.exists():  # moved aside before: this folder is a new one, someone else's
+        moved.note = f"{src} appeared again after the move set the original aside; it was left alone"
+    if progress:
+        progress(MoveProgress(dst.name, "delete", 0, 0, 0, 0))
     if trash.exists():
-        if progress:
-            progress(MoveProgress(dst.name, "delete", 0, 0, 0, 0))
-        remove_tree(trash)
-    on_done(dst, moved, j.get("record") or {})
+        empty_tree(trash)
+    on_done(dst, moved, record)
+    try:
+        trash.rmdir()
+    except FileNotFoundError:
+        pass
     journal_file.unlink()
     return moved
 
@@ -340,6 +428,9 @@ def _copy_into(src: Path, staging: Path, manifest: list[dict], progress: Progres
             if not intact:
                 if copy_file(s, d) != e["sha256"]:
                     raise MoveError(f"{s} changed while being copied")
+            else:  # its bytes made it before the kill; its mode and times may not have
+                os.chmod(d, e["mode"])
+                os.utime(d, ns=(e["mtime_ns"], e["mtime_ns"]))
             done_files += 1
             done_bytes += e["size"]
             if progress:
