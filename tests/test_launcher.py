@@ -75,9 +75,11 @@ def test_dry_run_plan_changes_nothing(tmp_path, env):
     got = orjson.loads(res.stdout)
     assert [(a["name"], a["action"]) for a in got] == [
         ("b-crashed", "relaunch"), ("c-failed", "relaunch"), ("h-pending", "launch")]
-    assert all(set(a) == {"name", "action", "reason"} and a["reason"] for a in got)
+    assert all(set(a) == {"name", "action", "reason", "argv", "cwd"} and a["reason"] for a in got)
+    assert got[0]["argv"][1:5] == ["-m", "trainkit", "train", str(root / "b-crashed")]
+    assert got[0]["cwd"] == str(tmp_path)
     text = trainkit("launch", root, "--dry-run", cwd=tmp_path, env=env)
-    assert "would relaunch b-crashed: crashed: pid" in text.stdout
+    assert "would relaunch b-crashed: crashed: pid" in text.stdout and "  argv: " in text.stdout
     assert snapshot(root) == before
 
 

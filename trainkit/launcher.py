@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LAUNCH_LOCK, LIV
 from trainkit.runfolder.files import write_json
 from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock, holding, process_start_time, read_lock
 from trainkit.status import RunStatus, run_status, scan
+from trainkit.trust import HINT, untrusted
 
 DEFAULT_MAX_CRASHES = 3
 
@@ -105,13 +107,23 @@ def plan(root: Path, *, max_crashes: int = DEFAULT_MAX_CRASHES, stale_s: float |
     return out
 
 
-def relaunch_command(run_dir: Path, python: str, torchrun: str | None = None) -> tuple[list[str], str | None] | str:
+RECORDED_FLAG = "--run-recorded-commands"
+
+
+def relaunch_command(run_dir: Path, python: str, torchrun: str | None = None, *,
+                     recorded: bool = False) -> tuple[list[str], str | None] | str:
     """How to start the run again: ``trainkit train`` for trainkit's own runs (under torchrun with
     ``torchrun``'s options, else the ones the run recorded); for a run of another trainer
     (``resolved_config.json`` ``_meta.trainer``, written by the callbacks of
     :mod:`trainkit.integrations`) the command it recorded (``_meta.relaunch: {argv, cwd}``, written
-    when the callback is given ``relaunch=True``). Returns (argv, cwd), or why it cannot be started."""
+    when the callback is given ``relaunch=True``), only with ``recorded`` (the user asked for it:
+    the command comes from the run folder, not from the user). Returns (argv, cwd), or why it
+    cannot be started: a run whose folder or deciding files are not the user's own, or are
+    writable by others, is never started (:mod:`trainkit.trust`)."""
     paths = RunPaths(Path(run_dir))
+    why = untrusted(paths.root)
+    if why is not None:
+        return f"{why}; {HINT}"
     cfg = readers.load(paths.resolved_config, readers.RESOLVED_CONFIG, []) or {}
     meta = cfg.get("_meta") if isinstance(cfg.get("_meta"), dict) else {}
     trainer = meta.get("trainer")
@@ -125,6 +137,10 @@ def relaunch_command(run_dir: Path, python: str, torchrun: str | None = None) ->
                 "(pass relaunch=True to the callback)")
     if cwd is not None and not (isinstance(cwd, str) and os.path.isdir(cwd)):
         return f"its recorded relaunch folder {readers.clean_text(str(cwd), 200)!r} does not exist here"
+    if not recorded:
+        shown = readers.clean_text(shlex.join(argv), 200)
+        return (f"trained by {readers.clean_text(trainer, 50)}: its recorded command ({shown}) comes from the run "
+                f"folder; it runs only when asked ({RECORDED_FLAG})")
     return list(argv), cwd
 
 
@@ -173,6 +189,7 @@ class Launcher:
     python: str = sys.executable
     report: Callable[[str], None] = print
     torchrun: str | None = None  # torchrun's options for every run; else each run's recorded ones
+    recorded: bool = False  # run the relaunch commands other trainers recorded in their run folders
     children: list[Launched] = field(default_factory=list)
 
     def live_elsewhere(self) -> int:
@@ -202,7 +219,7 @@ class Launcher:
                 self.report(f"skip {action.name}: it is {now.state} now")
                 lock.release()
                 return None
-            command = relaunch_command(paths.root, self.python, self.torchrun)
+            command = relaunch_command(paths.root, self.python, self.torchrun, recorded=self.recorded)
             if isinstance(command, str):
                 self.report(f"skip {action.name}: {command}")
                 lock.release()
@@ -338,8 +355,17 @@ class SlurmLauncher:
             if again is None or again.action != action.action:
                 self.report(f"skip {action.name}: it is {now.state} now")
                 return None
+            why = untrusted(paths.root)
+            if why is not None:
+                self.report(f"skip {action.name}: {why}; {HINT}")
+                return None
+            try:
+                script = self.script(action)
+            except slurm.SlurmError as e:
+                self.report(f"skip {action.name}: {e}")
+                return None
             submitted_at = time.time()
-            action.job_id = slurm.submit(self.script(action))
+            action.job_id = slurm.submit(script)
             history["launches"].append({"t": submitted_at, "action": action.action, "state_before": now.state,
                                         "completed_before": now.completed_epochs, "reason": action.reason,
                                         "launcher_pid": os.getpid(), "host": socket.gethostname(),

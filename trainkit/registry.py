@@ -1,18 +1,25 @@
 """Resolving a name to an object: a built-in name, an entry point of a package group, or an import
 string ``module:attribute``, with "did you mean" for a near miss. Used by tasks, ``--model`` and
 data profiles; the folder trainkit runs from is importable (a user's module next to the config).
+
+A module is never imported from inside a run folder or a folder of runs (ROOT): in a shared
+experiments folder anyone who can write a run could otherwise have ``task:
+experiments.theirrun.payload:make`` run their code. Where a module would come from is found
+without executing anything (the path finders), before it is imported.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.machinery
 import os
 import sys
 from importlib.metadata import entry_points
 from typing import Any
 
 from trainkit.errors import UserError, first_line
+from trainkit.runfolder import CONFIG_STEM, RUN_MARKERS
 
 
 def import_string(spec: str, *, what: str) -> Any:
@@ -23,6 +30,11 @@ def import_string(spec: str, *, what: str) -> Any:
         raise UserError(f"{what}: expected module:function, an import string (e.g. mypkg.models:answer)")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    runs = run_folder_on_the_way(module_name)
+    if runs is not None:
+        raise UserError(f"{what}: module {module_name!r} would be imported from {runs}, a run folder or a folder of "
+                        "runs; trainkit never imports code from there (make it a package, or put it beside your "
+                        "config)")
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # the user's module: one line
@@ -33,6 +45,45 @@ def import_string(spec: str, *, what: str) -> Any:
         if obj is None:
             raise UserError(f"{what}: module {module_name!r} has no attribute {attr!r}")
     return obj
+
+
+# what marks a run folder here: the files trainkit writes into one, and the data configs of a pending
+# run (config.py and config.json are left out: Python packages hold modules and data files of that name)
+MARKERS = tuple(m for m in RUN_MARKERS if m not in (CONFIG_STEM + ".py", CONFIG_STEM + ".json"))
+
+
+def _is_runs_folder(folder: str) -> bool:
+    """A run folder (it holds a run's file), or a folder holding run folders (a ROOT)."""
+    if any(os.path.exists(os.path.join(folder, m)) for m in MARKERS):
+        return True
+    try:
+        with os.scandir(folder) as it:
+            children = [e.path for e in it if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return False
+    return any(os.path.exists(os.path.join(c, m)) for c in children[:10_000] for m in MARKERS)
+
+
+def run_folder_on_the_way(module_name: str) -> str | None:
+    """The package folder on the way to ``module_name`` that is a run folder or a folder of runs,
+    found with the path finders alone (nothing is executed); None when there is none (or the
+    module is already imported, built in, or not found: the import then decides)."""
+    if module_name in sys.modules:
+        return None
+    parts = module_name.split(".")
+    search: list[str] | None = None
+    for i in range(len(parts) - 1):  # the packages; the module itself may sit in the last one
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:i + 1]), search)
+        except (ImportError, ValueError):
+            return None
+        if spec is None or spec.submodule_search_locations is None:
+            return None
+        search = list(spec.submodule_search_locations)
+        for folder in search:
+            if _is_runs_folder(folder):
+                return folder
+    return None
 
 
 def _group(group: str | None) -> dict[str, Any]:

@@ -91,7 +91,17 @@ def _escape_pattern(path: str) -> str:
 
 
 def _directive(option: str) -> str:
-    return "#SBATCH " + (shlex.quote(option) if any(c.isspace() for c in option) else option)
+    return "#SBATCH " + shlex.quote(option)  # sbatch reads quoted directives; a plain one stays as it is
+
+
+def _control_free(text: str, what: str) -> str:
+    """``text`` unchanged, or :class:`SlurmError` when it holds a newline or another control
+    character: a batch script is lines, and a newline in a run's name would start a new one (a
+    directive, a command)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise SlurmError(f"{what} {text!r} holds a newline or another control character; it cannot go into a "
+                         "batch script (rename it)")
+    return text
 
 
 def job_name(run_name: str) -> str:
@@ -127,8 +137,12 @@ def recorded_torchrun(run_dir: Path) -> str | None:
 
 
 def job_script(run_dir: Path, *, python: str, cwd: Path, options: Options, torchrun: str | None = None) -> str:
-    """The batch script of one run (pure)."""
+    """The batch script of one run (pure). Every path is quoted; a path with a newline or another
+    control character is refused (:class:`SlurmError`)."""
     paths = RunPaths(Path(run_dir).resolve())
+    _control_free(str(paths.root), "the run folder")
+    _control_free(str(cwd), "the working folder")
+    _control_free(python, "the Python interpreter")
     lines = ["#!/bin/bash",
              _directive(f"--job-name={job_name(paths.name)}"),
              _directive(f"--output={_escape_pattern(str(paths.log))}"),
@@ -142,7 +156,7 @@ def job_script(run_dir: Path, *, python: str, cwd: Path, options: Options, torch
     lines += [_directive(a) for a in options.sbatch_args]
     train = " ".join(shlex.quote(a) for a in train_command(python, paths.root, torchrun))
     lines += [
-        f"# trainkit: run {paths.name} (requeue-safe: a requeued job resumes the same run folder)",
+        f"# trainkit: run {shlex.quote(paths.name)} (requeue-safe: a requeued job resumes the same run folder)",
         "export PYTHONUNBUFFERED=1",
         'echo "trainkit: Slurm job $SLURM_JOB_ID on $(hostname), restart ${SLURM_RESTART_COUNT:-0}"',
         "stop_child() {  # graceful stop = checkpoint; wait until the trainer has saved and exited",

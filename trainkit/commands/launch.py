@@ -12,8 +12,8 @@ from trainkit.errors import UserError
 
 EPILOG = fmt("""
 examples:
-  trainkit launch --dry-run                 # what would start, and why; changes nothing
-  trainkit launch --dry-run --json          # [{"name", "action": "launch"|"relaunch", "reason"}]
+  trainkit launch --dry-run                 # what would start, the exact command and folder; changes nothing
+  trainkit launch --dry-run --json          # [{"name", "action", "reason", "argv", "cwd"} or "skip": why]
   trainkit launch runs/ --max-parallel 2    # start up to 2 at once (running runs count)
   trainkit launch --wait                    # stay to start queued runs as others finish
   trainkit launch --slurm --partition gpu --time 4:00:00 --gpus 1    # one Slurm job per run
@@ -24,6 +24,11 @@ Launched: pending runs; relaunched (resumed through 'trainkit train RUN'): faile
 Never: finished, early_stopped, running, paused or stopped runs (a user's stop is respected).
 Runs are detached (they survive the launcher and the SSH session) and append their output to
 train.log. A run that crashed --max-crashes times in a row without progress is marked failed.
+
+Shared folders (sshd's StrictModes rule): a run starts only when its folder, its config file and
+resolved_config.json are yours and writable by nobody else (your private group may); any other run
+is skipped with the reason. A run of another trainer (the HF or Lightning callbacks) is restarted
+with the command it recorded in its folder only with --run-recorded-commands.
 
 With --slurm each run becomes one job running 'python -m trainkit train RUN' (submitted with
 --requeue, --signal=B:USR1@90, output appended to train.log); near its time limit or when preempted
@@ -45,6 +50,8 @@ def register(sub) -> None:
     p.add_argument("--wait", action="store_true", help="keep running to start queued runs as others finish")
     p.add_argument("--max-crashes", type=int, default=3, metavar="N",
                    help="mark a run failed after N crashes in a row without progress (default: 3)")
+    p.add_argument("--run-recorded-commands", action="store_true",
+                   help="also restart runs of other trainers with the command they recorded in their run folder")
     p.add_argument("--torchrun", metavar="OPTIONS",
                    help='start each run under torchrun with these options, e.g. "--nproc_per_node 2" '
                         "(default: a run trained under torchrun before is relaunched the same way)")
@@ -83,20 +90,13 @@ def cmd_launch(args: argparse.Namespace) -> int:
     actions = plan(root, max_crashes=args.max_crashes, stale_s=args.stale_after, runs=runs)
     if args.slurm:
         return launch_slurm(args, root, actions, runs)
+    torchrun = torchrun_options(args.torchrun)
     if args.dry_run:
-        if args.json:
-            out = [a.to_json() for a in actions if a.action in ("launch", "relaunch")]
-            sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
-        elif not actions:
-            print(f"nothing to launch under {root}")
-        else:
-            for a in actions:
-                verb = "would give up on" if a.action == "give_up" else f"would {a.action}"
-                print(f"{verb} {a.name}: {a.reason}")
-        return 0
+        return dry_run(args, root, actions, torchrun)
     report = (lambda line: print(line, file=sys.stderr)) if args.json else print
     launcher = Launcher(root, max_parallel=args.max_parallel, max_crashes=args.max_crashes,
-                        stale_s=args.stale_after, report=report, torchrun=torchrun_options(args.torchrun))
+                        stale_s=args.stale_after, report=report, torchrun=torchrun,
+                        recorded=args.run_recorded_commands)
     if not actions:
         report(f"nothing to launch under {root}")
     try:
@@ -108,6 +108,39 @@ def cmd_launch(args: argparse.Namespace) -> int:
         raise UserError(f"{root}: {e}") from None
     if args.json:
         sys.stdout.buffer.write(orjson.dumps([a.to_json() for a in started], option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def dry_run(args: argparse.Namespace, root, actions, torchrun: str | None) -> int:
+    """What would start: for each run the exact argv and working folder, or why it would be skipped."""
+    import os
+    import shlex
+
+    from trainkit.launcher import relaunch_command
+
+    out = []
+    for a in actions:
+        if a.action == "give_up":
+            if not args.json:
+                print(f"would give up on {a.name}: {a.reason}")
+            continue
+        entry = a.to_json()
+        command = relaunch_command(a.path, sys.executable, torchrun, recorded=args.run_recorded_commands)
+        if isinstance(command, str):
+            entry["skip"] = command
+        else:
+            entry["argv"], entry["cwd"] = command[0], command[1] or os.getcwd()
+        out.append(entry)
+        if not args.json:
+            if "skip" in entry:
+                print(f"would skip {a.name} ({a.action}: {a.reason}): {entry['skip']}")
+            else:
+                print(f"would {a.action} {a.name}: {a.reason}\n  argv: {shlex.join(entry['argv'])}\n"
+                      f"  cwd:  {entry['cwd']}")
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
+    elif not actions:
+        print(f"nothing to launch under {root}")
     return 0
 
 
@@ -128,6 +161,21 @@ def torchrun_options(text: str | None) -> str | None:
     return shlex.join(words)
 
 
+def slurm_script(launcher, action) -> str:
+    """The job script of ``action``, or ``skip: why`` (a run that is not the user's own, a name
+    that cannot go into a script)."""
+    from trainkit import slurm
+    from trainkit.trust import HINT, untrusted
+
+    why = untrusted(action.path)
+    if why is not None:
+        return f"skip: {why}; {HINT}"
+    try:
+        return launcher.script(action)
+    except slurm.SlurmError as e:
+        return f"skip: {e}"
+
+
 def launch_slurm(args: argparse.Namespace, root, actions, runs) -> int:
     from trainkit import slurm
     from trainkit.launcher import SlurmLauncher, record_nodes
@@ -138,8 +186,10 @@ def launch_slurm(args: argparse.Namespace, root, actions, runs) -> int:
                              torchrun=torchrun_options(args.torchrun))
     todo = [a for a in actions if a.action in ("launch", "relaunch")]
     if args.dry_run:
+        scripts = {a.name: slurm_script(launcher, a) for a in todo}
         if args.json:
-            out = [{**a.to_json(), "script": launcher.script(a)} for a in todo]
+            out = [{**a.to_json(), **({"skip": scripts[a.name]} if scripts[a.name].startswith("skip: ")
+                                      else {"script": scripts[a.name]})} for a in todo]
             sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
             return 0
         if not actions:
@@ -147,9 +197,11 @@ def launch_slurm(args: argparse.Namespace, root, actions, runs) -> int:
         for a in actions:
             if a.action == "give_up":
                 print(f"would give up on {a.name}: {a.reason}")
-                continue
-            print(f"# would submit {a.name} ({a.action}: {a.reason})")
-            print(launcher.script(a))
+            elif scripts[a.name].startswith("skip: "):
+                print(f"# would skip {a.name} ({a.action}: {a.reason}): {scripts[a.name][6:]}")
+            else:
+                print(f"# would submit {a.name} ({a.action}: {a.reason})")
+                print(scripts[a.name])
         return 0
     if todo and not slurm.available("sbatch"):
         raise UserError("sbatch not found: --slurm needs Slurm's client commands on PATH")
