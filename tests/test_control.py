@@ -86,7 +86,7 @@ def test_pause_resume_checkpoint_stop_a_real_run_from_the_command_line(tmp_path,
         assert after.returncode == 1 and after.stdout.strip() == f"{run.name}: not running (stopped)"
         nothing = trainkit("stop", "--all", "--root", root, cwd=tmp_path, env=env)
         assert nothing.returncode == 0 and nothing.stdout.strip() == \
-            f"nothing to stop: no run under {root} is running or paused or suspended"
+            f"nothing to stop: no run under {root} is running, paused or suspended"
     finally:
         if proc.poll() is None:
             proc.kill()

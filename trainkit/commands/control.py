@@ -106,8 +106,9 @@ def cmd_control(args: argparse.Namespace) -> int:
 
     folders = targets(args)
     if not folders:
+        acts_on = run_control.ACTS_ON[args.what]
         state = f"in state {args.state}" if args.state else \
-            " or ".join(run_control.ACTS_ON[args.what])
+            ", ".join(acts_on[:-1]) + (" or " if len(acts_on) > 1 else "") + acts_on[-1]
         print(f"nothing to {args.what}: no run under {args.root} is {state}")
         return EXIT_OK
     sent = [run_control.send(f, args.what, stale_s=args.stale_after) for f in folders]
