@@ -27,7 +27,7 @@ import yaml
 
 from trainkit.errors import UserError, first_line
 from trainkit.runfolder import CONFIG_SUFFIXES, RunPaths
-from trainkit.runfolder.files import FileFormatError, read_json_object
+from trainkit.runfolder.files import FileFormatError, MiB, ReadProblem, read_json_object, read_limited
 from trainkit.tasks.defaults import builtin_defaults
 
 LOCKED_FIELDS = ("task", "model", "data", "profile")
@@ -316,6 +316,9 @@ def schema_help(cls: type = TrainConfig, prefix: str = "") -> list[str]:
 # files and overrides
 
 
+CONFIG_LIMIT = 16 * MiB  # a YAML/JSON/TOML config read at most
+
+
 def load_file(path: str | Path) -> dict:
     """Read a config file into a plain mapping. A ``.py`` file is executed (only ever called for a
     config the user asked to run) and must define ``config`` as a mapping or a TrainConfig."""
@@ -330,7 +333,7 @@ def load_file(path: str | Path) -> dict:
         if suffix == ".py":
             data = _load_py(path)
         else:
-            text = path.read_text(encoding="utf-8")
+            text = read_limited(path, CONFIG_LIMIT, within=os.sep).decode("utf-8")  # a linked config is fine
             if suffix in (".yaml", ".yml"):
                 data = yaml.safe_load(text)
             elif suffix == ".json":
@@ -339,6 +342,8 @@ def load_file(path: str | Path) -> dict:
                 data = tomllib.loads(text)
     except UserError:
         raise
+    except ReadProblem as e:  # a FIFO, a device, larger than CONFIG_LIMIT
+        raise UserError(f"{path}: cannot read config ({e})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read config ({first_line(e)})") from None
     except (yaml.YAMLError, orjson.JSONDecodeError, tomllib.TOMLDecodeError) as e:

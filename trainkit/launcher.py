@@ -26,7 +26,7 @@ from pathlib import Path
 
 from trainkit import slurm
 from trainkit.runfolder import CRASHED, FAILED, FORMAT_VERSION, LAUNCH_LOCK, LIVE, PENDING, RunPaths, readers
-from trainkit.runfolder.files import write_json
+from trainkit.runfolder.files import ReadProblem, open_append, write_json
 from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock, holding, process_start_time, read_lock
 from trainkit.status import RunStatus, run_status, scan
 from trainkit.trust import HINT, untrusted
@@ -225,14 +225,19 @@ class Launcher:
                 lock.release()
                 return None
             argv, cwd = command
-            log = open(paths.log, "ab")  # the child appends to it; our copy closes below
+            try:  # the child appends to it; our copy closes below (a FIFO or a link is never opened)
+                log = open_append(paths.log)
+            except ReadProblem as e:
+                self.report(f"skip {action.name}: {paths.log.name}: {e}")
+                lock.release()
+                return None
             try:
                 proc = subprocess.Popen(
                     argv, cwd=cwd, stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                     env={**os.environ, HANDOFF_ENV: token, "PYTHONUNBUFFERED": "1"})
             finally:
-                log.close()
+                os.close(log)
         except BaseException:
             lock.release()
             raise

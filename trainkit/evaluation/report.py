@@ -22,7 +22,6 @@ run's config is read from ``resolved_config.json`` (never executed). No torch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from trainkit.errors import UserError
 from trainkit.evaluation.plan import EVAL_FORMAT_VERSION
 from trainkit.formatting import fmt_against, fmt_percent, fmt_sig
 from trainkit.runfolder import EVALS_DIR, RESOLVED_CONFIG_FILE, RunPaths
-from trainkit.runfolder.files import write_json
+from trainkit.runfolder.files import sha256_regular, write_json
 
 DEFAULT_MIN_OK_FRACTION = 1.0
 CHECKPOINT_PREFIX = "checkpoint:"
@@ -135,11 +134,8 @@ def checkpoint_of(spec: object) -> tuple[str, str | None] | None:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The model file's sha256 (a regular file only: a FIFO or a device is refused, never read)."""
+    return sha256_regular(path, within=Path(path).parent)
 
 
 def model_identity(run_dir: Path, spec: object, known: dict | None = None) -> dict:

@@ -7,7 +7,6 @@ default questions; ``--model`` with ``--questions`` needs neither.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from trainkit.formatting import fmt_sig
 from trainkit.interrupts import Interrupts
 from trainkit.registry import import_string
 from trainkit.runfolder import RESOLVED_CONFIG_FILE, EvalPaths, RunPaths, move_aside, readers
-from trainkit.runfolder.files import write_json
+from trainkit.runfolder.files import ReadProblem, sha256_regular, write_json
 from trainkit.runfolder.lock import LockHeld, RunLock, holder_text, lock_is_stale, read_lock
 
 
@@ -78,11 +77,11 @@ def import_callable(spec: str) -> ModelFn:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The checkpoint's sha256 (a regular file inside the run only; else one line)."""
+    try:
+        return sha256_regular(path, within=path.parent)
+    except ReadProblem as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 @dataclass

@@ -37,7 +37,14 @@ from trainkit.evaluation.plan import (
 from trainkit.evaluation.scoring import last_records
 from trainkit.evaluation.writer import Counts, conversation_bytes, rebuilt_conversation
 from trainkit.runfolder import EvalPaths
-from trainkit.runfolder.files import FileFormatError, JsonlWriter, atomic_write, cleanup_temp_files
+from trainkit.runfolder.files import (
+    FileFormatError,
+    JsonlWriter,
+    ReadProblem,
+    atomic_write,
+    cleanup_temp_files,
+    read_regular,
+)
 
 # ---------------------------------------------------------------------------------------------
 # the runner
@@ -125,9 +132,11 @@ def repair_responses(path: Path) -> tuple[list[dict], int, int]:
     truncated away; lines that are not item records (corruption) are dropped by an atomic rewrite.
     Returns (records, bytes truncated, lines dropped)."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, within=path.parent)
     except FileNotFoundError:
         return [], 0, 0
+    except ReadProblem as e:
+        raise UserError(f"{path}: {e}; move it aside (--fresh) to evaluate again") from None
     end = data.rfind(b"\n") + 1
     torn = len(data) - end
     records, keep, dropped = [], [], 0

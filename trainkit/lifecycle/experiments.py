@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainkit.config import CONFIG_LIMIT
 from trainkit.errors import UserError
 from trainkit.lifecycle.classification import CLASSES, DEFAULTS, Options
 from trainkit.lifecycle.facts import Experiment, inspect
@@ -26,7 +27,7 @@ from trainkit.runfolder import (
     RUN_NAME,
     RunPaths,
 )
-from trainkit.runfolder.files import dumps
+from trainkit.runfolder.files import ReadProblem, dumps, read_limited
 from trainkit.status import load_json
 
 STARTER_CONFIG = """\
@@ -110,7 +111,10 @@ def new_experiment(name: str, *, root: str | os.PathLike = DEFAULT_ROOT, from_co
     if os.path.lexists(final):
         raise UserError(f"{layout.show(final)} already exists")
     source = config_source(from_config, layout) if from_config else None
-    data = source.read_bytes() if source else STARTER_CONFIG.encode()
+    try:  # a regular file only (a FIFO or a device is refused), bounded
+        data = read_limited(source, CONFIG_LIMIT, within=os.sep) if source else STARTER_CONFIG.encode()
+    except ReadProblem as e:
+        raise UserError(f"{source}: {e}") from None
     config_name = CONFIG_STEM + (source.suffix.lower() if source else ".yaml")
     from trainkit.lifecycle.moves import remove_tree, rename_noreplace
 

@@ -44,6 +44,7 @@ from trainkit.runfolder import (
     STATUS_FILE,
     readers,
 )
+from trainkit.runfolder.files import MiB, ReadProblem, read_limited
 from trainkit.runfolder.lock import lock_is_stale, read_lock
 from trainkit.status import load_json, run_status
 
@@ -112,15 +113,18 @@ def read_reports(folder: str, warnings: list[str]) -> tuple[ReportFact, ...]:
     return tuple(r.fact for r in read_run_reports(folder, warnings))
 
 
+NOTES_LIMIT = 4 * MiB  # notes.md read at most (a FIFO, a device or a link out of the run is never read)
+
+
 def read_notes(folder: str, warnings: list[str]):
     try:
-        with open(f"{folder}/{NOTES_FILE}", encoding="utf-8", errors="replace") as f:
-            return notes_verdict(f.read())
+        data = read_limited(f"{folder}/{NOTES_FILE}", NOTES_LIMIT, within=folder)
     except FileNotFoundError:
         return None
-    except OSError as e:
-        warnings.append(f"{NOTES_FILE}: unreadable ({e.strerror or e})")
+    except ReadProblem as e:
+        warnings.append(f"{NOTES_FILE}: {e}")
         return None
+    return notes_verdict(data.decode("utf-8", errors="replace"))
 
 
 def lock_holder(folder: str, *, host: str, ignore_own: bool) -> str | None:

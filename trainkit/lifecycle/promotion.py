@@ -58,6 +58,7 @@ COLUMNS = ("date", "experiment", "config", "metric", "value", "previous_experime
 EPS = 1e-12
 SIDECAR_VERSION = 1
 MAX_CONFIG_BYTES = 16 * MiB  # a config (or a production config backed up) larger than this is not copied
+MAX_LEADERBOARD_BYTES = 64 * MiB  # reports/leaderboard.csv read at most (a row per promotion)
 
 
 def metric_mode(metric: str, mode: str | None = None) -> str:
@@ -493,9 +494,11 @@ def append_row(path: Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with held(path.with_name(f".{path.name}.lock"), "leaderboard"):
         try:
-            old = path.read_bytes()
+            old = read_limited(path, MAX_LEADERBOARD_BYTES)
         except FileNotFoundError:
             old = b""
+        except ReadProblem as e:
+            raise UserError(f"{path}: {e}; no row appended") from None
         if old.strip():
             first, _, rest = old.partition(b"\n")
             header = next(csv.reader(io.StringIO(first.decode("utf-8", errors="replace"))))
@@ -591,11 +594,11 @@ def leaderboard(csv_path: str | os.PathLike | None = None, *, root: str | os.Pat
     layout = Layout.at(root)
     path = Path(csv_path) if csv_path is not None else layout.leaderboard
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_limited(path, MAX_LEADERBOARD_BYTES).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return Leaderboard(path, False)
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not a CSV file") from None
+    except ReadProblem as e:
+        raise UserError(f"{path}: {e}") from None
     raw = list(csv.DictReader(io.StringIO(text)))
     holders = _current_holders(raw, layout, path)
     current: dict[str, int] = {}  # config -> the index of its holder's row (the latest matching one)

@@ -108,6 +108,68 @@ def read_limited(path: str | os.PathLike, limit: int, *, within: str | os.PathLi
     return b"".join(chunks)
 
 
+def read_regular(path: str | os.PathLike, *, within: str | os.PathLike | None = None) -> bytes:
+    """Every byte of a regular file (its size is the bound: a FIFO, a device such as ``/dev/zero``
+    or a symlink out of ``within`` is refused, never read or waited on). For files a reader needs
+    whole whatever their size (``responses.jsonl`` to repair it); the contract's small files use
+    :func:`read_limited`. Raises FileNotFoundError or :class:`ReadProblem`."""
+    fd, _ = _open_regular(path, within)
+    chunks = []
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError as e:
+        raise ReadProblem(f"unreadable ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def sha256_regular(path: str | os.PathLike, *, within: str | os.PathLike | None = None) -> str:
+    """The sha256 of a regular file, read in chunks (see :func:`read_regular` for what is refused)."""
+    import hashlib
+
+    fd, _ = _open_regular(path, within)
+    h = hashlib.sha256()
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+    except OSError as e:
+        raise ReadProblem(f"unreadable ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
+def open_regular_file(path: str | os.PathLike, *, within: str | os.PathLike | None = None) -> BinaryIO:
+    """A binary file object of a regular file (for readers that take one, e.g. ``torch.load``);
+    what :func:`open_regular` refuses is refused."""
+    return os.fdopen(open_regular(path, within=within), "rb")
+
+
+def open_append(path: str | os.PathLike) -> int:
+    """An ``O_APPEND`` descriptor of ``path`` (created 0666 minus the umask when missing) if it is
+    a regular file: a FIFO (whose writer would wait for a reader forever), a device or a symlink is
+    refused with :class:`ReadProblem` (its message says why). For logs a child process appends to."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ReadProblem("a symbolic link; not written through") from None
+        if e.errno == errno.ENXIO:
+            raise ReadProblem("not a regular file (a FIFO)") from None
+        raise ReadProblem(f"cannot be opened ({e.strerror or e})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ReadProblem("not a regular file (a device, FIFO or socket)")
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd
+
+
 def depth(value: Any, limit: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> int:
     """Nesting depth of a JSON-like value (iterative: a deep value cannot overflow the stack).
     Returns ``limit + 1`` as soon as the value is deeper than ``limit`` or has more than

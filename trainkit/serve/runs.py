@@ -36,7 +36,7 @@ from trainkit.runfolder import (
     RunPaths,
     epoch_dir,
 )
-from trainkit.runfolder.files import JsonlTail, read_json_object_or_none
+from trainkit.runfolder.files import JsonlTail, ReadProblem, open_regular, read_json_object_or_none
 from trainkit.status import RunStatus, find_runs, run_status
 
 METRICS_MAX_BYTES = 4 << 20  # per /metrics response; the rest comes with the next offset
@@ -229,16 +229,17 @@ def last_epoch_record(path: str, rs: RunStatus) -> dict | None:
         rec = read_object(f"{epoch_dir(path, rs.completed_epochs - 1)}/{VALIDATION_SCORES_FILE}", path)
         if rec is not None:
             return rec
-    metrics = f"{path}/{METRICS_FILE}"
-    if not inside(metrics, path):
+    try:  # a regular file inside the run only: a FIFO or a link to /dev/zero is never read
+        fd = open_regular(f"{path}/{METRICS_FILE}", within=path)
+    except (FileNotFoundError, ReadProblem):
         return None
     try:
-        with open(metrics, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - EPOCH_TAIL_BYTES))
-            lines = f.read().split(b"\n")
+        size = os.fstat(fd).st_size
+        lines = os.pread(fd, min(size, EPOCH_TAIL_BYTES), max(0, size - EPOCH_TAIL_BYTES)).split(b"\n")
     except OSError:
         return None
+    finally:
+        os.close(fd)
     for line in reversed(lines[1:] if size > EPOCH_TAIL_BYTES else lines):  # the first may be cut
         try:
             rec = orjson.loads(line)

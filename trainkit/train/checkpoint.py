@@ -7,6 +7,7 @@ code. Loading pops the keys it knows and refuses leftovers or a newer format.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 
 from trainkit.errors import first_line
-from trainkit.runfolder.files import atomic_write
+from trainkit.runfolder.files import atomic_write, open_regular_file
 
 CHECKPOINT_VERSION = 2  # 2 added state.lr_anchor; version 1 is still read
 READABLE_VERSIONS = (1, 2)
@@ -118,8 +119,9 @@ class Loaded:
 def _read(path: Path) -> dict:
     """The checkpoint's dict (on the CPU, ``weights_only``: nothing is executed), its format
     version checked and popped."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # a regular file only: a FIFO or a device is refused, never waited on
+        with open_regular_file(path, within=os.sep) as f:
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged or foreign file: one line
         raise CheckpointError(f"{path}: cannot load checkpoint ({first_line(e, limit=300)})") from None
     if not isinstance(ckpt, dict):
