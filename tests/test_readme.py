@@ -36,13 +36,15 @@ README = ROOT / "README.md"
 TODAY_IN_README = "2026-11-22"
 RUN_LANGS = ("sh", "console")
 
-# the examples, shrunk: same keys and epochs, tiny data and models, gates any model passes
+# the examples, shrunk: same keys and epochs, tiny data and models, gates any model passes, no early
+# stop, and no monitor alerts (a loaded machine's throughput dips would put a ⚠ before a run's name)
 TINY_EXAMPLES = {
     "burgers.yaml": {"model": {"width": 16, "depth": 1}, "data": {"n_train": 64, "n_val": 32, "nx": 16},
-                     "early_stopping": {"patience": 1000}, "eval": {"gates": {"nrmse": {"max": 10.0}}}},
+                     "early_stopping": {"patience": 1000}, "monitor": {"alerts": False},
+                     "eval": {"gates": {"nrmse": {"max": 10.0}}}},
     "arith_chat.yaml": {"model": {"width": 16, "depth": 1, "heads": 2, "block_size": 48},
                         "data": {"n_train": 64, "n_val": 16, "digits": 1},
-                        "monitor": {"samples_every_steps": 0, "layers_every_steps": 0},
+                        "monitor": {"samples_every_steps": 0, "layers_every_steps": 0, "alerts": False},
                         "eval": {"gates": {"accuracy": {"min": 0.0}}}},
 }
 
