@@ -116,8 +116,7 @@ def engine(args, cache: Path, workdir: Path, timer: EpochEndTimer, log_every_ste
     log.propagate = False
     display = ProgressDisplay(interactive=False, plain_every_s=1e9)
     t0 = time.perf_counter()
-    prep = session.prepare(session.TrainRequest(str(config_file), run_dir=str(run), cache_dir=cache))
-    with session.claim(prep):
+    with session.claim(session.TrainRequest(str(config_file), run_dir=str(run), cache_dir=cache)) as prep:
         trainer = Trainer(prep, torch.device("cpu"), display=display)
         timer.install(trainer)
         outcome = trainer.run()

@@ -43,8 +43,7 @@ def one_run(settings: dict, work: Path, cache: Path) -> tuple[float, int, int]:
     log.handlers.clear()
     log.addHandler(logging.NullHandler())
     log.propagate = False
-    prep = session.prepare(session.TrainRequest(str(cfg), run_dir=str(run), cache_dir=cache))
-    with session.claim(prep):
+    with session.claim(session.TrainRequest(str(cfg), run_dir=str(run), cache_dir=cache)) as prep:
         trainer = Trainer(prep, torch.device("cpu"), display=ProgressDisplay(interactive=False, plain_every_s=1e9))
         t0 = time.perf_counter()
         outcome = trainer.run()

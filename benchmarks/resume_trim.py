@@ -2,7 +2,7 @@
 
 A real run (trained for one epoch) gets a metrics.jsonl of the given size whose last 200 records
 are newer than its checkpoint, as a kill -9 leaves them. Measured: preparing the resume as
-`trainkit train RUN` does it (session.prepare, then session.claim, which cuts those records off the
+`trainkit train RUN` does it (session.claim: the lock, then prepare, then those records cut off the
 end in place; the log is flushed to disk first, as a log written before a crash is). Goal: the
 1 GB preparation within 2x of the 1 MB one (the cut reads backwards from
 the end; the cost follows the cut, not the file). The earlier way (read every record, keep the old
@@ -46,8 +46,7 @@ def make_log(path: Path, size: int, global_step: int) -> None:
 
 def prepare_resume(run: Path) -> float:
     t0 = time.perf_counter()
-    prep = session.prepare(session.TrainRequest(str(run)))
-    with session.claim(prep):
+    with session.claim(session.TrainRequest(str(run))) as prep:
         pass
     elapsed = time.perf_counter() - t0
     assert prep.trimmed == TAIL, prep.trimmed

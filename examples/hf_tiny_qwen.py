@@ -4,7 +4,8 @@ config (random weights, no download), trained for a few steps on a toy copy task
     python examples/hf_tiny_qwen.py [RUN_DIR]
     trainkit status experiments          # the run shows up (and in trainmon)
 
-The one line a user adds to their own script is ``callbacks=[TrainkitCallback()]``.
+What a user adds to their own script: ``callbacks=[TrainkitCallback(...)]`` (with options, as here),
+or, with none, ``import trainkit.integrations.hf`` and ``report_to="trainkit"``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def main(run_dir: str | None = None) -> None:
                                 monitor={"samples_every_steps": 2, "layers_every_steps": 2, "max_new_tokens": 8},
                                 relaunch=True)
     trainer = Trainer(model=tiny_model(), args=args, train_dataset=toy_data(), callbacks=[callback])
-    callback.run(trainer)
+    trainer.train()  # an exception in it marks the run failed (with the error) and frees its lock
     print(f"run folder: {callback.run_dir}")
 
 

@@ -1,9 +1,9 @@
-"""A complete Lightning run with trainkit's callback: a tiny regression model, a few epochs.
+"""A complete Lightning run with trainkit's logger: a tiny regression model, a few epochs.
 
     python examples/lightning_tiny.py [RUN_DIR]
     trainkit status experiments          # the run shows up (and in trainmon)
 
-The one line a user adds to their own script is ``callbacks=[TrainkitCallback()]``.
+What a user adds to their own script: ``logger=TrainkitLogger()`` (or ``callbacks=[TrainkitCallback()]``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from trainkit.integrations.lightning import TrainkitCallback
+from trainkit.integrations.lightning import TrainkitLogger
 
 
 class TinyRegressor(L.LightningModule):
@@ -48,12 +48,12 @@ def loaders(n: int = 128, batch_size: int = 16, seed: int = 0) -> tuple[DataLoad
 def main(run_dir: str | None = None) -> None:
     torch.manual_seed(0)
     train, val = loaders()
-    callback = TrainkitCallback(run_dir, monitor={"layers_every_steps": 4}, relaunch=True)
-    trainer = L.Trainer(max_epochs=4, accelerator="cpu", devices=1, log_every_n_steps=1, logger=False,
+    logger = TrainkitLogger(run_dir, monitor={"layers_every_steps": 4}, relaunch=True)
+    trainer = L.Trainer(max_epochs=4, accelerator="cpu", devices=1, log_every_n_steps=1, logger=logger,
                         enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tempfile.mkdtemp(prefix="lightning-tiny-"), callbacks=[callback])
+                        default_root_dir=tempfile.mkdtemp(prefix="lightning-tiny-"))
     trainer.fit(TinyRegressor(), train, val)
-    print(f"run folder: {callback.run_dir}")
+    print(f"run folder: {logger.log_dir}")
 
 
 if __name__ == "__main__":

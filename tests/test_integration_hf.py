@@ -15,13 +15,16 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, read_json, read_jsonl, records, trainkit, wait_for
 
+from trainkit.testing import dead_pid
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HAVE_HF = all(importlib.util.find_spec(m) is not None for m in ("transformers", "accelerate"))
 needs_hf = pytest.mark.skipif(not HAVE_HF, reason="transformers/accelerate not installed (pip install 'trainkit[hf]')")
 
 
 def test_importing_trainkit_integrations_imports_no_framework():
-    code = ("import sys, trainkit, trainkit.integrations, trainkit.integrations.runlog, trainkit.status; "
+    code = ("import sys, trainkit, trainkit.integrations, trainkit.integrations.common, trainkit.runlog, "
+            "trainkit.status; "
             "bad = [m for m in ('transformers', 'lightning', 'pytorch_lightning', 'accelerate', 'torch') "
             "if m in sys.modules]; print(*bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -295,14 +298,14 @@ def test_the_example_script_runs_and_shows_up(tmp_path, env):
 def test_a_foreign_run_is_judged_by_its_files_and_relaunched_only_as_recorded(tmp_path):
     """The run folder of another trainer (no epoch folders): ``trainkit status`` takes its
     progress.json as it is (no false repair), and ``trainkit launch`` starts it again only with the
-    command it recorded. Torch-free: written through RunLog, the callbacks' shared part."""
+    command it recorded. Torch-free: written through ForeignRun, the callbacks' shared part."""
     from trainkit import launcher, status
-    from trainkit.integrations.runlog import RunLog
+    from trainkit.integrations.common import ForeignRun, RunRefused
 
     def crashed_run(name, relaunch):
-        log = RunLog(tmp_path / name, trainer="hf", heartbeat_s=0.5, relaunch=relaunch)
+        log = ForeignRun(tmp_path / name, trainer="hf", heartbeat_s=0.5, relaunch=relaunch)
         log.begin({"trainer_args": {"lr": 0.1}}, total_epochs=3, steps_per_epoch=2, total_steps=6, batch_size=1,
-                  global_step=0)
+                  global_step=0, epochs_done=0)
         for g in (1, 2):
             log.step_done(g, g / 2)
             assert log.log_step(g, g / 2, loss=1.0 / g, lr=0.1, grad_norm=1.0) is None
@@ -318,13 +321,22 @@ def test_a_foreign_run_is_judged_by_its_files_and_relaunched_only_as_recorded(tm
 
     why = launcher.relaunch_command(plain, sys.executable)
     assert isinstance(why, str) and "relaunch=True" in why
-    argv, cwd = launcher.relaunch_command(recorded, sys.executable)
+    argv, cwd = launcher.relaunch_command(recorded, sys.executable, recorded=True)
     assert argv[0] == sys.executable and cwd == os.getcwd()
+    (tmp_path / "engine-run").mkdir()
     own_argv, own_cwd = launcher.relaunch_command(tmp_path / "engine-run", "python")
     assert own_argv[:5] == ["python", "-m", "trainkit", "train", str(tmp_path / "engine-run")] and own_cwd is None
 
-    again = RunLog(plain, trainer="hf", heartbeat_s=0.5)  # a new training from step 0 in the same folder
-    again.begin({}, total_epochs=1, steps_per_epoch=2, total_steps=2, batch_size=1, global_step=0)
+    dead = read_json(plain / "training_status.json")  # the process that wrote it is gone
+    dead["pid"] = dead_pid()
+    (plain / "training_status.json").write_bytes(json.dumps(dead).encode())
+    refused = ForeignRun(plain, trainer="hf", heartbeat_s=0.5)  # a new training from step 0 in the same folder
+    with pytest.raises(RunRefused, match="holds another run.*fresh=True"):
+        refused.begin({}, total_epochs=1, steps_per_epoch=2, total_steps=2, batch_size=1, global_step=0,
+                      epochs_done=0)
+    assert not (plain / ".trainkit.lock").exists()
+    again = ForeignRun(plain, trainer="hf", heartbeat_s=0.5, fresh=True)  # asked: moved aside, never deleted
+    again.begin({}, total_epochs=1, steps_per_epoch=2, total_steps=2, batch_size=1, global_step=0, epochs_done=0)
     again.close()
     assert again.moved_aside is not None and (again.moved_aside / "metrics.jsonl").stat().st_size > 0
     assert not (plain / "metrics.jsonl").exists() or (plain / "metrics.jsonl").stat().st_size == 0

@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from trainkit.runfolder import EPOCH_FILES, FORMAT_VERSION, RunPaths, progress_record
-from trainkit.runfolder.files import dumps, write_json
+from trainkit.runfolder import FORMAT_VERSION, RunPaths
+from trainkit.runlog import ENGINE, RunWriter, resolved_meta
 
 
 def dead_pid() -> int:
@@ -30,35 +30,33 @@ def synthetic_run(root: Path, name: str, *, total: int = 10, scores: list[float]
                   pid: int | None = None, heartbeat_age_s: float = 1.0, heartbeat_interval_s: float = 5.0,
                   durable: bool = False) -> RunPaths:
     """A run folder with ``len(scores)`` complete epochs whose ``validation_scores.json`` holds
-    ``val_loss`` = the score; ``state`` None writes no ``training_status.json``."""
-    paths = RunPaths(Path(root) / name)
+    ``val_loss`` = the score; ``state`` None writes no ``training_status.json``. Written through
+    :class:`~trainkit.runlog.RunWriter`, the writer of every training session."""
+    now = time.time()
+    writer = RunWriter(Path(root) / name, heartbeat_s=heartbeat_interval_s, durable=durable,
+                       clock=lambda: now - heartbeat_age_s)
+    paths = writer.paths
     paths.root.mkdir(parents=True, exist_ok=True)
     scores = scores or []
-    now = time.time()
-    write_json(paths.resolved_config, {"task": "burgers", "epochs": total, "early_stopping": early_stopping,
-                                       "_meta": {"version": FORMAT_VERSION}}, durable=durable)
+    writer.write_resolved({"task": "burgers", "epochs": total, "early_stopping": early_stopping},
+                          resolved_meta(None, trainer=ENGINE, source="synthetic", now=now))
+    if scores:
+        writer.subfolders(paths.epochs)
     for i, v in enumerate(scores):
-        d = paths.epoch_dir(i)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / EPOCH_FILES[0]).write_bytes(b"synthetic")
-        write_json(d / EPOCH_FILES[1], {"version": FORMAT_VERSION, "epoch": i}, durable=durable)
-        write_json(d / EPOCH_FILES[2], {"version": FORMAT_VERSION, "epoch": i, "val_loss": v}, durable=durable)
+        writer.epoch_files(i, write_losses=lambda f: f.write(b"synthetic"), optimizer={"version": FORMAT_VERSION},
+                           values={"val_loss": v})
     completed = len(scores)
     if progress:
         at = None
         if early_stopping is not None and state == "early_stopped":
             at = completed - 1
-        write_json(paths.progress, progress_record(completed, total, early_stopped_at=at,
-                                                   finished=completed >= total), durable=durable)
+        writer.write_progress(completed, total, early_stopped_at=at, finished=completed >= total)
     if state is not None:
-        write_json(paths.status, {
-            "version": FORMAT_VERSION, "state": state, "pid": os.getpid() if pid is None else pid,
-            "host": socket.gethostname(), "started_at": now - heartbeat_age_s, "heartbeat_at": now - heartbeat_age_s,
-            "heartbeat_interval_s": heartbeat_interval_s, "current_epoch": max(completed - 1, 0),
-            "total_epochs": total, "step": completed * 10, "steps_per_epoch": 10, "loss": 0.5, "lr": 1e-3,
-            "throughput": 100.0, "eta_s": 10.0, "world_size": 1, "device": "cpu", "error": None,
-            "stop_reason": None, "control": None}, durable=durable)
-    with open(paths.metrics, "wb") as f:
-        for i, v in enumerate(scores):
-            f.write(dumps({"kind": "epoch", "epoch": i, "train_loss": v, "val_loss": v, "t": now}) + b"\n")
+        writer.live.write(state=state, pid=os.getpid() if pid is None else pid, host=socket.gethostname(),
+                          current_epoch=max(completed - 1, 0), total_epochs=total, step=completed * 10,
+                          steps_per_epoch=10, loss=0.5, lr=1e-3, throughput=100.0, eta_s=10.0, device="cpu")
+    open(paths.metrics, "wb").close()  # the records of this layout only (the file keeps its inode)
+    for i, v in enumerate(scores):
+        writer.append({"kind": "epoch", "epoch": i, "train_loss": v, "val_loss": v, "t": now})
+    writer.close()
     return paths

@@ -1,5 +1,6 @@
 """A deterministic demo ROOT (fixed times and values) for snapshots and screenshots; the files are
-laid out in trainkit's exact formats (:func:`trainkit.testing.synthetic_run`, then fixed times)."""
+laid out in trainkit's exact formats (:func:`trainkit.testing.synthetic_run`, then fixed times),
+the training session's files through :class:`trainkit.runlog.RunWriter`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import orjson
 
 from trainkit.evaluation.plan import conversation_name
-from trainkit.runfolder import FORMAT_VERSION, RunPaths
+from trainkit.runfolder import RunPaths
 from trainkit.runfolder.files import dumps, write_json
+from trainkit.runlog import ENGINE, RunWriter, resolved_meta
 from trainkit.testing import synthetic_run
 
 NOW = 1_800_000_000.0
@@ -51,16 +53,19 @@ def build_demo(root: str | os.PathLike, *, pid: int | None = None) -> Path:
         written = {"crashed": "running", "early_stopped": "early_stopped"}.get(state, state)
         paths = synthetic_run(root, name, total=total, scores=scores, early_stopping=es, state=written,
                               progress=state is not None, pid=pid or os.getpid())
+        writer = RunWriter(paths.root, heartbeat_s=5.0, durable=False, clock=lambda: NOW)
         cfg = {"task": "burgers", "epochs": total, "lr": 3e-3 if "lr3" in name else 1e-3, "batch_size": 32,
                "optimizer": "adamw", "early_stopping": es, "heartbeat_s": 5.0,
-               "model": {"width": 256 if "wide" in name else 64, "depth": 3}, "_meta": {"version": FORMAT_VERSION}}
-        write_json(paths.resolved_config, cfg, durable=False)
+               "model": {"width": 256 if "wide" in name else 64, "depth": 3}}
+        writer.write_resolved(cfg, resolved_meta(None, trainer=ENGINE, source="demo",
+                                                 launch={"cwd": "/demo", "torchrun": None}, now=NOW - 3600))
         if state is None:
             paths.metrics.unlink()
             continue
-        with open(paths.metrics, "wb") as f:
-            for rec in sorted(steps + epochs[:done], key=lambda r: r["t"]):
-                f.write(dumps(rec) + b"\n")
+        open(paths.metrics, "wb").close()
+        for rec in sorted(steps + epochs[:done], key=lambda r: r["t"]):
+            writer.append(rec)
+        writer.close()
         with open(paths.system, "wb") as f:
             for k in range(40):
                 f.write(dumps({"t": NOW - 400 + 10 * k, "cpu_percent": 80 + 10 * math.sin(k / 3),
@@ -69,19 +74,17 @@ def build_demo(root: str | os.PathLike, *, pid: int | None = None) -> Path:
         paths.log.write_text("".join(f"2026-11-21 10:{m:02d}:00,000 INFO epoch {m} [{m + 1}/{total}]  train_loss "
                                      f"{0.5 / (m + 1):.4f}\n" for m in range(done)))
         if state is not None:
-            status = {"version": 1, "state": written, "pid": pid or os.getpid(), "host": os.uname().nodename,
-                      "started_at": NOW - 3600, "heartbeat_at": NOW - (900 if state == "crashed" else 2),
-                      "heartbeat_interval_s": 5.0, "current_epoch": done, "total_epochs": total,
-                      "step": done * 16 + 7, "steps_per_epoch": 16, "loss": steps[-1]["loss"] if steps else None,
-                      "lr": 1e-3, "throughput": 850.0, "eta_s": 340.0, "world_size": 1, "device": "cpu",
-                      "error": "RuntimeError: loss is NaN at step 17" if state == "failed" else None,
-                      "stop_reason": None, "control": None}
-            write_json(paths.status, status, durable=False)
+            writer.patch_status({"state": written, "pid": pid or os.getpid(), "host": os.uname().nodename,
+                                 "started_at": NOW - 3600, "heartbeat_at": NOW - (900 if state == "crashed" else 2),
+                                 "heartbeat_interval_s": 5.0, "current_epoch": done, "total_epochs": total,
+                                 "step": done * 16 + 7, "steps_per_epoch": 16,
+                                 "loss": steps[-1]["loss"] if steps else None, "lr": 1e-3, "throughput": 850.0,
+                                 "eta_s": 340.0, "world_size": 1, "device": "cpu",
+                                 "error": "RuntimeError: loss is NaN at step 17" if state == "failed" else None,
+                                 "stop_reason": None, "control": None})
         if done:
-            paths.checkpoints.mkdir(exist_ok=True)
-            write_json(paths.current_meta, {"version": 1, "last_epoch": done - 1, "epochs_done": done,
-                                            "best_loss": min(scores), "best_metric": "val_loss",
-                                            "best_epoch": scores.index(min(scores))}, durable=False)
+            writer.checkpoint_meta({"last_epoch": done - 1, "epochs_done": done, "best_loss": min(scores),
+                                    "best_metric": "val_loss", "best_epoch": scores.index(min(scores))})
         if state == "finished":
             _demo_eval(paths)
         if state in ("finished", "running", "failed"):
@@ -116,8 +119,7 @@ def _demo_monitor(paths: RunPaths, steps: list[dict], *, failed: bool) -> None:
                "message": f"loss is nan at step {last['step']}", "t": last["t"]}]
     paths.alerts.write_bytes(b"".join(dumps(a) + b"\n" for a in alerts))
     status = orjson.loads(paths.status.read_bytes())
-    status["alerts"] = alerts
-    write_json(paths.status, status, durable=False)
+    RunWriter(paths.root, durable=False).patch_status({**status, "alerts": alerts})
 
 
 def _demo_eval(paths: RunPaths) -> None:

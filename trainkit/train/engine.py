@@ -4,8 +4,9 @@ Reads top to bottom (nanoGPT's shape): :meth:`Trainer.setup` builds data, model 
 and restores the checkpoint; :meth:`Trainer.run` loops over epochs and steps; between two steps it
 asks :class:`~trainkit.runfolder.control.Controls` whether to go on; at every epoch end it measures the epoch
 (validation, best value, early stopping), then writes the epoch's files, checkpoints and updates
-``progress.json``. The session (:mod:`trainkit.train.session`) has prepared the folder. Only rank 0
-writes files.
+``progress.json``. The session (:mod:`trainkit.train.session`) has claimed and prepared the folder;
+every write into it goes through the session's :class:`~trainkit.runlog.RunWriter` (checkpoints and
+best.pt through :mod:`trainkit.train.checkpoint`). Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -28,18 +29,14 @@ from trainkit.monitor import Alert, Monitor, grad_norm, layer_health, layer_snap
 from trainkit.runfolder import (
     CRASHED,
     EARLY_STOPPED,
-    EPOCH_FILES,
     FAILED,
     FINISHED,
     FORMAT_VERSION,
     RUNNING,
     STOPPED,
-    move_aside,
-    progress_record,
 )
 from trainkit.runfolder.control import Controls
-from trainkit.runfolder.files import JsonlWriter, atomic_write, cleanup_temp_files, write_json
-from trainkit.runfolder.live import Heartbeat, LiveStatus
+from trainkit.runlog import RunWriter, epoch_record
 from trainkit.train import checkpoint
 from trainkit.train.checkpoint import TrainState
 from trainkit.train.ddp import Dist
@@ -136,15 +133,14 @@ class Trainer:
         self.writes = prep.writes
         self.config_dict = to_dict(cfg)
         self.best_metric, self.best_mode = best_rule(self.config_dict)  # what best.pt keeps
-        self.live = LiveStatus(self.paths.status, heartbeat_s=cfg.heartbeat_s, enabled=self.writes)
+        self.writer = prep.writer or RunWriter(self.paths.root, writes=self.writes)
+        self.live = self.writer.live
         self.interrupts = Interrupts(lambda name: log.warning(
             "%s received: stopping after this step (Ctrl-C again to exit at once)", name))
         self.controls = Controls(self.paths.control, self.interrupts, checkpoint=self.save_checkpoint,
                                  report=self._control_report, enabled=self.writes,
                                  step=lambda: self.state.global_step)
         # built by setup()
-        self.heartbeat: Heartbeat | None = None
-        self.metrics: JsonlWriter | None = None
         self.state = TrainState()
         self.early: EarlyStopping | None = None
         self.epoch_losses: list[torch.Tensor] = []
@@ -163,25 +159,17 @@ class Trainer:
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
         cfg = self.cfg
-        if self.writes:
-            for d in (self.paths.root, self.paths.checkpoints, self.paths.epochs):
-                d.mkdir(parents=True, exist_ok=True)
-                cleanup_temp_files(d)
+        self.writer.subfolders(self.paths.checkpoints, self.paths.epochs)
         self.live.update(total_epochs=cfg.epochs, world_size=self.world_size, device=str(self.device))
         if self.resume_from is not None:  # the first heartbeat already shows where the run stands
             rs = self.resume_from.state
             loss = rs.epoch_losses[-1] if rs.epoch_losses else self.resumed_loss
             self.live.update(current_epoch=min(rs.epoch, cfg.epochs - 1), step=rs.global_step,
                              loss=loss if loss is not None and math.isfinite(loss) else None)
-        self.live.write(state=RUNNING)
-        self.heartbeat = Heartbeat(self.live, self.paths.system if self.writes else None,
-                                   heartbeat_s=cfg.heartbeat_s, system_every_s=cfg.system_every_s,
-                                   gpu_indices=[self.device.index or 0] if self.device.type == "cuda" else None,
-                                   on_beat=self._on_beat,
-                                   scope={"rank": self.rank, "world_size": self.world_size} if self.world_size > 1
-                                   else None)
-        if self.writes:
-            self.heartbeat.start()
+        self.writer.go_live(heartbeat_s=cfg.heartbeat_s, system_every_s=cfg.system_every_s,
+                            gpu_indices=[self.device.index or 0] if self.device.type == "cuda" else None,
+                            on_beat=self._on_beat,
+                            scope={"rank": self.rank, "world_size": self.world_size} if self.world_size > 1 else None)
 
         if cfg.deterministic and self.device.type == "cuda":
             # CUDA has non-deterministic kernels; the CPU ones are deterministic already (and the
@@ -232,7 +220,6 @@ class Trainer:
         self.monitor = self._monitor()
 
         if self.writes:
-            self.metrics = JsonlWriter(self.paths.metrics)
             self.monitor.open()
         self.live.batch_size = cfg.batch_size
         self.live.total_steps = self.total_steps
@@ -312,7 +299,7 @@ class Trainer:
         st.best_value, st.best_epoch = best_value, best_epoch
         if self.writes:
             if best_epoch is None:
-                moved = move_aside(self.paths.root, [self.paths.best_ckpt])
+                moved = self.writer.move_aside([self.paths.best_ckpt])
                 if moved is not None:
                     log.info("best.pt was the best by another rule; moved to %s until an epoch is best by %s (%s)",
                              moved, metric, mode)
@@ -388,6 +375,9 @@ class Trainer:
         except Exception as e:
             if self.interrupts.hard:  # e.g. torch.save turns the KeyboardInterrupt into a RuntimeError
                 return self._interrupted()
+            if self.writer.check_folder() is not None:  # e.g. an epoch's files could not be written: one line
+                log.error("%s", self.writer.gone)
+                return Outcome(FAILED, EXIT_FAILED)
             if self.dist.peer_lost(e):  # another rank died: the job is down, as torchrun takes it down
                 log.error("a process of the job is gone (%s): the job is down; the run reads crashed and "
                           "`trainkit launch` relaunches it", first_line(e, limit=200))
@@ -448,7 +438,7 @@ class Trainer:
                     self._show()
                 if cfg.checkpoint.every_steps and st.global_step % cfg.checkpoint.every_steps == 0:
                     self.save_checkpoint()
-                why = self.dist.decide(self.controls.check())
+                why = self.dist.decide(self.writer.gone or self.controls.check())
                 if why is not None:
                     return self._stop(why)
             result = self._measure_epoch(time.monotonic() - epoch_t0 - (self.controls.paused_s - paused0))
@@ -463,13 +453,9 @@ class Trainer:
         st = self.state
         value = loss.item()
         gn = float(norm) if norm is not None else grad_norm(self.params)
-        record = {"kind": "step", "epoch": st.epoch, "step": step, "loss": value, "lr": lr, "grad_norm": gn,
-                  "t": time.time()}
-        if self.writes and self.monitor.samples_due(step):
-            record.update(self.monitor.sample(step, st.epoch))
+        rates = self.monitor.sample(step, st.epoch) if self.writes and self.monitor.samples_due(step) else {}
         stop = self.monitor.on_step(step, loss=value, grad_norm=gn, throughput=self.live.fields["throughput"])
-        if self.writes:
-            self.metrics.write(record)
+        self.writer.step(step, st.epoch, loss=value, lr=lr, grad_norm=gn, **rates)
         self.live.update(loss=value if math.isfinite(value) else None, lr=lr)
         return stop
 
@@ -507,10 +493,9 @@ class Trainer:
         self.model.eval()
         scores = {k: float(v) for k, v in self.task.validate(self.model, self.val_data, self.cfg.batch_size).items()}
         self.model.train()
-        record = {"kind": "epoch", "epoch": st.epoch,
-                  "train_loss": float(losses.double().mean()) if len(losses) else None, **scores,
-                  "lr": self.optimizer.param_groups[0]["lr"], "global_step": st.global_step,
-                  "duration_s": duration_s, "t": time.time()}
+        record = epoch_record(st.epoch, train_loss=float(losses.double().mean()) if len(losses) else None,
+                              scores=scores, lr=self.optimizer.param_groups[0]["lr"], global_step=st.global_step,
+                              duration_s=duration_s)
         improved = is_better(record.get(self.best_metric), st.best_value, self.best_mode)
         if improved:
             st.best_value, st.best_epoch = float(record[self.best_metric]), st.epoch
@@ -529,7 +514,7 @@ class Trainer:
         epoch, record = st.epoch, result.record
         if self.writes:
             self._write_epoch_files(result)
-            self.metrics.write(record)
+            self.writer.append(record)
             if result.improved:
                 checkpoint.save_best(self.paths.best_ckpt, model=self.model, epoch=epoch, metric=self.best_metric,
                                      mode=self.best_mode, value=st.best_value, config=self.config_dict)
@@ -537,10 +522,8 @@ class Trainer:
         st.samples_in_epoch = 0
         self.epoch_losses = []
         self.save_checkpoint()
-        if self.writes:
-            write_json(self.paths.progress, progress_record(st.epoch, cfg.epochs,
-                                                            early_stopped_at=st.early_stopped_at_epoch,
-                                                            finished=st.epoch >= cfg.epochs))
+        self.writer.write_progress(st.epoch, cfg.epochs, early_stopped_at=st.early_stopped_at_epoch,
+                                   finished=st.epoch >= cfg.epochs)
         last = result.stop or st.epoch >= cfg.epochs
         self.live.write(current_epoch=epoch if last else st.epoch, step=st.global_step)
         self._show()
@@ -556,14 +539,9 @@ class Trainer:
         """``epochs/epoch_NNNN/``: the per-step losses, the optimizer's summary, and the scores:
         the validation scores plus every other number of the epoch record, so that early stopping
         on any key of the record (e.g. ``train_loss``) can be replayed from the folders alone."""
-        epoch = self.state.epoch
-        edir = self.paths.epoch_dir(epoch)
-        edir.mkdir(parents=True, exist_ok=True)
-        losses_file, optimizer_file, scores_file = EPOCH_FILES
-        atomic_write(edir / losses_file, lambda f: torch.save(result.losses, f))
-        write_json(edir / optimizer_file, {**optimizer_summary(self.optimizer), "epoch": epoch})
         values = {k: v for k, v in result.record.items() if k not in ("kind", "epoch", "t")}
-        write_json(edir / scores_file, {"version": FORMAT_VERSION, "epoch": epoch, **values})
+        self.writer.epoch_files(self.state.epoch, write_losses=lambda f: torch.save(result.losses, f),
+                                optimizer=optimizer_summary(self.optimizer), values=values)
 
     # ---------------------------------------------------------------- checkpoints and the end
     def save_checkpoint(self) -> None:
@@ -573,14 +551,17 @@ class Trainer:
         st.epoch_losses = [float(v) for v in self.epoch_losses]
         checkpoint.save(self.paths.current_ckpt, model=self.model, optimizer=self.optimizer, state=st,
                         config=self.config_dict)
-        write_json(self.paths.current_meta, {
-            "version": FORMAT_VERSION, "last_epoch": st.last_epoch, "epochs_done": st.epoch,
-            "samples_in_epoch": st.samples_in_epoch, "global_step": st.global_step,
-            "best_loss": st.best_value, "best_metric": self.best_metric, "best_mode": self.best_mode,
-            "best_epoch": st.best_epoch,
-            "early_stopped_at_epoch": st.early_stopped_at_epoch, "saved_at": time.time()})
+        self.writer.checkpoint_meta({
+            "last_epoch": st.last_epoch, "epochs_done": st.epoch, "samples_in_epoch": st.samples_in_epoch,
+            "global_step": st.global_step, "best_loss": st.best_value, "best_metric": self.best_metric,
+            "best_mode": self.best_mode, "best_epoch": st.best_epoch,
+            "early_stopped_at_epoch": st.early_stopped_at_epoch})
 
     def _stop(self, why: str) -> Outcome:
+        if self.writer.gone is not None:  # nothing can be saved where the run folder was
+            log.error("%s", self.writer.gone)
+            self.display.close()
+            return Outcome(FAILED, EXIT_FAILED)
         self.live.update(stop_reason=why)
         self.save_checkpoint()
         log.info("stopped (%s) at epoch %d, global step %d; the checkpoint is saved: run the same "
@@ -603,23 +584,11 @@ class Trainer:
         if self.model is not None:
             self._show()
         self.display.close()
-        complete = state in (FINISHED, EARLY_STOPPED)
-        final = {"state": state, "error": error}
-        if complete:  # the last trained epoch, and nothing left to wait for
-            final.update(current_epoch=max(self.state.epoch - 1, 0), eta_s=0.0)
-        else:
-            final.update(eta_s=None)
-        try:
-            self.live.write(**final)
-        except Exception as e:  # the disk may be why we are failing
-            log.warning("could not write the final status: %s", e)
+        self.writer.final(state, error=error, last_epoch=max(self.state.epoch - 1, 0))
 
     def _cleanup(self) -> None:
         self.display.close()
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
-        if self.metrics is not None:
-            self.metrics.close()
+        self.writer.close()
         if self.monitor is not None:
             self.monitor.close()
         self.dist.stop(together=self._ended_together)

@@ -1,8 +1,8 @@
 """``trainkit train``: prepare the run, claim its folder, train.
 
-Reads top to bottom: :func:`~trainkit.train.session.prepare` decides (config, task, resume or
-fresh, already complete?), :func:`~trainkit.train.session.claim` takes the lock and makes the folder
-agree, :class:`~trainkit.train.engine.Trainer` runs the loop.
+Reads top to bottom: :func:`~trainkit.train.session.claim` takes the run's lock, then decides
+(config, task, resume or fresh, already complete?) and makes the folder agree,
+:class:`~trainkit.train.engine.Trainer` runs the loop.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 from trainkit.errors import EXIT_OK
 from trainkit.runfolder import EARLY_STOPPED, FINISHED, readers
 from trainkit.train import session
-from trainkit.train.device import resolve_device
 from trainkit.train.display import ProgressDisplay, setup_logging, teardown_logging
 from trainkit.train.engine import Trainer
 from trainkit.train.session import TrainRequest
@@ -63,16 +62,14 @@ def _result(prep: session.Prepared, state: str, exit_code: int) -> RunResult:
 def train(req: TrainRequest, display: ProgressDisplay | None = None) -> RunResult:
     """Train or resume (the ``trainkit train`` command's body)."""
     display = display or ProgressDisplay()
-    prep = session.prepare(req)
-    device = resolve_device(prep.config.device)
-    if prep.complete is not None:
-        display.console.print(prep.complete, markup=False)
-        if session.finish_complete_run(prep):
-            display.console.print("repaired training_status.json / progress.json to say the run is complete",
-                                  markup=False)
-        early = prep.resume.state.early_stopped_at_epoch is not None
-        return _result(prep, EARLY_STOPPED if early else FINISHED, EXIT_OK)
-    with session.claim(prep):
+    with session.claim(req) as prep:
+        if prep.complete is not None:
+            display.console.print(prep.complete, markup=False)
+            if session.finish_complete_run(prep):
+                display.console.print("repaired training_status.json / progress.json to say the run is complete",
+                                      markup=False)
+            early = prep.resume.state.early_stopped_at_epoch is not None
+            return _result(prep, EARLY_STOPPED if early else FINISHED, EXIT_OK)
         handlers = setup_logging(display, prep.paths.log, file_enabled=prep.writes)
         if not prep.writes:  # DDP: rank 0 tells the story; the others speak up only for problems
             for h in handlers:
@@ -90,7 +87,7 @@ def train(req: TrainRequest, display: ProgressDisplay | None = None) -> RunResul
                          prep.trimmed)
             for name, old, new in prep.changes:
                 log.info("config change on resume: %s: %r -> %r", name, old, new)
-            outcome = Trainer(prep, device, display=display).run()
+            outcome = Trainer(prep, prep.device, display=display).run()
             return _result(prep, outcome.state, outcome.exit_code)
         finally:
             teardown_logging(handlers)

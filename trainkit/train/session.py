@@ -1,9 +1,11 @@
 """Preparing a run folder for a training session: which folder, what config, which task, resume or
 start over, and the repairs a crash may have made necessary.
 
-:func:`prepare` only reads and decides (nothing is written); :func:`claim` takes the run's lock and
-makes the folder agree with the decision (old outputs moved aside on ``--fresh``, the config copied
-in, ``resolved_config.json`` written, records newer than the checkpoint cut off). The engine trains.
+:func:`claim` is a session's start, in the one safe order: the run's lock first (through
+:class:`~trainkit.runlog.RunWriter`, the one writer of the folder), then :func:`prepare` reads and
+decides (nothing is written), then the folder is made to agree with the decision (old outputs moved
+aside on ``--fresh``, the config copied in, ``resolved_config.json`` written, records newer than the
+checkpoint cut off, ``progress.json`` with this session's target). The engine trains.
 """
 
 from __future__ import annotations
@@ -11,29 +13,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainkit import config, monitor
+from trainkit import config
 from trainkit.errors import UserError
 from trainkit.runfolder import (
     EARLY_STOPPED,
     FINISHED,
-    FORMAT_VERSION,
     RunPaths,
     choose_run_dir,
-    move_aside,
-    progress_record,
     readers,
 )
-from trainkit.runfolder.files import read_json_object_or_none, truncate_tail, write_json
-from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock
+from trainkit.runfolder.files import read_json_object_or_none
+from trainkit.runfolder.lock import LockHeld
+from trainkit.runlog import ENGINE, RunWriter, resolved_meta
 from trainkit.tasks import Task
 from trainkit.tasks.configured import configured_task, task_defaults
 from trainkit.train import checkpoint
+from trainkit.train.device import resolve_device
 
 log = logging.getLogger("trainkit")
 
@@ -71,6 +71,8 @@ class Prepared:
     complete: str | None = None  # set when the run is already complete: what to tell the user
     writes: bool = True  # rank 0 owns the files
     previous_world_size: int | None = None  # the processes of the session the checkpoint comes from
+    writer: RunWriter | None = None  # the one writer of the folder (holding its lock, rank 0)
+    device: object = None  # the torch device the ``device`` setting resolved to
     moved_aside: Path | None = None  # where --fresh put the old outputs (set by claim)
     trimmed: int = 0  # records newer than the checkpoint cut off metrics.jsonl (set by claim)
     resumed_loss: float | None = None  # the last step record's loss before this session (set by claim)
@@ -82,9 +84,10 @@ class Prepared:
         return self.request.cache_dir or config.default_cache_dir()
 
 
-def prepare(req: TrainRequest) -> Prepared:
+def prepare(req: TrainRequest, writer: RunWriter | None = None) -> Prepared:
     """Resolve the config (defaults < file < CLI) and the task once, and decide resume or fresh.
-    Reads only. Raises :class:`UserError` with one line on bad input or a refused resume."""
+    Reads only (:func:`claim` calls it holding the run's lock). Raises :class:`UserError` with one
+    line on bad input or a refused resume."""
     cfg, paths, source, config_file = _resolve_config(req)
     previous = None if req.fresh else config.read_resolved(paths)
     if previous is not None:  # before the task checks model/data against its own schema
@@ -96,7 +99,8 @@ def prepare(req: TrainRequest) -> Prepared:
     if cfg.batch_size % world:
         raise UserError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes of torchrun "
                         "(batch_size is the global batch, split evenly across them)")
-    prep = Prepared(cfg, paths, task, source, config_file, req, writes=rank == 0)
+    prep = Prepared(cfg, paths, task, source, config_file, req, writes=rank == 0,
+                    writer=writer, device=resolve_device(cfg.device))
     if req.fresh:
         return prep
     prep.previous = previous
@@ -218,64 +222,60 @@ def _check_resume(paths: RunPaths, new: dict, previous: dict) -> list[tuple[str,
 
 
 @contextlib.contextmanager
-def claim(prep: Prepared) -> Iterator[Prepared]:
-    """Hold the run's lock (rank 0; a launcher hands its lock over through ``TRAINKIT_LOCK_TOKEN``)
-    and make the folder agree with ``prep``: ``--fresh`` moves the old outputs aside, a new run
-    gets a copy of its config, ``resolved_config.json`` is (re)written, and records written after
-    the checkpoint (before a crash) are cut off, so every step and epoch appears once."""
-    if not prep.writes:
-        yield prep
-        return
-    prep.paths.root.mkdir(parents=True, exist_ok=True)
+def claim(req: TrainRequest) -> Iterator[Prepared]:
+    """A training session's start, in the one safe order: the run's lock (rank 0; a launcher hands
+    its lock over through ``TRAINKIT_LOCK_TOKEN``) before anything in the folder is read, then
+    :func:`prepare`, then, unless the run is already complete, the folder made to agree:
+    ``--fresh`` moves the old outputs aside, a new run gets a copy of its config,
+    ``resolved_config.json`` is (re)written, records written after the checkpoint (before a crash)
+    are cut off so every step and epoch appears once, and ``progress.json`` takes this session's
+    target. A new run's folder is created only once its config was accepted; an existing run's
+    folder is never created again (one that vanishes meanwhile is a one-line refusal). The lock is
+    held until the session ends."""
+    rank, _ = dist_rank()
+    root, existing = _run_root(req)
+    if rank == 0 and not existing and not root.is_dir():
+        prepare(req)  # a new run: bad input is refused before its folder exists
+    writer = RunWriter(root, writes=rank == 0)
     try:
-        lock = RunLock(prep.paths.lock).acquire(accept_token=os.environ.pop(HANDOFF_ENV, None))
+        writer.claim(new=not existing)
     except LockHeld as e:
-        raise UserError(f"{prep.paths.root}: {e}") from None
+        raise UserError(f"{root}: {e}" if str(root) not in str(e) else str(e)) from None
     try:
-        if prep.request.fresh:
-            prep.moved_aside = move_aside(prep.paths.root, prep.paths.outputs())
-        _snapshot_config(prep)
-        _write_resolved(prep)
-        state = prep.resume.state if prep.resume else checkpoint.TrainState()
-        prep.trimmed = trim_after_checkpoint(prep.paths, state) + monitor.trim_after(prep.paths, state.global_step)
-        prep.resumed_loss = last_logged_loss(prep.paths) if prep.resume else None
-        # the target is this session's from its first moment (a raised --epochs is not "finished")
-        write_json(prep.paths.progress, progress_record(state.epoch, prep.config.epochs,
-                                                       early_stopped_at=state.early_stopped_at_epoch,
-                                                       finished=state.epoch >= prep.config.epochs))
+        prep = prepare(req, writer)
+        if prep.complete is None:
+            _agree(prep)
         yield prep
     finally:
-        lock.release()
+        writer.close()
 
 
-def _snapshot_config(prep: Prepared) -> None:
-    """Keep a copy of the config file in the run folder (``config.<ext>``) if it has none, so the
-    folder is self-contained. An existing run config is never overwritten."""
-    if prep.config_file is None or prep.paths.config_file() is not None:
-        return
-    dest = prep.paths.root / f"config{prep.config_file.suffix.lower()}"
-    if dest.resolve() != prep.config_file.resolve():
-        shutil.copy2(prep.config_file, dest)
+def _run_root(req: TrainRequest) -> tuple[Path, bool]:
+    """The folder a request trains in, and whether it must exist already (a run folder given to
+    resume), from the request and its config file alone: nothing of the run folder is read."""
+    if not isinstance(req.target, dict) and Path(req.target).is_dir():
+        return (Path(req.run_dir), False) if req.run_dir else (Path(req.target), True)
+    return _resolve_config(req)[1].root, False
 
 
-def _write_resolved(prep: Prepared) -> None:
-    meta = dict((prep.previous or {}).get("_meta") or {})
-    history = list(meta.get("history") or [])
-    if prep.changes:
-        history.append({"t": time.time(), "at_epoch": prep.resume.state.epoch if prep.resume else 0,
-                        "changes": [{"field": f, "old": a, "new": b} for f, a, b in prep.changes]})
-    meta.update({
-        "version": FORMAT_VERSION,
-        "launch": launch_record(),
-        "source": prep.source,
-        "overrides": prep.request.sets,
-        "epochs_arg": prep.request.epochs,
-        "written_at": time.time(),
-        "history": history,
-    })
-    if prep.previous is None:  # a new run: the task's own defaults it started from (under the file's keys)
-        meta["task_defaults"] = task_defaults(prep.config.task)
-    write_json(prep.paths.resolved_config, {**config.to_dict(prep.config), "_meta": meta})
+def _agree(prep: Prepared) -> None:
+    """Make the claimed folder agree with ``prep`` (see :func:`claim`)."""
+    writer, st = prep.writer, prep.resume.state if prep.resume else checkpoint.TrainState()
+    if prep.request.fresh:
+        prep.moved_aside = writer.move_aside()
+    if prep.config_file is not None:
+        writer.snapshot_config(prep.config_file)
+    previous = (prep.previous or {}).get("_meta")
+    meta = resolved_meta(previous if isinstance(previous, dict) else None, trainer=ENGINE, source=prep.source,
+                         launch=launch_record(), overrides=prep.request.sets, epochs_arg=prep.request.epochs,
+                         changes=prep.changes, at_epoch=st.epoch,
+                         task_defaults=task_defaults(prep.config.task) if prep.previous is None else None)
+    writer.write_resolved(config.to_dict(prep.config), meta)
+    prep.trimmed = writer.trim(global_step=st.global_step, epochs_done=st.epoch)
+    prep.resumed_loss = last_logged_loss(prep.paths) if prep.resume else None
+    # the target is this session's from its first moment (a raised --epochs is not "finished")
+    writer.write_progress(st.epoch, prep.config.epochs, early_stopped_at=st.early_stopped_at_epoch,
+                          finished=st.epoch >= prep.config.epochs)
 
 
 def launch_record() -> dict:
@@ -285,22 +285,6 @@ def launch_record() -> dict:
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     torchrun = {"nproc_per_node": local, "nnodes": max(1, world // max(local, 1))} if world > 1 else None
     return {"cwd": os.getcwd(), "torchrun": torchrun}
-
-
-def trim_after_checkpoint(paths: RunPaths, st: checkpoint.TrainState) -> int:
-    """Cut the records written after the checkpoint off the end of ``metrics.jsonl`` (in place; the
-    cost follows the cut, not the file) and remove epoch folders past it. Returns records cut."""
-    def after(rec: dict) -> bool:
-        kind, n = rec.get("kind"), rec.get("step" if rec.get("kind") == "step" else "epoch")
-        if not isinstance(n, int):
-            return False
-        return (kind == "step" and n >= st.global_step) or (kind == "epoch" and n >= st.epoch)
-
-    dropped = truncate_tail(paths.metrics, after)
-    for n, d in paths.epoch_dirs():
-        if n >= st.epoch:
-            shutil.rmtree(d)
-    return dropped
 
 
 def last_logged_loss(paths: RunPaths, window: int = 64 * 1024) -> float | None:
@@ -343,13 +327,12 @@ def finish_complete_run(prep: Prepared) -> bool:
     progress = read_json_object_or_none(paths.progress) or {}
     repaired = False
     if progress.get("finished") is not True or progress.get("completed_epochs") != st.epoch:
-        write_json(paths.progress, progress_record(st.epoch, max(total, st.epoch) if early is None else total,
-                                                   early_stopped_at=early, finished=True))
+        prep.writer.write_progress(st.epoch, max(total, st.epoch) if early is None else total,
+                                   early_stopped_at=early, finished=True)
         repaired = True
     if status.get("state") != want_state:
-        status.update({"version": FORMAT_VERSION, "state": want_state, "current_epoch": max(st.epoch - 1, 0),
-                       "step": st.global_step, "heartbeat_at": time.time(), "eta_s": 0.0})
-        write_json(paths.status, status)
+        prep.writer.patch_status({**status, "state": want_state, "current_epoch": max(st.epoch - 1, 0),
+                                  "step": st.global_step, "heartbeat_at": time.time(), "eta_s": 0.0})
         repaired = True
     return repaired
 
