@@ -10,7 +10,15 @@ latency of each, and `trainkit status ROOT --json` end to end on the same tree (
 scale. Client and server share this machine's cores. Goals: p95 < 100 ms for /training/status,
 < 500 ms for /runs.
 
+Idle sockets: then --idle N connections (default 2,000) are opened and held without ever sending a
+request (one that the server closes, for an idle timeout or to make room, is opened again at once),
+against a server whose descriptor limit is 1,024 (--server-fds; as on many machines), and
+/training/status is loaded again. Paired rounds (--rounds, alternating which goes first) of the
+same load without and with the idle sockets give the p95 of each (best of the rounds), the median of
+the per-round ratios idle/without, and the goal: p95 < 1 s while the idle sockets are held.
+
     python benchmarks/serve_load.py [--runs 1000] [--clients 20] [--seconds 10] [--new-connections]
+                                    [--idle 2000] [--rounds 3] [--server-fds 1024]
 """
 
 from __future__ import annotations
@@ -18,6 +26,10 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import resource
+import selectors
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +46,7 @@ STATES = ["finished", "stopped", "failed", "early_stopped", "finished", "stopped
           "running"]
 ES = {"metric": "val_loss", "mode": "min", "patience": 3, "min_delta": 0.0}
 GOALS = {"/training/status": 0.100, "/runs": 0.500}
+IDLE_GOAL = 1.0  # /training/status p95 while the idle sockets are held
 
 
 def build(root: Path, n: int, epochs: int) -> list[Path]:
@@ -61,9 +74,12 @@ def heartbeats(paths: list[Path], stop: threading.Event) -> None:
             write_json(p, status, durable=False)
 
 
-def start_server(root: Path) -> tuple[subprocess.Popen, int]:
+def start_server(root: Path, fds: int | None = None) -> tuple[subprocess.Popen, int]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (fds, fds))
+
     proc = subprocess.Popen([sys.executable, "-m", "trainkit", "serve", str(root), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=limit if fds else None)
     line = proc.stdout.readline().decode()
     if not line.startswith("serving "):
         proc.kill()
@@ -107,6 +123,65 @@ def load(port: int, target: str, clients: int, seconds: float, new_connections: 
     return sorted(x for per in latencies for x in per), sum(failures)
 
 
+class IdleSockets(threading.Thread):
+    """Holds ``n`` connections that never send a request; one the server closes is opened again."""
+
+    def __init__(self, port: int, n: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.n = port, n
+        self.reopened = 0
+        self.ready = threading.Event()
+        self._stop_event = threading.Event()
+        self._sel = selectors.DefaultSelector()
+
+    def _open(self) -> None:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.setblocking(False)
+        self._sel.register(s, selectors.EVENT_READ)
+
+    def run(self) -> None:
+        for _ in range(self.n):
+            self._open()
+        self.ready.set()
+        while not self._stop_event.is_set():
+            for key, _ in self._sel.select(0.2):
+                self._sel.unregister(key.fileobj)
+                key.fileobj.close()
+                self.reopened += 1
+                self._open()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+        for key in list(self._sel.get_map().values()):
+            key.fileobj.close()
+        self._sel.close()
+
+
+def idle_rounds(port: int, args) -> tuple[list[float], list[float], list[float], int]:
+    """Paired rounds of the /training/status load without and with the idle sockets, alternating
+    which goes first: the p95 of each round without, with, and the ratios; and the reopened count."""
+    without, with_idle, ratios, reopened = [], [], [], 0
+    for r in range(args.rounds):
+        p95 = {}
+        for held in ((False, True) if r % 2 == 0 else (True, False)):
+            holder = IdleSockets(port, args.idle) if held else None
+            if holder is not None:
+                holder.start()
+                holder.ready.wait()
+            try:
+                lat, failures = load(port, "/training/status", args.clients, args.seconds, args.new_connections)
+            finally:
+                if holder is not None:
+                    holder.stop()
+                    reopened += holder.reopened
+            p95[held] = pct(lat, 0.95) if not failures else float("inf")
+        without.append(p95[False])
+        with_idle.append(p95[True])
+        ratios.append(p95[True] / p95[False])
+    return without, with_idle, ratios, reopened
+
+
 def pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
@@ -118,7 +193,14 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=20)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--new-connections", action="store_true", help="a new TCP connection per request")
+    p.add_argument("--idle", type=int, default=2000, help="idle connections held for the idle-socket case")
+    p.add_argument("--rounds", type=int, default=3, help="paired rounds of the idle-socket case")
+    p.add_argument("--server-fds", type=int, default=1024, help="the server's descriptor limit (0: inherit)")
     args = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # this process holds the idle sockets
+    want = args.idle + args.clients + 200
+    if soft < want and (hard == resource.RLIM_INFINITY or hard >= want):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     with tempfile.TemporaryDirectory(dir=".") as d:
         root = Path(d) / "experiments"
         t0 = time.perf_counter()
@@ -128,7 +210,7 @@ def main() -> None:
         stop = threading.Event()
         writer = threading.Thread(target=heartbeats, args=(running, stop), daemon=True)
         writer.start()
-        proc, port = start_server(root)
+        proc, port = start_server(root, args.server_fds or None)
         results = {}
         try:
             for target in GOALS:  # warm-up: the first computation of each
@@ -137,6 +219,7 @@ def main() -> None:
                 size = len(conn.getresponse().read())
                 conn.close()
                 results[target] = (size, *load(port, target, args.clients, args.seconds, args.new_connections))
+            idle = idle_rounds(port, args) if args.idle else None
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -153,7 +236,9 @@ def main() -> None:
         assert len(orjson.loads(out.stdout)) == args.runs
 
     how = "a new connection per request" if args.new_connections else "keep-alive connections"
-    print(f"{args.clients} clients ({how}) for {args.seconds:.0f} s each, server: ThreadingHTTPServer, cache 1 s")
+    fds = f"descriptor limit {args.server_fds}" if args.server_fds else "descriptor limit inherited"
+    print(f"{args.clients} clients ({how}) for {args.seconds:.0f} s each, server: selectors event loop + 8 "
+          f"workers, cache 1 s, {fds}")
     for target, (size, lat, failures) in results.items():
         goal = GOALS[target]
         p95 = pct(lat, 0.95)
@@ -164,6 +249,15 @@ def main() -> None:
     best = min(e2e)
     print(f"`trainkit status --json` end to end on the same {args.runs:,} runs: {best:.3f} s best of 3 "
           f"({', '.join(f'{t:.3f}' for t in e2e)}); /runs p50 is {pct(results['/runs'][1], 0.5) / best:.3f} of it")
+    if idle is not None:
+        without, with_idle, ratios, reopened = idle
+        p95 = min(with_idle)
+        print(f"/training/status while {args.idle:,} idle sockets are held ({args.rounds} paired rounds, alternating "
+              f"order; {reopened:,} idle sockets closed by the server and opened again): p95 {p95 * 1000:.1f} ms "
+              f"best of {args.rounds} (rounds: {', '.join(f'{x * 1000:.1f}' for x in with_idle)} ms); without them "
+              f"{min(without) * 1000:.1f} ms; ratio with/without, median of the rounds: "
+              f"{statistics.median(ratios):.2f}; ratio to the {IDLE_GOAL * 1000:.0f} ms goal: {p95 / IDLE_GOAL:.3f} "
+              f"({'met' if max(with_idle) < IDLE_GOAL else 'NOT met'})")
 
 
 if __name__ == "__main__":

@@ -196,6 +196,9 @@ def run_total_and_es(root: str, warnings: list[str], status: dict | None) -> tup
     cfg = load_json(f"{root}/{RESOLVED_CONFIG_FILE}", warnings, readers.RESOLVED_CONFIG)
     if cfg is None:
         cfg = config_file_settings(root, warnings)
+        live = _int(status.get("total_epochs")) if status is not None else None
+        if live is not None and live > 0:  # the trainer's own status knows its target; a default does not
+            cfg = {**cfg, "epochs": live}
     total = _int(cfg.get("epochs"))
     if total is None and status is not None:
         total = _int(status.get("total_epochs"))

@@ -27,7 +27,11 @@ endpoints (GET or HEAD; anything else is 405):
                                       4 MB; `next` is the offset to ask for next, `more` says there is more)
 
 Read-only, bound to the loopback by default: another --host lets anyone who reaches it read the runs.
-Results are cached for --cache-ttl seconds. Ctrl-C or SIGTERM stops it (exit 0).
+A request must name the server in its Host header as localhost, the --host address, an IP address or
+an --allow-host NAME (a web page elsewhere cannot read the runs through DNS rebinding). Connections
+are capped (the one idle the longest makes room), and a client has --timeout seconds (15) to send its
+request and to read the answer. Responses show paths relative to ROOT, never absolute ones.
+Results are cached for --cache-ttl seconds. Ctrl-C, SIGTERM or SIGHUP stops it (exit 0).
 """)
 
 
@@ -40,6 +44,11 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
     p.add_argument("--cache-ttl", type=float, default=1.0, metavar="S",
                    help="seconds a computed answer is reused by the next requests (default: 1)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this host name (e.g. the machine's name; repeatable)")
+    p.add_argument("--timeout", type=float, default=15.0, metavar="S",
+                   help="seconds a client has to send its request and to read the answer; an idle connection "
+                        "closes after S (default: 15)")
     p.add_argument("--access-log", action="store_true", help="print one line per request on stderr")
     p.set_defaults(func=cmd_serve)
 
@@ -68,9 +77,12 @@ def serve(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port}: expected 0..65535 (0 picks a free port)")
     if args.cache_ttl < 0:
         raise UserError("--cache-ttl must be >= 0")
+    if not args.timeout > 0:
+        raise UserError("--timeout must be > 0")
     api = Api(root, stale_s=args.stale_after, ttl=args.cache_ttl)
     try:
-        server = Server((args.host, args.port), api, access_log=args.access_log)
+        server = Server((args.host, args.port), api, access_log=args.access_log, allow_hosts=args.allow_host,
+                        timeout=args.timeout)
     except OSError as e:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}"
                         + (" (--port 0 picks a free one)" if e.errno == 98 else "")) from None

@@ -15,6 +15,10 @@ Routes::
 
 The path is split on ``/`` first and each segment percent-decoded once, so an encoded ``/`` or
 ``..`` stays inside one segment and is then refused by :func:`resolve_run` (404).
+
+No response shows an absolute path (:class:`PathScrub`): paths inside ROOT read relative to it (a
+run's ``path`` is its name), the home folder reads ``~``, and an unexpected error says only that it
+happened (its details go to the server's log).
 """
 
 from __future__ import annotations
@@ -65,6 +69,24 @@ def error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) 
     return json_response({"error": message}, status, headers)
 
 
+class PathScrub:
+    """Rewrites the absolute paths a JSON body may hold: ROOT's own (as given, resolved) become
+    relative to ROOT, the home folder and the server's working folder become ``~`` and ``.``."""
+
+    def __init__(self, root: str) -> None:
+        pairs = {os.path.realpath(root): ".", os.path.abspath(root): ".", os.path.expanduser("~"): "~",
+                 os.getcwd(): "."}
+        self._pairs = [(orjson.dumps(k)[1:-1], v.encode()) for k, v in
+                       sorted(pairs.items(), key=lambda kv: len(kv[0]), reverse=True) if len(k) > 1]
+
+    def __call__(self, body: bytes) -> bytes:
+        for prefix, short in self._pairs:
+            if prefix in body:
+                body = body.replace(prefix + b"/", b"" if short == b"." else short + b"/")
+                body = body.replace(b'"' + prefix + b'"', b'"' + short + b'"').replace(prefix, short)
+        return body
+
+
 def load_page() -> bytes:
     return resources.files("trainkit.serve").joinpath("page.html").read_bytes()
 
@@ -83,15 +105,17 @@ class Api:
         self.index = RunIndex(self.root, stale_s=stale_s)
         self.memo = Memo(ttl)
         self.page = load_page()
+        self.scrub = PathScrub(self.root)
 
     def handle(self, method: str, target: str) -> Response:
         if method not in ("GET", "HEAD"):
             return error(405, f"{method} is not allowed: this server is read-only", (("Allow", ALLOWED),))
         try:
-            return self.route(target)
-        except Exception as e:  # one line to the client and to the log; the server goes on
+            r = self.route(target)
+        except Exception as e:  # the details to the log; the client learns only that it failed
             self.log(f"trainkit serve: {method} {target[:200]!r} failed: {first_line(e)}")
-            return error(500, f"internal error: {first_line(e)}")
+            return error(500, f"internal error: {e.__class__.__name__} (the server's log has the details)")
+        return r if r.content_type != JSON else Response(r.status, self.scrub(r.body), r.content_type, r.headers)
 
     def route(self, target: str) -> Response:
         parts = urlsplit(target)
