@@ -5,6 +5,8 @@ lifecycle (archive, restore, promote), control requests (stop, pause, resume) an
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,8 @@ from pathlib import Path
 from trainkit import lifecycle, run_control
 from trainkit.errors import UserError
 from trainkit.formatting import fmt_against, fmt_num, fmt_sig
-from trainkit.runfolder import CRASHED, FAILED
+from trainkit.runfolder import CRASHED, EVALUATING, FAILED, STOPPED, RunPaths
+from trainkit.runfolder.files import ReadProblem, open_append
 from tui.model.views import RunView
 
 Report = Callable[[str], None]
@@ -50,6 +53,8 @@ def _names(views: list[RunView]) -> list[str]:
 
 
 def plan_archive(root: str, views: list[RunView]) -> ActionPlan:
+    """The runs named (marked, or under the cursor) are archived whenever they are not live, as
+    ``trainkit experiments archive NAME`` does; each line shows the class and its reason."""
     plan = ActionPlan("archive", f"Archive {len(views)} run{'s' if len(views) != 1 else ''}")
     candidates = []
     for v in views:
@@ -57,19 +62,22 @@ def plan_archive(root: str, views: list[RunView]) -> ActionPlan:
             plan.lines.append(TargetLine(v.name, "already archived", False))
         elif v.live:
             plan.lines.append(TargetLine(v.name, f"{v.state}: a live run is never archived (stop it first)", False))
+        elif v.state == EVALUATING:
+            plan.lines.append(TargetLine(v.name, f"evaluating ({v.evaluation}): never archived while an evaluation "
+                                                 "runs", False))
         else:
             candidates.append(v.name)
     if not candidates:
         return plan
     try:
-        mp = lifecycle.plan_archive(root, candidates)
+        mp = lifecycle.plan_archive(root, candidates, options=lifecycle.Options(named=True))
     except UserError as e:
         plan.lines.extend(TargetLine(n, f"refused: {e}", False) for n in candidates)
         return plan
     target = mp.layout.show(mp.layout.archive)
     for c in mp.selected:
-        plan.lines.append(TargetLine(c.name, f"moves to {target}/ ({c.files} files, {_size(c.bytes)}; {c.status})",
-                                     True))
+        plan.lines.append(TargetLine(c.name, f"moves to {target}/ ({c.files} files, {_size(c.bytes)}); "
+                                             f"classified {c.status}: {c.reason}", True))
     for c in mp.skipped:
         plan.lines.append(TargetLine(c.name, f"not archived: {c.why_not} ({c.status}: {c.reason})", False))
     if mp.selected:
@@ -110,54 +118,69 @@ def plan_restore(root: str, views: list[RunView]) -> ActionPlan:
     return plan
 
 
-def plan_promote(root: str, views: list[RunView]) -> ActionPlan:
+PROMOTE_OPTIONS = ("report", "metric", "mode", "threshold", "min_improvement", "config_name", "force",
+                   "update_leaderboard")
+# the CLI's words in a check's text, said as trainmon's promote form says them
+FORM_WORDS = (("pass --force to replace it", "choose 'force' in the promote form to replace it"),
+              ("pass --metric", "set the metric in the promote form"),
+              ("an explicit --threshold", "a threshold in the promote form"),
+              ("--threshold", "the threshold"), ("--min-improvement", "the minimum improvement"),
+              ("pass --mode", "set the mode in the promote form to"), ("--force", "force"))
+
+
+def form_words(text: str) -> str:
+    """A check's text with the CLI's flags said as the form's fields (never "pass --force" where
+    no flag can be passed)."""
+    for cli, form in FORM_WORDS:
+        text = text.replace(cli, form)
+    return text
+
+
+def plan_promote(root: str, views: list[RunView], **options) -> ActionPlan:
+    """Every check of ``trainkit experiments promote`` with the same options (``report``, ``metric``,
+    ``mode``, ``threshold``, ``min_improvement``, ``config_name``, ``force`` with its backup,
+    ``update_leaderboard``); a refusal names the failing check with its value."""
     plan = ActionPlan("promote", f"Promote {len(views)} run{'s' if len(views) != 1 else ''}")
     ready = []
     for v in views:
-        checked = _promotion_checks(root, v)
-        if isinstance(checked, str):
-            plan.lines.append(TargetLine(v.name, f"refused: {checked}", False))
+        req = lifecycle.PromoteRequest(v.name, root=root, **{k: val for k, val in options.items()
+                                                             if k in PROMOTE_OPTIONS and val is not None})
+        try:
+            check = lifecycle.check_promotion(req)
+        except UserError as e:
+            plan.lines.append(TargetLine(v.name, f"refused: {form_words(str(e))}", False))
             continue
-        passing = [(req, c) for req, c in checked if c.ok]
-        req, check = passing[0] if passing else checked[0]
-        others = [c.report.stem for _, c in checked if c is not check]
         holder = check.holder.experiment if check.holder and check.holder.experiment else None
-        limit = req.threshold if isinstance(req.threshold, (int, float)) and not isinstance(req.threshold, bool) \
-            else None
+        limit = req.threshold
         value = fmt_sig(check.value, 6) if limit is None else fmt_against(check.value, limit, 6)
         held = f"{holder} ({fmt_against(check.holder.value, check.value, 6)})" \
             if holder and check.holder.value is not None else \
             holder or ("none" if check.holder is None else check.holder.describe())
-        threshold = req.threshold if req.threshold is not None else "none set"
-        what = (f"{check.metric} {value} ({check.mode}) from report {check.report.stem}"
-                + (f" (other reports: {', '.join(others)})" if others else "")
-                + f"; threshold: {threshold}; current holder: {held}; -> {check.layout.show(check.target)}")
+        threshold = fmt_sig(req.threshold, 6) if req.threshold is not None else "none set"
+        what = (f"{check.metric} {value} ({check.mode}) from report {check.report.stem}; threshold: {threshold}; "
+                f"min improvement: {fmt_sig(req.min_improvement, 6)}; current holder: {held}; "
+                f"-> {check.layout.show(check.target)}"
+                + (f" (the old one backed up to {check.backup.name})" if check.backup else "")
+                + ("; leaderboard row" if check.row else ""))
         if check.ok:
             ready.append((req, check))
             plan.lines.append(TargetLine(v.name, what, True))
         else:
-            plan.lines.append(TargetLine(v.name, f"refused: {check.refusal}. {what}", False))
-        plan.details.extend(f"  {v.name}: {'✓' if c.passed else '✗'} {c.name}: {c.detail}" for c in check.checks)
+            failed = "; ".join(f"{c.name}: {form_words(c.detail)}" for c in check.checks if not c.passed)
+            plan.lines.append(TargetLine(v.name, f"refused: {failed}. {what}", False))
+        plan.details.extend(f"  {v.name}: {'✓' if c.passed else '✗'} {c.name}: {form_words(c.detail)}"
+                            for c in check.checks)
     if ready:
         def run(report: Report) -> list[str]:
             out = []
             for req, check in ready:
                 res = lifecycle.promote(req, expect=check)
-                out.append(f"promoted {req.name} -> {res.plan.layout.show(res.plan.target)}" if res.promoted
-                           else f"{req.name} not promoted: {res.reason}")
+                out.append(f"promoted {req.name} -> {res.plan.layout.show(res.plan.target)}"
+                           + (f" (backup {res.backup.name})" if res.backup else "") if res.promoted
+                           else f"{req.name} not promoted: {form_words(res.reason or '')}")
             return out
         plan.execute = run
     return plan
-
-
-def _promotion_checks(root: str, v: RunView):
-    """The promotion checks of the run's report (``trainkit.lifecycle.pick_report``: reports/default.json,
-    else the one written last; the report `trainkit experiments promote` checks), or why none."""
-    req = lifecycle.PromoteRequest(v.name, root=root)
-    try:
-        return [(req, lifecycle.check_promotion(req))]
-    except UserError as e:
-        return str(e)
 
 
 def plan_control(views: list[RunView], what: str) -> ActionPlan:
@@ -180,17 +203,33 @@ def plan_control(views: list[RunView], what: str) -> ActionPlan:
     return plan
 
 
+RELAUNCHED = (FAILED, CRASHED, STOPPED)
+
+
 def plan_relaunch(root: str, views: list[RunView]) -> ActionPlan:
+    """Failed and crashed runs through the launcher (``trainkit launch``'s rules: its retry cap,
+    ``launch.json``); a stopped run, which the launcher leaves alone (a stop is respected), is
+    resumed as a person would resume it: the launcher's command for the run (``trainkit train
+    RUN_DIR``), detached, its output appended to ``train.log``."""
     from trainkit import launcher
 
     plan = ActionPlan("relaunch", f"Relaunch {len(views)} run{'s' if len(views) != 1 else ''}")
     names = {v.name for v in views if v.state in (FAILED, CRASHED) and not v.archived}
     actions = {a.name: a for a in launcher.plan(Path(root)) if a.name in names} if names else {}
-    todo = []
+    todo, restart = [], []
     for v in views:
         a = actions.get(v.name)
-        if v.name not in names:
-            plan.lines.append(TargetLine(v.name, f"{v.state}: only failed or crashed runs are relaunched", False))
+        if v.archived or v.state not in RELAUNCHED:
+            plan.lines.append(TargetLine(v.name, f"{'archived' if v.archived else v.state}: only failed, crashed or "
+                                                 "stopped runs are relaunched", False))
+        elif v.state == STOPPED:
+            command = launcher.relaunch_command(Path(v.path), sys.executable)
+            if isinstance(command, str):
+                plan.lines.append(TargetLine(v.name, f"not restarted: {command}", False))
+            else:
+                restart.append((v, command))
+                plan.lines.append(TargetLine(v.name, f"resumes in the background from its checkpoint ({v.reason}); "
+                                                     f"output appended to train.log", True))
         elif a is None:
             plan.lines.append(TargetLine(v.name, "nothing to do now (it changed state)", False))
         elif a.action != "relaunch":
@@ -198,14 +237,32 @@ def plan_relaunch(root: str, views: list[RunView]) -> ActionPlan:
         else:
             todo.append(a)
             plan.lines.append(TargetLine(v.name, f"resumes in the background ({a.reason})", True))
-    if todo:
+    if todo or restart:
         def run(report: Report) -> list[str]:
             msgs: list[str] = []
-            lx = launcher.Launcher(Path(root), max_parallel=10 ** 6, report=msgs.append)
-            lx.run(todo, wait=False)
+            if todo:
+                lx = launcher.Launcher(Path(root), max_parallel=10 ** 6, report=msgs.append)
+                lx.run(todo, wait=False)
+            msgs += [restart_stopped(v, argv, cwd) for v, (argv, cwd) in restart]
             return msgs or ["nothing was started"]
         plan.execute = run
     return plan
+
+
+def restart_stopped(v: RunView, argv: list[str], cwd: str | None) -> str:
+    """Start the run's own command detached (its own session, stdin closed, output appended to its
+    ``train.log``); the trainer takes the run's lock itself, so a second restart fails harmlessly."""
+    paths = RunPaths(Path(v.path))
+    try:  # a regular file only: a FIFO train.log would block the opening forever
+        log = open_append(paths.log)
+    except ReadProblem as e:
+        return f"not restarted {v.name}: {paths.log.name}: {e}"
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    finally:
+        os.close(log)
+    return f"restarted {v.name} (pid {proc.pid})"
 
 
 def _size(n: int) -> str:

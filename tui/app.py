@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from textual import work
+from textual import _time, events, work
+from textual._dispatch_key import dispatch_key
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -34,17 +36,13 @@ class Options:
 
 
 class ActionsProvider(Provider):
-    """The command palette: every action of the current screen, by name."""
+    """The command palette: the current screen's keys of the help page (:mod:`tui.keys`) that can
+    act now, by name."""
 
-    def _commands(self) -> list[tuple[str, str, object]]:
-        screen = self.screen
-        out = []
-        for binding in getattr(screen, "BINDINGS", []):
-            b = binding if isinstance(binding, Binding) else Binding(*binding)
-            if not b.description or screen.check_action(b.action, ()) is False:
-                continue
-            out.append((f"{b.description} ({b.key_display or b.key})", b.description, b.action))
-        return out
+    def _commands(self) -> list[tuple[str, str, str]]:
+        from tui.keys import palette_entries
+
+        return [(f"{k.title} ({k.keys})", k.text, k.action) for k in palette_entries(self.screen)]
 
     async def discover(self) -> Hits:
         for text, help_text, action in self._commands():
@@ -71,8 +69,9 @@ class TrainmonApp(App):
     CSS_PATH = "trainmon.tcss"
     TITLE = "trainmon"
     COMMANDS = App.COMMANDS | {ActionsProvider}
-    BINDINGS = [Binding("q", "quit", "Quit"), Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-                Binding("question_mark", "help", "Help")]
+    BINDINGS = [Binding("q", "quit", "Quit", tooltip="quit (the runs go on)"),
+                Binding("ctrl+c", "quit", "Quit", show=False, priority=True, tooltip="quit (the runs go on)"),
+                Binding("question_mark", "help", "Help", tooltip="this help: every key of every screen")]
 
     def __init__(self, options: Options) -> None:
         super().__init__()
@@ -82,6 +81,8 @@ class TrainmonApp(App):
         self.network_fs = network_filesystem(options.root)
         self.watch_mode = self._initial_mode()
         self.model.stat_at_load = options.poll_s is not None or bool(self.network_fs)
+        self.watching = False  # True once a change of ROOT shows by itself (the watcher is up, or polling)
+        self._screen_changed_at = 0.0  # when the screen on view opened (a key typed before goes nowhere)
 
     def _initial_mode(self) -> str:
         if self.options.poll_s is not None:
@@ -89,6 +90,65 @@ class TrainmonApp(App):
         if self.network_fs:
             return f"polling every 1 s ({self.network_fs}: inotify sees no other host's writes)"
         return "inotify" if self.options.watch else "static"
+
+    # ---------------------------------------------------------------- keys, one at a time
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            await self._key_in_order(event)
+            return
+        await super().on_event(event)
+
+    async def _key_in_order(self, event: events.Key) -> None:
+        """Handle a key completely (the focused widget and its parents, then the bindings) before
+        the next one: keys typed fast arrive in a burst (an SSH link delivers them at once), and
+        Textual would hand them all to the focused widget before the first one's binding ran, so
+        the keys after ``/`` reached the runs table instead of the filter it opens. A key typed
+        before the screen on view opened (typed on the one before it, handled after) goes to no
+        action: an ``x`` meant for the chart's axis never stops a run on the screen behind it."""
+        self.app_focus = True
+        screen = self.screen
+        if event.time <= self._screen_changed_at:
+            return
+        if await self._check_bindings(event.key, priority=True):
+            return
+        target = self.focused or screen
+        event._in_order = True
+        event._sender = None  # (Textual stops a key at the screen when the app sent it; here, only a handler does)
+        target._forward_event(event)
+        node = target
+        while node is not None and node is not self:  # the widget, its parents, the screen handle it in turn
+            handled = asyncio.Event()
+            if not node.call_later(handled.set):
+                return
+            await handled.wait()
+            if event._stop_propagation:
+                return  # consumed (an input took the character)
+            node = node._parent
+        if self.screen is screen and not await self._check_bindings(event.key):
+            await dispatch_key(self, event)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if getattr(event, "_in_order", False):  # its bubbled copy: already handled
+            event.prevent_default()
+            event.stop()
+
+    def _screen_changed(self) -> None:
+        self._screen_changed_at = _time.get_time()  # the clock of the keys' own time stamps
+
+    def push_screen(self, *args, **kwargs):
+        result = super().push_screen(*args, **kwargs)
+        self._screen_changed()
+        return result
+
+    def pop_screen(self):
+        result = super().pop_screen()
+        self._screen_changed()
+        return result
+
+    def switch_screen(self, screen):
+        result = super().switch_screen(screen)
+        self._screen_changed()
+        return result
 
     def on_mount(self) -> None:
         from tui.screens.workspace import WorkspaceScreen
@@ -120,6 +180,7 @@ class TrainmonApp(App):
 
     def start_polling(self, seconds: float) -> None:
         self.set_interval(seconds, self.poll_tick)
+        self.watching = True
 
     def poll_tick(self) -> None:
         changes = self.model.refresh(None)
@@ -141,6 +202,9 @@ class TrainmonApp(App):
         self.dispatch(lambda s: getattr(s, "runs_changed", None), message.changes)
 
     def on_watch_mode(self, message: WatchMode) -> None:
+        if message.ready:
+            self.watching = True
+            return
         self.watch_mode = message.mode
         if message.note:
             self.notify(message.note, severity="warning", timeout=10)

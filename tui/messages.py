@@ -31,7 +31,9 @@ class ModelLoaded(Message):
 
 @dataclass
 class WatchMode(Message):
-    """How ROOT is watched now (``inotify``, ``polling every 1 s``...) and why, when it changed."""
+    """How ROOT is watched now (``inotify``, ``polling every 1 s``...) and why, when it changed.
+    ``ready``: the watches are in place (posted once by the watcher: a change from now on shows)."""
 
     mode: str = ""
     note: str | None = None
+    ready: bool = False

@@ -45,9 +45,9 @@ class ContractFilter(BaseFilter):
         name = os.path.basename(path)
         if name in CONTRACT_NAMES:  # before the dot-file rule: the run lock is a dot file
             return True
-        if name.startswith("."):
-            return False
         parent = os.path.dirname(path)
+        if name.startswith("."):  # an evaluation's lock (evals/.NAME.lock): it started or ended
+            return name.endswith(".lock") and os.path.basename(parent) == EVALS_DIR
         if parent in (self.root,) or os.path.dirname(parent) == self.root and name in (EPOCHS_DIR, CHECKPOINTS_DIR):
             return True
         if os.path.basename(parent) == EVALS_DIR:
@@ -62,11 +62,19 @@ def watch_limit_error(e: BaseException) -> bool:
 
 async def watch_root(model: RunsModel, post: Callable[[Message], object], *, stop: asyncio.Event | None = None,
                      debounce_ms: int = DEBOUNCE_MS) -> str | None:
-    """Watch ROOT until cancelled. Returns a reason when it cannot watch (then poll instead)."""
+    """Watch ROOT until cancelled. Returns a reason when it cannot watch (then poll instead).
+    Posts ``WatchMode("inotify")`` once the watches are in place: from then on no change is missed."""
+    changes_of = awatch(model.root, watch_filter=ContractFilter(model.root), debounce=debounce_ms, step=STEP_MS,
+                        recursive=True, stop_event=stop, force_polling=False, rust_timeout=10_000)
     try:
-        async for changes in awatch(model.root, watch_filter=ContractFilter(model.root), debounce=debounce_ms,
-                                    step=STEP_MS, recursive=True, stop_event=stop, force_polling=False,
-                                    rust_timeout=10_000):
+        first = asyncio.ensure_future(anext(changes_of))
+        # awatch sets its watches up synchronously in its first step, before it first awaits: one
+        # turn of the loop later they are in place (or setting them up failed)
+        await asyncio.sleep(0)
+        if first.done() and first.exception() is not None:
+            raise first.exception()
+        post(WatchMode("inotify", ready=True))
+        async for changes in _chain(first, changes_of):
             out = model.refresh({p for _, p in changes})
             if out:
                 post(RunsChanged(out))
@@ -80,4 +88,17 @@ async def watch_root(model: RunsModel, post: Callable[[Message], object], *, sto
             f"watching failed ({e}); polling instead"
         post(WatchMode("polling", why))
         return why
+    except asyncio.CancelledError:
+        first.cancel()
+        raise
     return None
+
+
+async def _chain(first: asyncio.Future, rest):
+    """The first batch (already awaited as a future), then the rest of the generator."""
+    try:
+        yield await first
+    except StopAsyncIteration:
+        return
+    async for item in rest:
+        yield item

@@ -10,7 +10,7 @@ import time
 
 import orjson
 import pytest
-from tui_helpers import age_tree, row_text, until
+from tui_helpers import age_tree, cell, ready, row_text, until
 
 from trainkit.runfolder import RunPaths
 from trainkit.runfolder.files import write_json
@@ -29,8 +29,7 @@ def key(root, name) -> str:
 
 
 async def loaded(pilot):
-    await until(pilot, lambda: pilot.app.model.loaded and pilot.app.screen.query("#runs"), what="first paint")
-    await pilot.pause(0.05)
+    await ready(pilot)
 
 
 async def test_live_append_and_status_rewrite_change_the_row_within_a_second(real_root):
@@ -38,8 +37,7 @@ async def test_live_append_and_status_rewrite_change_the_row_within_a_second(rea
     k = key(real_root, "2026-01-02-copy")
     paths = RunPaths(real_root / "2026-01-02-copy")
     async with app.run_test(size=SIZE) as pilot:
-        await loaded(pilot)
-        await pilot.pause(0.3)  # the watcher is up
+        await loaded(pilot)  # the watcher is up
         before = row_text(app, k)
         status = orjson.loads(paths.status.read_bytes())
         status.update(state="running", pid=os.getpid(), heartbeat_at=time.time(), step=40, current_epoch=2,
@@ -55,7 +53,7 @@ async def test_live_append_and_status_rewrite_change_the_row_within_a_second(rea
         after = await until(pilot, lambda: "running" in row_text(app, k) and "66.7%" in row_text(app, k)
                             and row_text(app, k), timeout=1.0, what="the row to change")
         assert time.monotonic() - t0 < 1.0
-        assert after != before and "2/3" in after and "█" in after.split(" | ")[4]  # the sparkline's new top
+        assert after != before and "2/3" in after and cell(app, k, "spark").endswith("█")  # the sparkline's new top
 
 
 async def test_corrupt_status_shows_a_warning_mark_not_a_crash(real_root):
@@ -63,10 +61,9 @@ async def test_corrupt_status_shows_a_warning_mark_not_a_crash(real_root):
     k = key(real_root, "2026-01-01-base")
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await pilot.pause(0.3)
-        assert row_text(app, k).endswith("|  ")
+        assert cell(app, k, "warn") == " "
         RunPaths(real_root / "2026-01-01-base").status.write_text('{"state": "runn')
-        await until(pilot, lambda: row_text(app, k).endswith("⚠"), timeout=2, what="the warning mark")
+        await until(pilot, lambda: cell(app, k, "warn") == "⚠", timeout=2, what="the warning mark")
         assert "finished" in row_text(app, k)  # the last good value stays
 
 
@@ -191,6 +188,8 @@ async def test_live_run_is_never_archived_and_promote_refusal_shows_reason(tmp_p
         await pilot.press("y")  # nothing to accept
         assert type(app.screen).__name__ == "ConfirmScreen"
         await pilot.press("escape", "P")
+        await until(pilot, lambda: type(app.screen).__name__ == "PromoteScreen", what="the promote form")
+        await pilot.press("enter")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the promote modal")
         text = str(app.screen.query_one("#targets").render())
         assert "refused" in text and "no evaluation report" in text
@@ -207,6 +206,8 @@ async def test_promote_shows_checks_threshold_and_holder(real_root):
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await pilot.press("home", "P")
+        await until(pilot, lambda: type(app.screen).__name__ == "PromoteScreen", what="the promote form")
+        await pilot.press("enter")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the promote modal")
         text = str(app.screen.query_one("#targets").render())
         assert "threshold" in text and "current holder" in text and "accuracy" in text

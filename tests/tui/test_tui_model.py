@@ -90,7 +90,7 @@ def test_start_reads_only_the_tail(tmp_path):
     paths = synthetic_run(r, "2026-01-01-big", total=2, scores=[], state="finished")
     with open(paths.metrics, "wb") as f:
         f.write(b"not json\n" + b"".join(step(i, float(i)) for i in range(20_000)))
-    recs, end, bad = tail_records(str(paths.metrics), 60, lambda rec: rec.get("kind") == "step")
+    recs, end, bad, problem = tail_records(str(paths.metrics), 60, lambda rec: rec.get("kind") == "step")
     assert [r["step"] for r in recs] == list(range(19_940, 20_000)) and end == paths.metrics.stat().st_size
     m = model_of(r)
     v = m.runs[key(r, "2026-01-01-big")]
@@ -355,5 +355,6 @@ def test_the_watch_filter_passes_evaluation_folders_and_plans(tmp_path):
     run = tmp_path / "2026-01-01-r"
     assert f(Change.added, str(run / "evals" / "new"))  # its first files come before its watch
     assert f(Change.added, str(run / "evals" / "new" / "precheck.jsonl"))
-    assert not f(Change.added, str(run / "evals" / ".new.lock"))
+    assert f(Change.added, str(run / "evals" / ".new.lock"))  # an evaluation starts or ends: the row says so
+    assert not f(Change.added, str(run / "evals" / ".tmp-abc.json"))
     assert not f(Change.added, str(run / "evals" / "new" / "conversations" / "q1_s0.json"))

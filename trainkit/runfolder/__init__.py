@@ -158,8 +158,9 @@ def files_for(*views: str) -> frozenset[str]:
 RUNNING, PAUSED, FINISHED, EARLY_STOPPED, STOPPED, FAILED = (
     "running", "paused", "finished", "early_stopped", "stopped", "failed")
 # only ever derived by readers (queued: handed to Slurm, its job pending; suspended: its process is
-# stopped by a signal, Ctrl-Z or SIGSTOP, process state T)
-PENDING, CRASHED, QUEUED, SUSPENDED = "pending", "crashed", "queued", "suspended"
+# stopped by a signal, Ctrl-Z or SIGSTOP, process state T; evaluating: trainmon's view of a trained
+# run while an evaluation of it runs, e.g. after `trainkit run` trained it)
+PENDING, CRASHED, QUEUED, SUSPENDED, EVALUATING = "pending", "crashed", "queued", "suspended", "evaluating"
 
 
 @dataclass(frozen=True)
@@ -175,16 +176,17 @@ class StateInfo:
 
 
 STATE_TABLE: tuple[StateInfo, ...] = (
-    StateInfo(PENDING, "○", "pending", 6, False, False, "dim", False),
-    StateInfo(QUEUED, "◔", "queued", 5, False, False, "blue", False),
+    StateInfo(PENDING, "○", "pending", 7, False, False, "dim", False),
+    StateInfo(QUEUED, "◔", "queued", 6, False, False, "blue", False),
     StateInfo(RUNNING, "▶", "running", 0, True, False, "bold green", True),
-    StateInfo(PAUSED, "‖", "paused", 1, True, False, "yellow", True),
-    StateInfo(SUSPENDED, "z", "suspended", 2, True, False, "bold yellow", False),
-    StateInfo(FINISHED, "✓", "finished", 9, False, True, "cyan", True),
-    StateInfo(EARLY_STOPPED, "✓", "early-stop", 8, False, True, "cyan", True),
-    StateInfo(STOPPED, "■", "stopped", 7, False, False, "magenta", True),
-    StateInfo(FAILED, "✗", "failed", 4, False, False, "bold red", True),
-    StateInfo(CRASHED, "!", "crashed", 3, False, False, "bold red", False),
+    StateInfo(EVALUATING, "◆", "evaluating", 1, False, False, "bold blue", False),
+    StateInfo(PAUSED, "‖", "paused", 2, True, False, "yellow", True),
+    StateInfo(SUSPENDED, "z", "suspended", 3, True, False, "bold yellow", False),
+    StateInfo(FINISHED, "✓", "finished", 10, False, True, "cyan", True),
+    StateInfo(EARLY_STOPPED, "✓", "early-stop", 9, False, True, "cyan", True),
+    StateInfo(STOPPED, "■", "stopped", 8, False, False, "magenta", True),
+    StateInfo(FAILED, "✗", "failed", 5, False, False, "bold red", True),
+    StateInfo(CRASHED, "!", "crashed", 4, False, False, "bold red", False),
 )
 STATE = {s.name: s for s in STATE_TABLE}
 STATES = tuple(s.name for s in STATE_TABLE)

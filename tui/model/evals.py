@@ -122,6 +122,26 @@ def _counts_text(s: dict) -> str:
     return f"{s.get('done', '?')}/{s.get('planned', '?')} done, ok {s.get('ok', '?')}, error {s.get('error', '?')}"
 
 
+def running_evaluation(run_dir: str) -> str | None:
+    """``mixed 26/40``: the evaluation of the run that a live process on this host runs now (its
+    lock, ``evals/.<name>.lock``), with the items done and planned; None when none runs."""
+    evals = RunPaths(Path(run_dir)).evals
+    try:
+        locks = sorted(e.name for e in os.scandir(evals) if e.name.startswith(".") and e.name.endswith(".lock"))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return None
+    for lock in locks:
+        name = lock[1:-len(".lock")]
+        ep = EvalPaths.of(Path(run_dir), name)
+        if live_lock(ep.lock, []) is None:
+            continue
+        counts, _ = file_counts(ep)
+        if counts is None:
+            return f"{name} starting"
+        return f"{name} {counts.get('done', 0)}/{counts.get('planned', '?')}"
+    return None
+
+
 def list_evals(run_dir: str) -> list[EvalInfo]:
     paths = RunPaths(Path(run_dir))
     try:

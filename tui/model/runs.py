@@ -20,10 +20,13 @@ from trainkit.runfolder import (
     ALERTS_FILE,
     ARCHIVE_SUFFIX,
     CHECKPOINTS_DIR,
+    COMPLETE,
     CONFIG_FILES,
     CURRENT_META_FILE,
     EPOCHS_DIR,
     EVALS_DIR,
+    EVALUATING,
+    LAUNCH_FILE,
     LAYERS_FILE,
     LIVE,
     LOCK_FILE,
@@ -41,7 +44,9 @@ from trainkit.runfolder import (
 )
 from trainkit.runfolder.files import JsonlTail
 from trainkit.runfolder.lock import pid_alive
-from trainkit.status import find_runs, read_run, stale_after, summarize
+from trainkit.slurm import JobView
+from trainkit.status import read_run, stale_after, summarize
+from tui.model.evals import running_evaluation
 from tui.model.tail import tail_from_end
 from tui.model.views import SPARK_POINTS, RunView
 
@@ -49,7 +54,7 @@ from tui.model.views import SPARK_POINTS, RunView
 ROW, METRICS, CONFIG, SYSTEM, LOG, EVALS, FOLDER = "row", "metrics", "config", "system", "log", "evaluations", "folder"
 MONITOR = "monitor"  # the training monitor's samples, alerts or layer health
 MONITOR_FILES = {SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE}
-ROW_FILES = {STATUS_FILE, PROGRESS_FILE, LOCK_FILE}
+ROW_FILES = {STATUS_FILE, PROGRESS_FILE, LOCK_FILE, LAUNCH_FILE}
 POLLED = (STATUS_FILE, PROGRESS_FILE, LOCK_FILE, METRICS_FILE, RESOLVED_CONFIG_FILE, SYSTEM_FILE, LOG_FILE,
           f"{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE)
 
@@ -78,6 +83,7 @@ class _Entry:
     started_at: float | None = None
     status: dict = field(default_factory=dict)
     loaded_ns: int = 0
+    slurm_job: int | None = None  # the Slurm job of the run's last launch (launch.json)
 
 
 def _sig(path: str) -> tuple | None:
@@ -106,6 +112,11 @@ class RunsModel:
         self._extra: dict[str, tuple | None] = {}  # files a screen asked to be polled (an open evaluation)
         self.pending = 0
         self.loaded = False
+        # Slurm's view of the recorded jobs (the app asks squeue off the event loop every few
+        # seconds and sets it): None until known, or when squeue is unavailable (then the files
+        # alone decide, with ``slurm_problems`` as the runs' warnings)
+        self.slurm_jobs: dict[int, JobView] | None = None
+        self.slurm_problems: list[str] = []
         # stat the polled files of each run when it is loaded (a polling root). False (inotify):
         # skip those stats; should polling start later, a file newer than the load counts as changed.
         self.stat_at_load = True
@@ -137,6 +148,9 @@ class RunsModel:
         now = self.clock()
         for key, e in self._entries.items():
             v = e.view
+            if v.state == EVALUATING:  # a killed evaluation changes no file: look again
+                self._dirty.setdefault(key, set()).add(ROW)
+                continue
             if v.state not in LIVE:
                 continue
             limit = self.stale_s if self.stale_s is not None else stale_after(e.status)
@@ -144,6 +158,24 @@ class RunsModel:
             if stale or (e.pid is not None and e.host == self.host and not pid_alive(e.pid, e.started_at)):
                 self._dirty.setdefault(key, set()).add(ROW)
         return self.refresh(set(), budget_s=None) if self._dirty else []
+
+    def slurm_runs(self) -> list[str]:
+        """The runs whose last launch was handed to Slurm (their state needs squeue's view)."""
+        return [k for k, e in self._entries.items() if e.slurm_job is not None]
+
+    def set_slurm(self, jobs: dict[int, JobView] | None, problems: list[str]) -> list[RunChange]:
+        """Slurm's view of the recorded jobs (from one squeue call): the runs handed to Slurm are
+        judged again."""
+        self.slurm_jobs, self.slurm_problems = jobs, problems
+        for key in self.slurm_runs():
+            self._dirty.setdefault(key, set()).add(ROW)
+        return self.refresh(set(), budget_s=None) if self._dirty else []
+
+    def drop_archived(self) -> None:
+        """Forget the archived runs (the archive is hidden again)."""
+        for k in [k for k, v in self.runs.items() if v.archived]:
+            self._entries.pop(k, None)
+            self.runs.pop(k, None)
 
     def watch_extra(self, path: str) -> None:
         """Poll ``path`` too (an open evaluation's files) when polling."""
@@ -205,15 +237,17 @@ class RunsModel:
                 kinds.add(ROW)
             elif parts[0] in (EVALS_DIR, REPORTS_DIR):
                 kinds.add(EVALS)
+                if parts[0] == EVALS_DIR:  # an evaluation started, went on or ended: the row says so
+                    kinds.add(ROW)
             if not kinds:
                 del self._dirty[key]
         return out
 
     def _discover(self) -> None:
         """Add new run folders, drop vanished ones."""
-        found = set(find_runs(self.root)) if os.path.isdir(self.root) else set()
-        if self.show_archived and os.path.isdir(self.archive):
-            found |= set(find_runs(self.archive))
+        found = set(run_folders(self.root))
+        if self.show_archived:
+            found |= set(run_folders(self.archive))
         for key in found - set(self._entries):
             self._dirty.setdefault(key, set()).add(FOLDER)
         for key in set(self._entries) - found:
@@ -250,8 +284,7 @@ class RunsModel:
     def _update(self, key: str, what: set[str]) -> RunChange | None:
         e = self._entries.get(key)
         if FOLDER in what:
-            is_run = os.path.isdir(key) and any(os.path.exists(f"{key}/{m}") for m in RUN_MARKERS)
-            if not is_run:
+            if not is_run_folder(key):
                 if e is None:
                     return None
                 del self._entries[key]
@@ -288,6 +321,7 @@ class RunsModel:
         recs, e.tail = tail_from_end(f"{key}/{METRICS_FILE}", SPARK_POINTS, is_step)
         view.losses.extend(float(r["loss"]) for r in recs)
         view.bad_lines = e.tail.bad_lines
+        view.metrics_problem = f"{METRICS_FILE}: {e.tail.problem}" if e.tail.problem else None
         if recs and view.last_loss is None:
             view.last_loss = view.losses[-1]
         try:
@@ -308,9 +342,17 @@ class RunsModel:
 
     def _read_row(self, e: _Entry) -> None:
         v = e.view
-        rs, status = read_run(v.path, now=self.clock(), host=self.host, stale_s=self.stale_s)
+        unreadable = folder_problem(v.path)
+        if unreadable is not None:
+            v.state, v.reason, v.warnings = "pending", unreadable, [unreadable]
+            return
+        e.slurm_job = recorded_slurm_job(v.path)
+        jobs = None if e.slurm_job is None or self.slurm_jobs is None else self.slurm_jobs
+        rs, status = read_run(v.path, now=self.clock(), host=self.host, stale_s=self.stale_s, slurm_jobs=jobs)
         status_broken = status is None and any(w.startswith(STATUS_FILE) for w in rs.warnings)
         problems = list(rs.warnings)
+        if e.slurm_job is not None and self.slurm_jobs is None:
+            problems += self.slurm_problems
         if status_broken and e.good_status:
             # a malformed status file: keep the last good values, mark the run
             v.warnings = problems
@@ -318,6 +360,12 @@ class RunsModel:
         e.good_status = status is not None
         status = status or {}
         v.state, v.reason = rs.state, rs.reason
+        v.evaluation = None
+        if rs.state not in LIVE and rs.state in (*COMPLETE, "stopped"):
+            running = running_evaluation(v.path)  # a trained run being evaluated now (trainkit run, eval)
+            if running is not None:
+                v.state, v.evaluation = EVALUATING, running
+                v.reason = f"evaluation {running} (training {rs.state}: {rs.reason})"
         v.completed, v.total, v.percentage = rs.completed_epochs, rs.total_epochs, rs.progress_percentage
         v.early_stopped = rs.early_stopped
         v.alert = rs.alert
@@ -339,18 +387,67 @@ class RunsModel:
             return False
         before = tail.offset
         recs = tail.read()
+        problem = f"{METRICS_FILE}: {tail.problem}" if tail.problem else None
+        if problem != e.view.metrics_problem:
+            e.view.metrics_problem = problem
+            recs = recs or []
+            changed_problem = True
+        else:
+            changed_problem = False
         if tail.reset:
             e.view.losses.clear()
         steps = [float(r["loss"]) for r in recs if is_step(r)]
         e.view.losses.extend(steps)
         epochs = any(r.get("kind") == "epoch" for r in recs)  # no step of its own: the detail's charts still change
-        changed = bool(steps) or epochs or tail.reset or tail.bad_lines != e.view.bad_lines
+        changed = bool(steps) or epochs or tail.reset or tail.bad_lines != e.view.bad_lines or changed_problem
         e.view.bad_lines = tail.bad_lines
         if steps:
             e.view.last_loss = steps[-1]
         if tail.max_bytes and tail.offset - before >= tail.max_bytes // 2:
             self._dirty.setdefault(e.view.path, set()).add(METRICS)  # maybe more: read it next time
         return changed
+
+
+def run_folders(base: str) -> list[str]:
+    """The run folders directly under ``base``: those holding a run marker, and those that cannot
+    be looked into (permissions): they are shown with the reason, never left out."""
+    out = []
+    try:
+        it = os.scandir(base)
+    except OSError:
+        return out
+    with it:
+        for entry in it:
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            if is_run_folder(entry.path):
+                out.append(entry.path)
+    return out
+
+
+def is_run_folder(path: str) -> bool:
+    if any(os.path.exists(f"{path}/{m}") for m in RUN_MARKERS):
+        return True
+    return os.path.isdir(path) and folder_problem(path) is not None
+
+
+def folder_problem(path: str) -> str | None:
+    """Why the run folder cannot be read (a user without the permissions), or None."""
+    if os.access(path, os.R_OK | os.X_OK):
+        return None
+    if not os.path.isdir(path):
+        return None
+    return "cannot read the run folder: permission denied (its owner or mode keeps this user out)"
+
+
+def recorded_slurm_job(path: str) -> int | None:
+    """The Slurm job id of the run's last launch, when it was handed to Slurm."""
+    if not os.path.exists(f"{path}/{LAUNCH_FILE}"):
+        return None
+    from trainkit.slurm import recorded_job
+
+    rec = recorded_job(path, [])
+    return rec.get("job_id") if rec else None
 
 
 def _fraction(v: RunView, status: dict) -> float:

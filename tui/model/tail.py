@@ -13,14 +13,18 @@ FIRST_BLOCK = 4 * 1024  # the first read from the end: ~30 short records; later 
 
 
 def tail_records(path: str, want: int, keep: callable, *, max_bytes: int = 4 * 1024 * 1024
-                 ) -> tuple[list[dict], int, int]:
+                 ) -> tuple[list[dict], int, int, str | None]:
     """The last ``want`` records for which ``keep(record)`` holds, read backwards from the end in
     blocks (at most ``max_bytes``). Returns (records oldest first, the offset just after the last
-    complete line, bad lines seen). A missing or unreadable file gives ([], 0, 0)."""
+    complete line, bad lines seen, why nothing could be read: None when the file is missing or
+    read). A file that is not a regular one, or whose last line is longer than ``max_bytes``, is
+    a problem the caller shows; it is never taken for an empty log."""
     try:
         fd = open_regular(path)
-    except (FileNotFoundError, ReadProblem):
-        return [], 0, 0
+    except FileNotFoundError:
+        return [], 0, 0, None
+    except ReadProblem as e:
+        return [], 0, 0, str(e)
     try:
         size = os.fstat(fd).st_size
         pos, carry, found, bad, end, block = size, b"", [], 0, None, FIRST_BLOCK
@@ -50,7 +54,11 @@ def tail_records(path: str, want: int, keep: callable, *, max_bytes: int = 4 * 1
                     found.append(rec)
                     if len(found) >= want:
                         break
-        return found[::-1], end or 0, bad
+        problem = None
+        if end is None and size > 0 and size - pos >= max_bytes:
+            problem = f"its last line is longer than {max_bytes // 2 ** 20} MiB: not read"
+            end = size  # later reads start after it (the rest of a line that long is a bad line)
+        return found[::-1], end or 0, bad, problem
     finally:
         os.close(fd)
 
@@ -58,8 +66,9 @@ def tail_records(path: str, want: int, keep: callable, *, max_bytes: int = 4 * 1
 def tail_from_end(path: str, want: int, keep: callable) -> tuple[list[dict], JsonlTail]:
     """The last ``want`` kept records and a :class:`JsonlTail` positioned after them, so later
     reads see only what is appended from now on."""
-    records, end, bad = tail_records(path, want, keep)
+    records, end, bad, problem = tail_records(path, want, keep)
     tail = JsonlTail(path, max_bytes=4 * 1024 * 1024)
     tail.offset = end
     tail.bad_lines = bad
+    tail.problem = problem
     return records, tail

@@ -39,9 +39,11 @@ class RunView:
     warnings: list[str] = field(default_factory=list)
     alert: str | None = None  # the training monitor's latest alert (training_status.json)
     bad_lines: int = 0
+    metrics_problem: str | None = None  # why metrics.jsonl cannot be read (not a regular file, a huge line)
     config: dict[str, Any] = field(default_factory=dict)
     changed_at: float = 0.0  # when the model last saw this run change (sort "recent")
     archived: bool = False
+    evaluation: str | None = None  # a running evaluation of a trained run: "mixed 26/40"
 
     @property
     def symbol(self) -> str:
@@ -61,12 +63,14 @@ class RunView:
 
     @property
     def warned(self) -> bool:
-        return bool(self.warnings) or self.bad_lines > 0 or bool(self.alert)
+        return bool(self.warnings) or self.bad_lines > 0 or bool(self.alert) or self.metrics_problem is not None
 
     def problems(self) -> list[str]:
         """What the warning mark stands for, one line each (the row's tooltip)."""
         out = [f"alert: {self.alert}"] if self.alert else []
         out += self.warnings
+        if self.metrics_problem:
+            out.append(self.metrics_problem)
         if self.bad_lines:
             out.append(f"{self.bad_lines} unreadable line(s) skipped in the metrics log")
         return out
@@ -86,6 +90,33 @@ class RunView:
     def percent_text(self) -> str:
         """The progress as every surface prints it (the exact ratio: 199/200 is 99.5%, never 100%)."""
         return fmt_progress(self.completed, self.total, self.early_stopped, space=False)
+
+    def short_reason(self) -> str:
+        """Why the run is in its state, in a few words (the row's ETA / WHY cell): ``pid gone``,
+        ``no heartbeat 5 min``, the error of a failed run, the items of a running evaluation."""
+        r = self.reason or ""
+        if self.state == "evaluating":
+            return self.evaluation or r
+        if self.state == "crashed":
+            if " is gone" in r:
+                return "pid gone"
+            if r.startswith("no heartbeat for "):
+                return "no heartbeat " + r[len("no heartbeat for "):].split(" (")[0]
+            if "has no heartbeat_at" in r:
+                return "no heartbeat"
+            if r.startswith("outputs but no "):
+                return "no status file"
+            if r.startswith("locked by"):
+                return r
+            return r.split(":")[0]
+        if self.state == "failed":
+            first = r.splitlines()[0] if r else ""
+            return first.removeprefix("training failed").removeprefix(": ") or "no error recorded"
+        if self.state == "queued":
+            return r.replace("Slurm job ", "job ", 1).split(":")[0]
+        if self.state in ("stopped", "paused", "suspended"):
+            return r.split(":")[0] if r else ""
+        return ""
 
     def throughput_text(self) -> str:
         return "-" if self.throughput is None else f"{fmt_num(self.throughput, '.0f')}/s"

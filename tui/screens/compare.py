@@ -43,8 +43,9 @@ def config_table(cmp, only_differing: bool = False) -> Table:
 
 class CompareScreen(Screen):
     AUTO_FOCUS = ""
-    BINDINGS = [Binding("escape", "back", "Back"), Binding("y", "logy", "Log-Y"),
-                Binding("d", "differing", "Only differing keys")]
+    BINDINGS = [Binding("escape", "back", "Back"), Binding("y", "logy", "Log-Y", tooltip="logarithmic y axis"),
+                Binding("d", "differing", "Only differing keys",
+                        tooltip="only the config keys that differ (again: all)")]
     DEFAULT_CSS = """
     CompareScreen #chead { height: auto; padding: 0 1; background: $boost; }
     CompareScreen #ccharts { grid-size: 2; grid-gutter: 0 1; height: auto; }

@@ -1,5 +1,6 @@
-"""The confirmation modal of an action: names every target and what will happen to it;
-``y``/Enter accepts (when anything can be done), ``n``/Escape rejects."""
+"""The confirmation modal of an action: names every target and what will happen to it. Only ``y``
+(or the Yes button itself) accepts; the focused button is Cancel, so Enter alone never confirms
+anything; ``n`` and Escape cancel."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def plan_text(plan: ActionPlan) -> Text:
             t.append(d + "\n", style="dim")
     if not plan.doable:
         t.append("\nNothing can be done: press n or Escape.", style="yellow")
+    else:
+        t.append(f"\ny: {plan.verb}   n, Escape or Enter: cancel", style="dim")
     return t
 
 
@@ -38,7 +41,9 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen Horizontal { height: auto; align: right middle; padding-top: 1; }
     ConfirmScreen Button { margin-left: 2; }
     """
-    BINDINGS = [Binding("y", "accept", "Yes"), Binding("n", "reject", "No"), Binding("escape", "reject", "No")]
+    BINDINGS = [Binding("y", "accept", "Yes", tooltip="do it (the only key that confirms)"),
+                Binding("n", "reject", "Cancel", tooltip="cancel: nothing is written (Enter on Cancel too)"),
+                Binding("escape", "reject", "Cancel", show=False, tooltip="cancel: nothing is written")]
 
     def __init__(self, plan: ActionPlan) -> None:
         super().__init__()
@@ -54,10 +59,10 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal():
                 if n:
                     yield Button(f"Yes, {self.plan.verb} (y)", variant="warning", id="yes")
-                yield Button("No (n)" if n else "Close (n)", variant="default", id="no")
+                yield Button("Cancel (n)" if n else "Close (n)", variant="default", id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#yes" if self.plan.doable else "#no", Button).focus()
+        self.query_one("#no", Button).focus()  # Enter alone cancels; y confirms
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

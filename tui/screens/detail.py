@@ -1,6 +1,8 @@
-"""Run detail: config summary, live status, a chart per metric (filter, log-Y, step/time, zoom),
-system metrics, the training monitor (latest inference samples, alerts, layer health; ``S`` for
-every sample), the epochs table, the live log (``l``) and the run's evaluations (``i``)."""
+"""Run detail: config summary, live status (with the best epoch and the early-stopping counter),
+a chart per metric (filter, log-Y, step/time, zoom), system metrics, the training monitor (latest
+inference samples, alerts, layer health; ``S`` for every sample), the epochs table, the run's
+evaluations (``i``) and the live log (``l``: a real tail). PgUp/PgDn scroll the page, ``[``/``]``
+and ``1``-``7`` jump between sections, Home/End work in every list."""
 
 from __future__ import annotations
 
@@ -12,17 +14,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Input, Log, Static
 
 from trainkit.formatting import fmt_duration, fmt_num, fmt_sig
 from trainkit.runfolder import style_of
 from tui.model.evals import RUNNING, list_evals
-from tui.model.history import History, log_tail
+from tui.model.history import History, LogTail
 from tui.model.monitor import MonitorFiles
 from tui.model.runs import CONFIG, EVALS, LOG, METRICS, MONITOR, ROW, SYSTEM, RunChange
 from tui.widgets.chart import Series, color_of
 from tui.widgets.chart_view import ChartView
 from tui.widgets.glyphs import bar
+from tui.widgets.list_table import ListTable
 from tui.widgets.monitor_rows import (
     ALERT_COLUMNS,
     LAYER_COLUMNS,
@@ -32,16 +35,22 @@ from tui.widgets.monitor_rows import (
     sample_cells,
 )
 
+# the sections of the page, in order (the keys 1-7 jump to them): (name, the widget scrolled to)
+SECTIONS = (("charts", "#metrics-title"), ("epochs", "#epochs-title"), ("samples", "#samples-title"),
+            ("alerts", "#alerts-title"), ("layers", "#layers-title"), ("evaluations", "#evals-title"), ("log", "#log"))
+SECTION_NAMES = tuple(name for name, _ in SECTIONS)
 EVAL_LIVENESS_S = 2.0  # while an evaluation runs, how often to check that its process still lives
 CONFIG_KEYS = ("task", "epochs", "lr", "batch_size", "optimizer", "lr_schedule.name", "early_stopping.metric",
                "early_stopping.patience", "device")
 SYSTEM_SHOWN = ("cpu_percent", "rss_bytes", "host_cpu_percent", "host_mem_percent")
 
 
-def head_text(view, now: float) -> Text:
+def head_text(view, now: float, history: History | None = None) -> Text:
     t = Text()
     t.append(f"{view.name}  ", style="bold")
     t.append(f"{view.symbol} {view.label}", style=style_of(view.state))
+    if view.evaluation:
+        t.append(f" {view.evaluation}", style=style_of(view.state))
     t.append(f"  {view.reason}\n", style="dim")
     t.append(bar(view.fraction, 24), style="green" if view.live else "cyan")
     t.append(f" {view.epochs_text()} epochs {view.percent_text()}")
@@ -52,6 +61,7 @@ def head_text(view, now: float) -> Text:
         t.append(f"  step {view.step}  lr {fmt_sig(view.lr, 3)}  "
                  f"{view.throughput_text()}  ETA {fmt_duration(view.eta_s)}"
                  f"  heartbeat {view.age_text(now)} ago")
+    t.append(progress_line(history))
     t.append("\n")
     cfg = view.config
     parts = [f"{k}={cfg[k]}" for k in CONFIG_KEYS if cfg.get(k) is not None]
@@ -63,7 +73,26 @@ def head_text(view, now: float) -> Text:
         t.append(f"\n⚠ {w}", style="yellow")
     if view.bad_lines:
         t.append(f"\n⚠ {view.bad_lines} unreadable line(s) skipped in the metrics log", style="yellow")
+    if view.metrics_problem:
+        t.append(f"\n⚠ {view.metrics_problem}", style="yellow")
     return t
+
+
+def progress_line(history: History | None) -> str:
+    """``  best epoch 5 (val_loss 0.2306)  no improvement 2/3``: from the epochs table, as the
+    trainer counted it."""
+    rows = history.epoch_rows() if history is not None else []
+    if not rows:
+        return ""
+    out = ""
+    best = next((r for r in reversed(rows) if r.best), None)
+    if best is not None:
+        value = best.values.get(history.monitor)
+        out += f"  best epoch {best.epoch}" + (f" ({history.monitor} {fmt_sig(value)})" if value is not None else "")
+    last = rows[-1]
+    if last.patience:
+        out += f"  no improvement {last.bad_epochs}/{last.patience}" + (" (stopped)" if last.stopped else "")
+    return out
 
 
 def system_title(info: dict) -> str:
@@ -79,14 +108,22 @@ class DetailScreen(Screen):
     AUTO_FOCUS = "#eval-list"
     BINDINGS = [
         Binding("escape", "back", "Back"),
-        Binding("y", "logy", "Log-Y"),
-        Binding("x", "xaxis", "Step/time"),
-        Binding("plus,equals_sign", "zoom_in", "Zoom +"),
-        Binding("minus", "zoom_out", "Zoom -"),
-        Binding("f", "metric_filter", "Metric filter"),
-        Binding("l", "log", "Log"),
-        Binding("i", "inspect", "Inspect eval"),
-        Binding("S", "samples", "All samples"),
+        Binding("y", "logy", "Log-Y", tooltip="logarithmic y axis on the charts"),
+        Binding("x", "xaxis", "Step/time", tooltip="x axis: step or wall time since the start"),
+        Binding("plus,equals_sign", "zoom_in", "Zoom +", key_display="+", tooltip="zoom in (the newest kept)"),
+        Binding("minus", "zoom_out", "Zoom -", key_display="-", tooltip="zoom out"),
+        Binding("f", "metric_filter", "Metric filter", tooltip="only the charts whose name has ..."),
+        Binding("l", "log", "Log", tooltip="show / hide the live log (train.log, followed; scroll back in it)"),
+        Binding("i", "inspect", "Inspect eval", tooltip="the selected evaluation's conversations"),
+        Binding("S", "samples", "All samples", tooltip="every inference sample of the run (live)"),
+        Binding("right_square_bracket", "section(1)", "Next section", key_display="]",
+                tooltip="jump to the next section"),
+        Binding("left_square_bracket", "section(-1)", "Previous section", key_display="[", show=False,
+                tooltip="jump to the previous section"),
+        *(Binding(str(i + 1), f"goto({i})", f"{name}", show=False, tooltip=f"jump to {name}")
+          for i, name in enumerate(SECTION_NAMES)),
+        Binding("pageup", "page(-1)", "Page up", priority=True, show=False, tooltip="scroll the page up"),
+        Binding("pagedown", "page(1)", "Page down", priority=True, show=False, tooltip="scroll the page down"),
     ]
     DEFAULT_CSS = """
     DetailScreen #head { height: auto; padding: 0 1; background: $boost; }
@@ -96,7 +133,7 @@ class DetailScreen(Screen):
     DetailScreen #epochs { height: auto; max-height: 16; }
     DetailScreen #eval-list { height: auto; max-height: 10; }
     DetailScreen .monitor { height: auto; max-height: 14; }
-    DetailScreen #log { dock: bottom; height: 12; border: round $secondary; padding: 0 1; display: none; }
+    DetailScreen #log { dock: bottom; height: 12; border: round $secondary; display: none; }
     DetailScreen #mfilter { margin: 0 1; display: none; }
     """
 
@@ -111,6 +148,7 @@ class DetailScreen(Screen):
         self.evals = []
         self._eval_timer = None
         self.monitor: MonitorFiles | None = None
+        self.log_tail = LogTail(key)
 
     @property
     def view(self):
@@ -120,21 +158,23 @@ class DetailScreen(Screen):
         yield Static(id="head")
         yield Input(placeholder="metric filter (substring; empty: all)", id="mfilter")
         with VerticalScroll(id="body"):
-            yield Static("Metrics", classes="section")
+            yield Static("[1] Metrics", classes="section", id="metrics-title")
             yield Grid(id="charts")
             yield Static("System", classes="section", id="system-title")
             yield Grid(id="system")
-            yield Static("Inference samples (latest; S: all)", classes="section")
-            yield DataTable(id="samples", classes="monitor", cursor_type="row")
-            yield Static("Alerts", classes="section")
-            yield DataTable(id="alerts", classes="monitor", cursor_type="row")
-            yield Static("Layer health", classes="section")
-            yield DataTable(id="layers", classes="monitor", cursor_type="row")
-            yield Static("Epochs", classes="section")
-            yield DataTable(id="epochs", cursor_type="row")
-            yield Static("Evaluations", classes="section")
-            yield DataTable(id="eval-list", cursor_type="row")
-        yield Static(id="log")
+            yield Static("[2] Epochs", classes="section", id="epochs-title")
+            yield ListTable(id="epochs")
+            yield Static("[3] Inference samples (latest; S: all)", classes="section", id="samples-title")
+            yield ListTable(id="samples", classes="monitor")
+            yield Static("[4] Alerts", classes="section", id="alerts-title")
+            yield ListTable(id="alerts", classes="monitor")
+            yield Static("[5] Layer health", classes="section", id="layers-title")
+            yield ListTable(id="layers", classes="monitor")
+            yield Static("[6] Evaluations (i: inspect)", classes="section", id="evals-title")
+            yield ListTable(id="eval-list")
+        log = Log(id="log", highlight=False, max_lines=5000, auto_scroll=False)
+        log.border_title = "[7] train.log (l: hide)"
+        yield log
         yield Footer()
 
     def on_mount(self) -> None:
@@ -155,6 +195,7 @@ class DetailScreen(Screen):
         self.draw_monitor()
         self.draw_charts()
         self.draw_epochs()
+        self.draw_head()
 
     # ---------------------------------------------------------------- live (called by the app)
     def runs_changed(self, changes: list[RunChange]) -> None:
@@ -169,6 +210,7 @@ class DetailScreen(Screen):
             if ch.what & {METRICS, SYSTEM, ROW} and self.history is not None and self.history.update():
                 self.draw_charts()
                 self.draw_epochs()
+                self.draw_head()
             if MONITOR in ch.what and self.monitor is not None:
                 self.draw_monitor(self.monitor.update())
             if LOG in ch.what and self.query_one("#log").display:
@@ -180,7 +222,7 @@ class DetailScreen(Screen):
     def draw_head(self) -> None:
         view = self.view
         if view is not None:
-            self.query_one("#head", Static).update(head_text(view, self.app.model.clock()))
+            self.query_one("#head", Static).update(head_text(view, self.app.model.clock(), self.history))
 
     def _x(self, pts, t0: float | None):
         """Wall-time points as seconds since the run's start (one zero for every series)."""
@@ -200,7 +242,10 @@ class DetailScreen(Screen):
         xname = "s since start" if self.xtime else "step"
         t0 = h.start_time()
         if not names:
-            views[0].plot([], title="no metrics logged yet" if not self.metric_filter else "no metric matches")
+            view = self.view
+            problem = view.metrics_problem if view is not None else None
+            views[0].plot([], title="no metric matches" if self.metric_filter else
+                          f"⚠ {problem}" if problem else "no metrics logged yet")
         for cv, name in zip(views, names, strict=False):
             pts = self._x(h.series(name, "time" if self.xtime else "step"), t0)
             label = name.replace("epoch:", "")
@@ -299,10 +344,16 @@ class DetailScreen(Screen):
             table.add_row(*row)
 
     def draw_log(self) -> None:
-        lines = log_tail(self.key, 200)
-        box = self.query_one("#log", Static)
-        height = max(1, box.size.height - 2 or 10)
-        box.update(Text("\n".join(lines[-height:]) if lines else "(train.log is empty or missing)"))
+        """Append what train.log gained; follow the newest line unless the user scrolled back."""
+        log = self.query_one("#log", Log)
+        lines, reset = self.log_tail.read()
+        if reset:
+            log.clear()
+            if not lines:
+                lines = [self.log_tail.problem or "(train.log is empty or missing)"]
+        if lines:
+            follow = reset or log.scroll_y >= log.max_scroll_y - 1
+            log.write_lines(lines, scroll_end=follow)
 
     # ---------------------------------------------------------------- keys
     def action_back(self) -> None:
@@ -335,7 +386,7 @@ class DetailScreen(Screen):
     def action_metric_filter(self) -> None:
         box = self.query_one("#mfilter", Input)
         box.display = True
-        box.focus()
+        self.set_focus(box)  # now: the keys typed right after f land in it
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.metric_filter = event.value.strip()
@@ -346,10 +397,46 @@ class DetailScreen(Screen):
         self.query_one("#eval-list").focus()
 
     def action_log(self) -> None:
-        box = self.query_one("#log", Static)
+        box = self.query_one("#log", Log)
         box.display = not box.display
         if box.display:
+            self.log_tail.offset = None  # read the tail again: it was not followed while hidden
             self.draw_log()
+            self.set_focus(box)
+        else:
+            self.set_focus(self.query_one("#eval-list"))
+
+    def action_page(self, direction: int) -> None:
+        """PgUp/PgDn scroll the page (the log when it has the focus), never a nested table."""
+        target = self.focused if isinstance(self.focused, Log) else self.query_one("#body", VerticalScroll)
+        (target.scroll_page_down if direction > 0 else target.scroll_page_up)(animate=False)
+
+    def action_section(self, step: int) -> None:
+        """Jump to the next (or previous) section after (before) the one at the top of the page."""
+        body = self.query_one("#body", VerticalScroll)
+        tops = [self.query_one(sel).region.y - body.region.y + body.scroll_y for _, sel in SECTIONS[:-1]]
+        here = body.scroll_y
+        if step > 0:
+            later = [i for i, y in enumerate(tops) if y > here + 0.5]
+            self.action_goto(later[0] if later else len(SECTIONS) - 1)
+        else:
+            earlier = [i for i, y in enumerate(tops) if y < here - 0.5]
+            self.action_goto(earlier[-1] if earlier else 0)
+
+    def action_goto(self, index: int) -> None:
+        name, selector = SECTIONS[index]
+        if name == "log":
+            if not self.query_one("#log").display:
+                self.action_log()
+            else:
+                self.set_focus(self.query_one("#log"))
+            return
+        title = self.query_one(selector)
+        self.query_one("#body", VerticalScroll).scroll_to_widget(title, animate=False, top=True)
+        following = {"epochs": "#epochs", "samples": "#samples", "alerts": "#alerts", "layers": "#layers",
+                     "evaluations": "#eval-list"}.get(name)
+        if following:
+            self.set_focus(self.query_one(following), scroll_visible=False)
 
     def action_samples(self) -> None:
         from tui.screens.samples import SamplesScreen

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 from trainkit.formatting import fmt_sig
 from tui.model.evals import ALL, ERRORS, WRONG, EvalItems, Item, item_key, latest, shown_in
 from tui.model.runs import EVALS, RunChange
+from tui.widgets.list_table import ListTable
 
 ROLE_STYLES = {"system": "dim italic", "user": "bold cyan", "assistant": "bold green", "tool": "magenta"}
 
@@ -75,10 +76,10 @@ class InspectorScreen(Screen):
     AUTO_FOCUS = "#items"
     BINDINGS = [
         Binding("escape", "back", "Back"),
-        Binding("e", "errors", "Errors only"),
-        Binding("w", "wrong", "Wrong only"),
-        Binding("n", "next", "Next"),
-        Binding("p", "previous", "Previous"),
+        Binding("e", "errors", "Errors only", tooltip="only the items that failed with an error (again: all)"),
+        Binding("w", "wrong", "Wrong only", tooltip="only the wrong answers (again: all)"),
+        Binding("n", "next", "Next", tooltip="the next item"),
+        Binding("p", "previous", "Previous", tooltip="the previous item"),
     ]
     DEFAULT_CSS = """
     InspectorScreen #ihead { height: auto; padding: 0 1; background: $boost; }
@@ -98,7 +99,7 @@ class InspectorScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="ihead")
         with Horizontal():
-            yield DataTable(id="items", cursor_type="row")
+            yield ListTable(id="items")
             with VerticalScroll(id="conv"):
                 yield Static(id="conversation")
         yield Footer()

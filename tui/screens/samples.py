@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Static
 from tui.model.monitor import SamplesHistory
 from tui.model.runs import MONITOR, RunChange
 from tui.widgets.glyphs import pct_text
+from tui.widgets.list_table import ListTable
 from tui.widgets.monitor_rows import SAMPLE_COLUMNS, sample_cells
 
 
@@ -58,7 +59,7 @@ class SamplesScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="shead")
-        yield DataTable(id="all-samples", cursor_type="row")
+        yield ListTable(id="all-samples")
         yield Footer()
 
     def on_mount(self) -> None:

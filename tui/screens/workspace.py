@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -24,20 +24,21 @@ WRITES = {"archive", "promote", "stop", "pause", "relaunch", "restore"}
 class WorkspaceScreen(Screen):
     AUTO_FOCUS = "#runs"
     BINDINGS = [
-        Binding("enter", "open", "Open"),
-        Binding("space", "mark", "Mark"),
-        Binding("s", "sort", "Sort"),
-        Binding("slash", "filter", "Filter"),
-        Binding("G", "group", "Group"),
-        Binding("A", "archived", "Archived"),
-        Binding("c", "compare", "Compare"),
-        Binding("a", "archive", "Archive"),
-        Binding("P", "promote", "Promote"),
-        Binding("x", "stop", "Stop"),
-        Binding("p", "pause", "Pause/resume"),
-        Binding("r", "relaunch", "Relaunch"),
-        Binding("R", "restore", "Restore"),
-        Binding("escape", "clear", "Clear filter", show=False),
+        Binding("question_mark", "app.help", "Help", tooltip="every key of every screen"),
+        Binding("slash", "filter", "Filter",
+                tooltip="name words or lr>=1e-3 model.width=256 state=running (Enter keeps, Escape clears)"),
+        Binding("s", "sort", "Sort", tooltip="cycle the sort: " + ", ".join(SORTS)),
+        Binding("space", "mark", "Mark", tooltip="mark / unmark the run (actions act on the marked runs)"),
+        Binding("G", "group", "Group", tooltip="group the rows by a config key"),
+        Binding("c", "compare", "Compare", tooltip="compare the marked runs"),
+        Binding("A", "archived", "Archived", tooltip="show / hide the archived runs"),
+        Binding("a", "archive", "Archive", tooltip="archive the marked runs, else the current one (not live)"),
+        Binding("P", "promote", "Promote", tooltip="promote a run's config, with the CLI's options"),
+        Binding("x", "stop", "Stop", tooltip="ask a live run to stop (it checkpoints first)"),
+        Binding("p", "pause", "Pause/resume", tooltip="pause a running run, resume a paused one"),
+        Binding("r", "relaunch", "Relaunch", tooltip="resume a failed, crashed or stopped run in the background"),
+        Binding("R", "restore", "Restore", tooltip="move an archived run back"),
+        Binding("escape", "clear", "Clear filter / marks", show=False),
     ]
 
     def __init__(self) -> None:
@@ -48,6 +49,7 @@ class WorkspaceScreen(Screen):
         self.group: str | None = None
         self.marked: set[str] = set()
         self._input_mode: str | None = None
+        self._shown = 0
 
     def compose(self) -> ComposeResult:
         model = self.app.model
@@ -122,14 +124,24 @@ class WorkspaceScreen(Screen):
         model = self.app.model
         self.query_one(SummaryBar).show(summary_text(
             model.summary(), root=model.root, mode=self.app.watch_mode, readonly=self.app.readonly,
-            shown=getattr(self, "_shown", 0), filt=self.filter_text, sort=self.sort, group=self.group,
-            pending=model.pending))
+            shown=self._shown, filt=self.filter_text, sort=self.sort, group=self.group,
+            pending=model.pending, archived=model.show_archived))
 
     # ---------------------------------------------------------------- keys
     def check_action(self, action: str, parameters) -> bool | None:
         if action in WRITES and self.app.readonly:
-            return False
+            return False  # off (and out of the footer); on_key says so when the key is pressed
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        """Read-only: an action key says that its action is off, in one line."""
+        if not self.app.readonly or self._input_mode is not None:
+            return
+        for b in self.BINDINGS:
+            if b.action in WRITES and event.key in b.key.split(","):
+                event.stop()
+                self.notify(f"read-only: {b.action} is off", severity="warning", timeout=3)
+                return
 
     def selected(self) -> list[RunView]:
         """The marked runs, else the run under the cursor."""
@@ -152,13 +164,16 @@ class WorkspaceScreen(Screen):
         self._open_input("group", self.group or "", "group by a config key (e.g. model.width); empty: no groups")
 
     def _open_input(self, mode: str, value: str, placeholder: str) -> None:
+        """Open the input and focus it now (``focus()`` would wait a turn of the loop), so that the
+        key typed right after this one goes to it."""
         box = self.query_one("#query", Input)
         self._input_mode = mode
         box.placeholder = placeholder
         box.value = value
+        box.cursor_position = len(value)
         box.border_title = mode
         box.display = True
-        box.focus()
+        self.set_focus(box)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if self._input_mode != "filter":
@@ -185,7 +200,7 @@ class WorkspaceScreen(Screen):
         box = self.query_one("#query", Input)
         box.display = False
         self._input_mode = None
-        self.query_one(RunsTable).focus()
+        self.set_focus(self.query_one(RunsTable))
 
     def action_clear(self) -> None:
         if self._input_mode == "filter" or self.filter_text:
@@ -198,21 +213,16 @@ class WorkspaceScreen(Screen):
             self.marked.clear()
             self.rebuild()
 
-    def key_escape(self) -> None:
-        self.action_clear()
-
     def action_archived(self) -> None:
         model = self.app.model
         model.show_archived = not model.show_archived
-        changes = model.refresh(None, budget_s=None)
+        model.refresh(None, budget_s=None)
         if not model.show_archived:
-            for k in [k for k, v in model.runs.items() if v.archived]:
-                model._entries.pop(k, None)
-                model.runs.pop(k, None)
+            model.drop_archived()
         self.marked.clear()
         self.rebuild()
-        self.notify("showing archived runs" if model.show_archived else "archived runs hidden", timeout=2)
-        del changes
+        self.notify("showing archived runs (dim, marked archived)" if model.show_archived else "archived runs hidden",
+                    timeout=2)
 
     def action_mark(self) -> None:
         table = self.query_one(RunsTable)
@@ -253,7 +263,22 @@ class WorkspaceScreen(Screen):
         self._act(lambda vs: actions.plan_restore(self.app.model.root, vs))
 
     def action_promote(self) -> None:
-        self._act(lambda vs: actions.plan_promote(self.app.model.root, vs))
+        from tui.screens.promote import PromoteScreen
+
+        views = self.selected()
+        if self.app.readonly:
+            return
+        if len(views) != 1:
+            self.notify("promote one run at a time: put the cursor on it (no marks)" if views else "no run selected",
+                        severity="warning")
+            return
+        self.app.push_screen(PromoteScreen(self.app.model.root, views[0]), self._promote_chosen)
+
+    def _promote_chosen(self, options: dict | None) -> None:
+        if options is None:
+            return
+        view = options.pop("view")
+        self._act(lambda vs: actions.plan_promote(self.app.model.root, vs, **options), [view])
 
     def action_stop(self) -> None:
         self._act(lambda vs: actions.plan_control(vs, "stop"))
@@ -265,10 +290,10 @@ class WorkspaceScreen(Screen):
     def action_relaunch(self) -> None:
         self._act(lambda vs: actions.plan_relaunch(self.app.model.root, vs))
 
-    def _act(self, make) -> None:
+    def _act(self, make, views: list[RunView] | None = None) -> None:
         if self.app.readonly:
             return
-        views = self.selected()
+        views = self.selected() if views is None else views
         if not views:
             self.notify("no run selected", severity="warning")
             return

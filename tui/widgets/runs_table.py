@@ -1,189 +1,85 @@
 """The runs table: one row per run; a one-run update repaints only that run's row.
 
-A :class:`~textual.widgets.DataTable` with fixed-width columns chosen by priority to fit the
-width (80 columns upward). :meth:`RunsTable.show` rebuilds the rows (filter, sort, group changed);
-:meth:`RunsTable.update_run` rewrites one row's cells in place and refreshes that row's region only
-(``DataTable.update_cell`` would repaint the whole widget).
+A :class:`~textual.widgets.DataTable` with fixed-width columns chosen to fit the width, the name
+first (:mod:`tui.widgets.run_row`). :meth:`RunsTable.show` rebuilds the rows (filter, sort, group
+changed); :meth:`RunsTable.update_run` rewrites one row's cells in place and refreshes that row's
+region only (``DataTable.update_cell`` would repaint the whole widget). A group's header row spans
+the table (``▼ model.width = 256``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist, RowKey
 
-from trainkit.formatting import fmt_duration, fmt_sig
-from trainkit.runfolder import style_of
 from tui.model.views import RunView
-from tui.widgets.glyphs import bar, sparkline
+from tui.widgets.list_table import ListTable
+from tui.widgets.run_row import Layout, cells, choose_columns, shared_prefix
+
+GROUP = "\0group:"  # the row key prefix of a group's header row
 
 
-@dataclass(frozen=True)
-class Col:
-    key: str
-    label: str
-    width: int
-    priority: int  # lower drops first when the width is short
-
-
-COLUMNS = (
-    Col("mark", " ", 1, 100),
-    Col("name", "RUN", 0, 99),  # width 0: takes what is left
-    Col("state", "STATE", 12, 98),
-    Col("progress", "PROGRESS", 24, 97),
-    Col("spark", "LOSS TREND", 16, 60),
-    Col("loss", "LOSS", 8, 90),
-    Col("best", "BEST", 16, 50),
-    Col("thr", "THRPT", 7, 30),
-    Col("eta", "ETA", 7, 70),
-    Col("hb", "BEAT", 6, 40),
-    Col("warn", "⚠", 1, 95),
-)
-NAME_MIN, NAME_MAX = 14, 40
-
-
-def choose_columns(width: int) -> tuple[list[Col], int]:
-    """The columns that fit ``width`` (each takes 2 cells of padding) and the name column's width."""
-    cols = list(COLUMNS)
-    while True:
-        fixed = sum(c.width + 2 for c in cols if c.key != "name") + 2
-        name_w = width - fixed - 2
-        if name_w >= NAME_MIN or len(cols) <= 4:
-            return cols, max(NAME_MIN, min(NAME_MAX, name_w))
-        cols.remove(min((c for c in cols), key=lambda c: c.priority))
-
-
-class Cell:
-    """One cell's text, made into Rich text only when its row is drawn: a table of 10,000 runs
-    builds 100,000 cells, of which a screen shows a few hundred (``Text`` objects for all of them
-    took most of the first paint). ``tail`` follows ``text`` unstyled."""
-
-    __slots__ = ("text", "style", "justify", "tail")
-
-    def __init__(self, text: str, style: str = "", justify: str | None = None, tail: str = "") -> None:
-        self.text, self.style, self.justify, self.tail = text, style, justify, tail
-
-    def body(self) -> str:
-        """The styled part of the cell's text."""
-        return self.text
-
-    @property
-    def plain(self) -> str:
-        return self.body() + self.tail
-
-    def __str__(self) -> str:
-        return self.plain
-
-    def __rich__(self) -> Text:
-        t = Text(self.body(), style=self.style, justify=self.justify)
-        if self.tail:
-            t.append(self.tail)
-        return t
-
-
-class SparkCell(Cell):
-    """A sparkline drawn when its row is drawn, from the values it was given."""
-
-    __slots__ = ("values", "width")
-
-    def __init__(self, values: tuple[float, ...], width: int, style: str) -> None:
-        super().__init__("", style)
-        self.values, self.width = values, width
-
-    def body(self) -> str:
-        return sparkline(self.values, self.width)
-
-
-def cells(view: RunView, cols: list[Col], name_w: int, now: float, marked: bool) -> list[Cell]:
-    """The cells of one run's row (readable without colour)."""
-    out = []
-    for c in cols:
-        k = c.key
-        if k == "mark":
-            out.append(Cell("•" if marked else " ", "bold yellow"))
-        elif k == "name":
-            name = view.name if len(view.name) <= name_w else view.name[:name_w - 1] + "…"
-            out.append(Cell(name, "dim" if view.archived else ""))
-        elif k == "state":
-            out.append(Cell(f"{view.symbol} {view.label}", style_of(view.state)))
-        elif k == "progress":
-            label = f" {view.epochs_text()} {view.percent_text()}"
-            width = max(4, c.width - len(label))
-            out.append(Cell(bar(view.fraction, width), "green" if view.live else "cyan" if view.complete else "dim",
-                            tail=label))
-        elif k == "spark":
-            out.append(SparkCell(tuple(view.losses), c.width, "#5fafff"))
-        elif k == "loss":
-            out.append(Cell(fmt_sig(view.last_loss), justify="right"))
-        elif k == "best":
-            if view.best_value is None:
-                out.append(Cell("-"))
-            else:
-                label = f"{view.best_metric or 'best'} {fmt_sig(view.best_value)}"
-                out.append(Cell(label[:c.width]))
-        elif k == "thr":
-            out.append(Cell(view.throughput_text()[:c.width], justify="right"))
-        elif k == "eta":
-            out.append(Cell(fmt_duration(view.eta_s) if view.state == "running" else "-", justify="right"))
-        elif k == "hb":
-            out.append(Cell(view.age_text(now), justify="right"))
-        elif k == "warn":
-            out.append(Cell("⚠" if view.warned else " ", "bold yellow"))
-    return out
-
-
-class RunsTable(DataTable):
+class RunsTable(ListTable):
     """The workspace's table of runs (row keys are the runs' folder paths)."""
 
     DEFAULT_CSS = """
     RunsTable { height: 1fr; }
     """
+    BINDINGS = [
+        Binding("enter", "open_run", "Open", tooltip="open the run's detail"),
+    ]
 
     def __init__(self, *, clock: Callable[[], float], name: str | None = None, id: str | None = None,
                  classes: str | None = None, disabled: bool = False) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, name=name, id=id, classes=classes,
-                         disabled=disabled)
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.clock = clock
         self.marked: set[str] = set()  # the runs marked with space (folder paths), set by the screen
         self._views: list[RunView] = []
-        self._groups: dict[int, str] = {}
-        self._cols: list[Col] = []
-        self._name_w = NAME_MIN
+        self._groups: dict[str, str] = {}  # header row key -> its label
+        self._layout = Layout([], {})
         self._width = 0
+        self._group_label: Callable[[RunView], str] | None = None
 
     def show(self, views: list[RunView], group_label: Callable[[RunView], str] | None = None) -> None:
         """Rebuild every row (keeps the cursor on the same run when it is still shown)."""
         current = self.current_key()
         self._views = views
-        self._build(group_label)
+        self._group_label = group_label
+        self._build()
         if current is not None:
             self.select_key(current)
 
-    def _build(self, group_label=None) -> None:
+    def _build(self) -> None:
         width = self.size.width or self.app.size.width
         self._width = width
-        self._cols, self._name_w = choose_columns(width)
+        views = self._views
+        longest = max((len(v.name) for v in views), default=0)
+        cols, widths = choose_columns(width, longest)
+        names = [v.name for v in views]
+        self._layout = Layout(cols, widths, shared_prefix(names) if longest + 1 > widths["name"] else 0,
+                              mono=self.app.no_color)
         self.clear(columns=True)
-        for c in self._cols:
-            self.add_column(c.label, key=c.key, width=self._name_w if c.key == "name" else c.width)
+        for c in cols:
+            self.add_column(c.label, key=c.key, width=widths[c.key])
         now = self.clock()
-        rows, last_group = [], None
-        for v in self._views:
+        self._groups = {}
+        last_group, layout, marked, group_label = None, self._layout, self.marked, self._group_label
+        blank = [Text("")] * len(cols)
+        for v in views:
             if group_label is not None:
                 g = group_label(v)
                 if g != last_group:
                     last_group = g
-                    header = [Text("")] * len(self._cols)
-                    header[1] = Text(f"▼ {g}", style="bold underline")
-                    rows.append((header, f"\0group:{g}"))
-            rows.append((cells(v, self._cols, self._name_w, now, v.path in self.marked), v.path))
-        for row, key in rows:
-            self.add_row(*row, key=key)
-        self._group_label = group_label
+                    self._groups[GROUP + g] = f"▼ {g}"
+                    self.add_row(*blank, key=GROUP + g)
+            self.add_row(*cells(v, layout, now, v.path in marked), key=v.path)
 
     def _update_dimensions(self, new_rows) -> None:
         """Every column has a fixed width and every row is one line, so no cell is measured (the
@@ -192,10 +88,25 @@ class RunsTable(DataTable):
         header = self.header_height if self.show_header else 0
         self.virtual_size = Size(width, self._total_row_height + header)
 
+    def _render_line_in_row(self, row_key, line_no, base_style, cursor_location, hover_location):
+        """A group's header row is one text across the whole row (a cell would cut its value)."""
+        fixed, scrollable = super()._render_line_in_row(row_key, line_no, base_style, cursor_location,
+                                                        hover_location)
+        label = self._groups.get(row_key.value) if row_key.value else None
+        if label is None:
+            return fixed, scrollable
+        segments = [seg for cell in scrollable for seg in cell]
+        total = sum(len(seg.text) for seg in segments)
+        style = (segments[0].style or Style()) + Style(bold=True, underline=True) if segments else Style(bold=True)
+        text = f" {label}"
+        text = text[:total] if len(text) > total else text
+        return fixed, [[Segment(text, style), Segment(" " * (total - len(text)), segments[0].style if segments
+                                                      else None)]]
+
     def on_resize(self) -> None:
         if self.size.width != self._width and self._views is not None:
             current = self.current_key()
-            self._build(getattr(self, "_group_label", None))
+            self._build()
             if current:
                 self.select_key(current)
 
@@ -207,7 +118,7 @@ class RunsTable(DataTable):
         except RowDoesNotExist:
             return False
         row = self._data[key]
-        for c, value in zip(self._cols, cells(view, self._cols, self._name_w, self.clock(), view.path in self.marked),
+        for c, value in zip(self._layout.cols, cells(view, self._layout, self.clock(), view.path in self.marked),
                             strict=True):
             row[c.key] = value
         self._update_count += 1  # the row render cache is keyed on it
@@ -225,6 +136,12 @@ class RunsTable(DataTable):
         problems = view.problems() if view is not None else []
         self.tooltip = "\n".join(problems) if problems else None
 
+    def action_open_run(self) -> None:
+        """Open the run's detail now (a key typed right after goes to the detail, or nowhere)."""
+        open_run = getattr(self.screen, "action_open", None)
+        if open_run is not None:
+            open_run()
+
     def current_key(self) -> str | None:
         if not self.row_count:
             return None
@@ -232,7 +149,7 @@ class RunsTable(DataTable):
             key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
         except Exception:
             return None
-        return None if key is None or key.startswith("\0group:") else key
+        return None if key is None or key.startswith(GROUP) else key
 
     def select_key(self, key: str) -> bool:
         try:

@@ -11,9 +11,10 @@ from tui.widgets.glyphs import bar, pct_text
 
 
 def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: int, filt: str, sort: str,
-                 group: str | None, pending: int = 0) -> Text:
-    """Two lines: ROOT · watch mode · flags, then the overall bar, % and the counts per state."""
-    t = Text()
+                 group: str | None, pending: int = 0, archived: bool = False) -> Text:
+    """Three lines that never wrap (a long line ends with …, so the third one never goes): ROOT ·
+    watch mode · flags; the overall bar, % and the counts per state; sort · group · filter."""
+    t = Text(no_wrap=True, overflow="ellipsis")
     t.append("trainmon ", style="bold")
     t.append(root)
     t.append(f"  ·  {mode}", style="dim")
@@ -43,6 +44,8 @@ def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: 
         t.append(f"  ·  group: {group}", style="dim")
     if filt:
         t.append(f"  ·  filter: {filt} ({shown} shown)", style="dim")
+    if archived:
+        t.append("  ·  archived shown (A hides them)", style="dim")
     if pending:
         t.append(f"  ·  reading… ({pending} left)", style="dim")
     return t
@@ -52,7 +55,7 @@ class SummaryBar(Static):
     """Shows :func:`summary_text`; repaints only when the text changed."""
 
     DEFAULT_CSS = """
-    SummaryBar { height: 3; padding: 0 1; background: $boost; }
+    SummaryBar { height: 3; padding: 0 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def show(self, text: Text) -> None:
