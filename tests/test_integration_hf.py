@@ -23,7 +23,7 @@ needs_hf = pytest.mark.skipif(not HAVE_HF, reason="transformers/accelerate not i
 
 
 def test_importing_trainkit_integrations_imports_no_framework():
-    code = ("import sys, trainkit, trainkit.integrations, trainkit.integrations.common, trainkit.runlog, "
+    code = ("import sys, trainkit, trainkit.integrations, trainkit.integrations.common, trainkit.runfolder.writer, "
             "trainkit.status; "
             "bad = [m for m in ('transformers', 'lightning', 'pytorch_lightning', 'accelerate', 'torch') "
             "if m in sys.modules]; print(*bad); sys.exit(1 if bad else 0)")

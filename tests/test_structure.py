@@ -114,7 +114,7 @@ TORCH_FREE = ["trainkit.cli", "trainkit.config", "trainkit.runfolder", "trainkit
               "trainkit.serve", "trainkit.serve.api", "trainkit.serve.runs", "trainkit.serve.server",
               "trainkit.lifecycle", "trainkit.lifecycle.experiments", "trainkit.lifecycle.archiving",
               "trainkit.lifecycle.promotion", "trainkit.monitor", "trainkit.integrations", "trainkit.slurm",
-              "trainkit.runlog", "trainkit.integrations.common",
+              "trainkit.runfolder.writer", "trainkit.integrations.common",
               "trainkit.run_control", "trainkit.tasks", "trainkit.tasks.defaults",
               "trainkit.foreign", "trainkit.foreign.hf", "trainkit.foreign.lightning", "trainkit.foreign.tensorboard",
               *(f"trainkit.commands.{p.stem}" for p in (PACKAGE / "commands").glob("*.py"))]

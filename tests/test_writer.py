@@ -1,4 +1,4 @@
-"""The one writer of a training session's folder (trainkit.runlog): the lock before anything is read,
+"""The one writer of a training session's folder (trainkit.runfolder.writer): the lock before anything is read,
 a folder that vanished is never created again, one ``_meta`` schema for every trainer, one rule of
 what a resume cuts. Real `trainkit train` subprocesses, real files."""
 
@@ -11,7 +11,7 @@ import sys
 import pytest
 from helpers import ROOT, read_json, start_trainkit, trainkit, wait_for, write_config
 
-from trainkit.runlog import EPOCH, EVAL, LOG, STEP, FolderGone, RunWriter, after_checkpoint
+from trainkit.runfolder.writer import EPOCH, EVAL, LOG, STEP, FolderGone, RunWriter, after_checkpoint
 
 
 def hold_lock(run) -> subprocess.Popen:

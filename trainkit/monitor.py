@@ -34,7 +34,7 @@ from typing import Any
 
 from trainkit.evaluation.scoring import normalize
 from trainkit.runfolder import RunPaths
-from trainkit.runfolder.files import JsonlWriter, truncate_tail
+from trainkit.runfolder.files import JsonlWriter
 
 #: ``sampler(prompts) -> outputs``: the model's raw answers to the prompt texts, in order.
 Sampler = Callable[[list[str]], list[str]]
@@ -238,16 +238,6 @@ class Monitor:
     # ---------------------------------------------------------------- layers
     def write_layers(self, step: int, epoch: int, layers: list[dict]) -> None:
         self._write("layers", {"step": step, "epoch": epoch, "t": time.time(), "layers": layers})
-
-
-def trim_after(paths: RunPaths, global_step: int) -> int:
-    """Resume: cut the monitor's records of steps at or after ``global_step`` (written after the
-    checkpoint, before a crash) off the end of its files, in place. Returns the records cut."""
-    def after(rec: dict) -> bool:
-        step = rec.get("step")
-        return isinstance(step, int) and step >= global_step
-
-    return sum(truncate_tail(p, after) for p in (paths.samples, paths.alerts, paths.layers))
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from trainkit.runfolder import FORMAT_VERSION, RunPaths
-from trainkit.runlog import ENGINE, RunWriter, resolved_meta
+from trainkit.runfolder.writer import ENGINE, RunWriter, resolved_meta
 
 
 def dead_pid() -> int:
@@ -31,7 +31,7 @@ def synthetic_run(root: Path, name: str, *, total: int = 10, scores: list[float]
                   durable: bool = False) -> RunPaths:
     """A run folder with ``len(scores)`` complete epochs whose ``validation_scores.json`` holds
     ``val_loss`` = the score; ``state`` None writes no ``training_status.json``. Written through
-    :class:`~trainkit.runlog.RunWriter`, the writer of every training session."""
+    :class:`~trainkit.runfolder.writer.RunWriter`, the writer of every training session."""
     now = time.time()
     writer = RunWriter(Path(root) / name, heartbeat_s=heartbeat_interval_s, durable=durable,
                        clock=lambda: now - heartbeat_age_s)

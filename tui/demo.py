@@ -1,6 +1,6 @@
 """A deterministic demo ROOT (fixed times and values) for snapshots and screenshots; the files are
 laid out in trainkit's exact formats (:func:`trainkit.testing.synthetic_run`, then fixed times),
-the training session's files through :class:`trainkit.runlog.RunWriter`."""
+the training session's files through :class:`trainkit.runfolder.writer.RunWriter`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import orjson
 from trainkit.evaluation.plan import conversation_name
 from trainkit.runfolder import RunPaths
 from trainkit.runfolder.files import dumps, write_json
-from trainkit.runlog import ENGINE, RunWriter, resolved_meta
+from trainkit.runfolder.writer import ENGINE, RunWriter, resolved_meta
 from trainkit.testing import synthetic_run
 
 NOW = 1_800_000_000.0

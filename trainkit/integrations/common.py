@@ -1,5 +1,5 @@
 """What the Hugging Face and Lightning callbacks share: :class:`ForeignRun`, one training session of
-another trainer, written through :class:`trainkit.runlog.RunWriter` (the writer of trainkit's own
+another trainer, written through :class:`trainkit.runfolder.writer.RunWriter` (the writer of trainkit's own
 engine), so that such a run reads exactly like one of the engine's.
 
 The session follows the engine's order: the lock first (:meth:`ForeignRun.begin`), then what the
@@ -52,12 +52,10 @@ from trainkit.runfolder import (
     RUN_NAME,
     RUNNING,
     STOPPED,
-    readers,
     slugify,
 )
 from trainkit.runfolder.control import Controls
-from trainkit.runfolder.files import iter_jsonl
-from trainkit.runlog import EVAL, HEARTBEAT_S, STEP, SYSTEM_EVERY_S, RunWriter, resolved_meta
+from trainkit.runfolder.writer import EVAL, HEARTBEAT_S, STEP, SYSTEM_EVERY_S, RunWriter, resolved_meta
 
 log = logging.getLogger("trainkit")
 
@@ -353,7 +351,7 @@ class ForeignRun:
             self.writer.claim(new=True)
         except Exception as e:  # LockHeld, FolderGone: one line
             raise RunRefused(f"trainkit: {self.paths.root}: {first_line(e, limit=300)}") from None
-        previous = readers.load(self.paths.resolved_config, readers.RESOLVED_CONFIG, []) or {}
+        previous = self.writer.read_resolved()
         if self.global_step == 0:
             self._new_training(previous)
         else:  # a resume: what was written after its checkpoint goes
@@ -377,7 +375,7 @@ class ForeignRun:
         if self.fresh:
             self.moved_aside = self.writer.move_aside()
             return
-        status = readers.load(self.paths.status, readers.STATUS, []) or {}
+        status = self.writer.read_status()
         mine = status.get("pid") == os.getpid() and status.get("host") == self.live.fields["host"] \
             and status.get("state") not in COMPLETE
         if mine:
@@ -393,7 +391,7 @@ class ForeignRun:
     def _read_back(self, epochs_done: int) -> None:
         """A resume: the losses of the epoch in progress recorded before the checkpoint (its mean
         covers them too), and the best so far, from what the folder kept."""
-        for rec in iter_jsonl(self.paths.metrics):
+        for rec in self.writer.records():
             kind = rec.get("kind")
             if kind == STEP and rec.get("epoch") == epochs_done and isinstance(rec.get("loss"), (int, float)) \
                     and math.isfinite(rec["loss"]):

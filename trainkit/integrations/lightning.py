@@ -301,19 +301,22 @@ class TrainkitLogger(Logger):
     It takes the :class:`TrainkitCallback`'s arguments and brings that callback into the Trainer
     when the fit starts (a ``TrainkitCallback`` already among ``callbacks`` is used instead); the
     callback records every value your module logs, at its step, from the training loop itself.
-    ``version`` and ``log_dir`` name the run folder once the fit started."""
+    ``log_dir`` names the run folder once the fit started. It makes no folder of its own:
+    ``ModelCheckpoint`` writes where it does without a logger (``default_root_dir/checkpoints``),
+    and ``trainer.log_dir`` is ``default_root_dir``."""
 
     def __init__(self, run_dir: str | os.PathLike | None = None, **callback_kwargs: Any) -> None:
         super().__init__()
         self.callback = TrainkitCallback(run_dir, **callback_kwargs)
+        self._root: str | None = None  # the trainer's default_root_dir, once the fit started
 
     @property
     def name(self) -> str:
-        return "trainkit"
+        return ""  # no folder of its own (a folder named "trainkit" would shadow the package in its folder)
 
     @property
-    def version(self) -> str | None:
-        return Path(self.callback.run_dir).name if self.callback.run_dir is not None else None
+    def version(self) -> str:
+        return ""
 
     @property
     def log_dir(self) -> str | None:
@@ -321,7 +324,7 @@ class TrainkitLogger(Logger):
 
     @property
     def save_dir(self) -> str | None:
-        return os.fspath(Path(self.callback.run_dir).parent) if self.callback.run_dir is not None else None
+        return self._root
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
@@ -336,6 +339,7 @@ class TrainkitLogger(Logger):
         trainer = getattr(model, "_trainer", None)
         if trainer is None:
             return
+        self._root = os.fspath(trainer.default_root_dir)
         found = next((cb for cb in trainer.callbacks if isinstance(cb, TrainkitCallback)), None)
         if found is None:
             trainer.callbacks.append(self.callback)

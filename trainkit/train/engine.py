@@ -5,8 +5,8 @@ and restores the checkpoint; :meth:`Trainer.run` loops over epochs and steps; be
 asks :class:`~trainkit.runfolder.control.Controls` whether to go on; at every epoch end it measures the epoch
 (validation, best value, early stopping), then writes the epoch's files, checkpoints and updates
 ``progress.json``. The session (:mod:`trainkit.train.session`) has claimed and prepared the folder;
-every write into it goes through the session's :class:`~trainkit.runlog.RunWriter` (checkpoints and
-best.pt through :mod:`trainkit.train.checkpoint`). Only rank 0 writes files.
+every write into it goes through the session's :class:`~trainkit.runfolder.writer.RunWriter`
+(checkpoints and best.pt through :mod:`trainkit.train.checkpoint`). Only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from trainkit.runfolder import (
     STOPPED,
 )
 from trainkit.runfolder.control import Controls
-from trainkit.runlog import RunWriter, epoch_record
+from trainkit.runfolder.writer import RunWriter, epoch_record
 from trainkit.train import checkpoint
 from trainkit.train.checkpoint import TrainState
 from trainkit.train.ddp import Dist

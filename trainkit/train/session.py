@@ -2,7 +2,7 @@
 start over, and the repairs a crash may have made necessary.
 
 :func:`claim` is a session's start, in the one safe order: the run's lock first (through
-:class:`~trainkit.runlog.RunWriter`, the one writer of the folder), then :func:`prepare` reads and
+:class:`~trainkit.runfolder.writer.RunWriter`, the one writer of the folder), then :func:`prepare` reads and
 decides (nothing is written), then the folder is made to agree with the decision (old outputs moved
 aside on ``--fresh``, the config copied in, ``resolved_config.json`` written, records newer than the
 checkpoint cut off, ``progress.json`` with this session's target). The engine trains.
@@ -27,9 +27,7 @@ from trainkit.runfolder import (
     choose_run_dir,
     readers,
 )
-from trainkit.runfolder.files import read_json_object_or_none
-from trainkit.runfolder.lock import LockHeld
-from trainkit.runlog import ENGINE, RunWriter, resolved_meta
+from trainkit.runfolder.writer import ENGINE, LockHeld, RunWriter, resolved_meta
 from trainkit.tasks import Task
 from trainkit.tasks.configured import configured_task, task_defaults
 from trainkit.train import checkpoint
@@ -323,8 +321,8 @@ def finish_complete_run(prep: Prepared) -> bool:
     paths, st, total = prep.paths, prep.resume.state, prep.config.epochs
     early = st.early_stopped_at_epoch
     want_state = EARLY_STOPPED if early is not None else FINISHED
-    status = read_json_object_or_none(paths.status) or {}
-    progress = read_json_object_or_none(paths.progress) or {}
+    status = readers.load(paths.status, readers.ANY, []) or {}
+    progress = readers.load(paths.progress, readers.ANY, []) or {}
     repaired = False
     if progress.get("finished") is not True or progress.get("completed_epochs") != st.epoch:
         prep.writer.write_progress(st.epoch, max(total, st.epoch) if early is None else total,

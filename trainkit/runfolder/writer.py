@@ -1,7 +1,7 @@
-"""The one writer of a training session's run folder: trainkit's engine and session, the Hugging
-Face and Lightning callbacks (:mod:`trainkit.integrations`), the synthetic runs of tests
-(:mod:`trainkit.testing`) and trainmon's demo write through :class:`RunWriter`, so they agree on
-every file, field and rule.
+"""The one writer of a training session's run folder, in the contract's package: trainkit's engine
+and session, the Hugging Face and Lightning callbacks (:mod:`trainkit.integrations`), the
+synthetic runs of tests (:mod:`trainkit.testing`) and trainmon's demo write through
+:class:`RunWriter`, so they agree on every file, field and rule.
 
 A session, in this order (the engine's, and every other trainer's):
 
@@ -31,7 +31,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -39,13 +39,23 @@ from trainkit.runfolder import (
     COMPLETE,
     CONFIG_STEM,
     EPOCH_FILES,
+    FILES,
     FORMAT_VERSION,
+    JSONL,
     RUNNING,
     RunPaths,
     move_aside,
     progress_record,
+    readers,
 )
-from trainkit.runfolder.files import JsonlWriter, atomic_write, cleanup_temp_files, truncate_tail, write_json
+from trainkit.runfolder.files import (
+    JsonlWriter,
+    atomic_write,
+    cleanup_temp_files,
+    iter_jsonl,
+    truncate_tail,
+    write_json,
+)
 from trainkit.runfolder.live import Heartbeat, LiveStatus
 from trainkit.runfolder.lock import HANDOFF_ENV, LockHeld, RunLock
 
@@ -197,6 +207,19 @@ class RunWriter:
             self.live.enabled = False
         return self.gone
 
+    def read_resolved(self) -> dict:
+        """The run's ``resolved_config.json`` as it stands (checked; {} when missing or unusable),
+        for a session that decides after its claim."""
+        return readers.load(self.paths.resolved_config, readers.RESOLVED_CONFIG, []) or {}
+
+    def read_status(self) -> dict:
+        """The run's ``training_status.json`` as it stands (checked; {} when missing or unusable)."""
+        return readers.load(self.paths.status, readers.STATUS, []) or {}
+
+    def records(self) -> Iterator[dict]:
+        """The records of ``metrics.jsonl`` as they stand (a resume reads back what it kept)."""
+        return iter_jsonl(self.paths.metrics)
+
     def subfolders(self, *folders: Path) -> None:
         """Create folders inside the claimed run folder (never its parents: a vanished run folder
         is not created again), and clean the temp files a crash left in them."""
@@ -232,12 +255,14 @@ class RunWriter:
     def trim(self, *, global_step: int, epochs_done: int) -> int:
         """A resume from a checkpoint of ``global_step`` steps and ``epochs_done`` complete epochs:
         cut what was written after it (before a crash) by :func:`after_checkpoint`, off the end of
-        ``metrics.jsonl`` and the monitor's files (in place: the cost follows the cut, not the
-        file), and remove the epoch folders past it. Returns the records cut."""
+        every append-only file of the session (the contract's table: ``metrics.jsonl``, the
+        monitor's files; in place, the cost follows the cut, not the file), and remove the epoch
+        folders past it. Returns the records cut."""
         if not self.writes:
             return 0
         after, p = after_checkpoint(global_step, epochs_done), self.paths
-        cut = sum(truncate_tail(f, after) for f in (p.metrics, p.samples, p.alerts, p.layers))
+        logs = [p.root / f.name for f in FILES if f.kind == JSONL and f.fresh and not f.where]  # the session's
+        cut = sum(truncate_tail(f, after) for f in logs)
         for n, d in p.epoch_dirs():
             if n >= epochs_done:
                 shutil.rmtree(d)
