@@ -581,10 +581,11 @@ class Trainer:
         return Outcome(state, 0)
 
     def _final_status(self, state: str, error: str | None = None) -> None:
+        # before anything is drawn: a terminal that is gone or blocked never costs the final state
+        self.writer.final(state, error=error, last_epoch=max(self.state.epoch - 1, 0))
         if self.model is not None:
             self._show()
         self.display.close()
-        self.writer.final(state, error=error, last_epoch=max(self.state.epoch - 1, 0))
 
     def _cleanup(self) -> None:
         self.display.close()
