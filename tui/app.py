@@ -20,6 +20,7 @@ from tui.model.runs import RunsModel
 from tui.watcher import watch_root
 
 LIVENESS_S = 5.0
+SLURM_S = 5.0  # how often squeue is asked (once for every run handed to Slurm), off the event loop
 # When set, the path where the app writes time.time() once the first full read of ROOT is on screen
 # (benchmarks/tui_scale.py reads it: the time from process start to the first full paint).
 PAINTED_ENV = "TRAINMON_PAINTED_FILE"
@@ -177,6 +178,26 @@ class TrainmonApp(App):
         else:
             self.run_watcher()
         self.set_interval(LIVENESS_S, self.check_liveness)
+        self.set_interval(SLURM_S, self.ask_slurm)
+        self.ask_slurm()
+
+    def catch_up(self) -> None:
+        """The watches are in place: look once at what changed between the first read and now (a
+        few hundred runs per turn of the loop), then the app is watching."""
+        steps = self.model.catch_up()
+
+        def step() -> None:
+            t0 = time.perf_counter()
+            for _ in steps:
+                if time.perf_counter() - t0 > 0.01:
+                    break
+            else:
+                timer.stop()
+                self.watching = True
+            changes = self.model.refresh(set())
+            if changes:
+                self.post_message(RunsChanged(changes))
+        timer = self.set_interval(0.01, step)
 
     def start_polling(self, seconds: float) -> None:
         self.set_interval(seconds, self.poll_tick)
@@ -184,6 +205,23 @@ class TrainmonApp(App):
 
     def poll_tick(self) -> None:
         changes = self.model.refresh(None)
+        if changes:
+            self.post_message(RunsChanged(changes))
+
+    @work(thread=True, exclusive=True, group="slurm")
+    def ask_slurm(self) -> None:
+        """Slurm's view of the runs handed to it (one squeue call, in a thread, every few seconds:
+        never one per refresh): a run whose job Slurm holds reads ``queued``, as in ``trainkit status``."""
+        from trainkit.status import slurm_view
+
+        paths = self.model.slurm_runs()
+        if not paths:
+            return
+        _, jobs, problems = slurm_view(paths)
+        self.call_from_thread(self._slurm_seen, jobs, problems)
+
+    def _slurm_seen(self, jobs, problems: list[str]) -> None:
+        changes = self.model.set_slurm(jobs, problems)
         if changes:
             self.post_message(RunsChanged(changes))
 
@@ -203,7 +241,7 @@ class TrainmonApp(App):
 
     def on_watch_mode(self, message: WatchMode) -> None:
         if message.ready:
-            self.watching = True
+            self.catch_up()
             return
         self.watch_mode = message.mode
         if message.note:

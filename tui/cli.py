@@ -38,19 +38,27 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--poll", nargs="?", const=1.0, type=float, default=None, metavar="S",
                    help="poll every S seconds instead of inotify (default 1 s)")
     p.add_argument("--readonly", action="store_true", help="no actions: no key writes anything")
-    p.add_argument("--archived", action="store_true", help="also show the runs in ROOT-archive/")
+    p.add_argument("--archived", action="store_true", help="also show the runs in ROOT-archive/ (dim, marked "
+                                                           "archived; --once: a second table)")
     p.add_argument("--once", action="store_true", help="print the runs table as plain text and exit "
                                                        "(also when stdout is not a terminal)")
     return p.parse_args(argv)
 
 
-def print_once(root: str) -> None:
+def print_once(root: str, archived: bool = False) -> None:
+    """The runs table as text; with ``archived``, the archive's runs after it, under their own title."""
     from pathlib import Path
 
+    from trainkit.runfolder import ARCHIVE_SUFFIX
     from trainkit.status import scan
     from trainkit.status_table import render
 
     print(render(scan(root), Path(root)))
+    if archived:
+        archive = os.path.abspath(root).rstrip("/") + ARCHIVE_SUFFIX
+        runs = scan(archive) if os.path.isdir(archive) else []
+        print(f"\narchived ({archive}):")
+        print(render(runs, Path(archive)) if runs else f"no archived runs in {archive}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.once or not sys.stdout.isatty():
         try:
-            print_once(args.root)
+            print_once(args.root, archived=args.archived)
             sys.stdout.flush()
         except BrokenPipeError:  # `trainmon --once | head -1`: the reader left; not an error
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -65,7 +65,8 @@ async def watch_root(model: RunsModel, post: Callable[[Message], object], *, sto
     """Watch ROOT until cancelled. Returns a reason when it cannot watch (then poll instead).
     Posts ``WatchMode("inotify")`` once the watches are in place: from then on no change is missed."""
     changes_of = awatch(model.root, watch_filter=ContractFilter(model.root), debounce=debounce_ms, step=STEP_MS,
-                        recursive=True, stop_event=stop, force_polling=False, rust_timeout=10_000)
+                        recursive=True, stop_event=stop, force_polling=False, rust_timeout=10_000,
+                        ignore_permission_denied=True)  # a run folder this user cannot read is a row with ⚠
     try:
         first = asyncio.ensure_future(anext(changes_of))
         # awatch sets its watches up synchronously in its first step, before it first awaits: one

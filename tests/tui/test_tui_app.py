@@ -162,7 +162,7 @@ async def test_filter_then_archive_yes_moves_and_no_leaves(real_root):
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the modal")
         assert "2026-01-02-copy" in str(app.screen.query_one("#targets").render())
         await pilot.press("n")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: type(app.screen).__name__ == "WorkspaceScreen", what="the modal to close")
         assert (real_root / "2026-01-02-copy").is_dir()
         await pilot.press("a")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the modal")
@@ -264,6 +264,6 @@ async def test_readonly_writes_nothing(real_root):
                 await pilot.press(k)
                 if type(app.screen).__name__ != "WorkspaceScreen":
                     await pilot.press("escape")
-        await pilot.pause(0.3)
+        await pilot.pause()
         assert not any(type(s).__name__ == "ConfirmScreen" for s in app.screen_stack)
     assert snapshot_tree(real_root) == before

@@ -18,7 +18,7 @@ import pytest
 from helpers import arith_questions, eval_env, write_jsonl
 from rich.console import Console
 from textual.widgets.data_table import RowKey
-from tui_helpers import until
+from tui_helpers import ready, until
 
 from trainkit.formatting import fmt_progress, fmt_sig
 from trainkit.runfolder.files import write_json
@@ -41,7 +41,7 @@ def cells(table) -> list[list[str]]:
 
 
 async def open_detail(app, pilot, run_key: str):
-    await until(pilot, lambda: app.model.loaded and app.screen.query("#runs"), what="first paint")
+    await ready(pilot)  # painted, and the watcher is up
     app.screen.query_one("#runs").select_key(run_key)
     await pilot.press("enter")
     await until(pilot, lambda: type(app.screen).__name__ == "DetailScreen", what="the detail")
@@ -75,7 +75,6 @@ async def test_retry_errors_redraws_replaced_items_and_the_open_conversation(rea
                            what="the inspector")
         assert "12 items, 12 error(s), 0 wrong" in str(insp.query_one("#ihead").render())
         assert "error: ValueError: boom on item 0" in text_of(insp.rendered)
-        await pilot.pause(0.3)  # the watcher is up
         proc = start_eval(run, "broken", template.parent / "mixed.jsonl", "eval_models:flaky", env,
                           "--retry-errors", EVAL_FAIL_IDS="")
         try:
@@ -179,7 +178,7 @@ async def test_the_evaluations_cursor_stays_on_its_evaluation_while_another_is_w
         detail = await open_detail(app, pilot, str(run))
         table = detail.query_one("#eval-list")
         table.move_cursor(row=[e.name for e in detail.evals].index("mixed"))
-        await pilot.pause(0.3)
+        await pilot.pause()
         # "a-live" sorts first: its rows appear above the cursor, then change as its items are written
         proc = start_eval(run, "a-live", questions_60(tmp_path / "q60.jsonl"), "eval_models:gated", env,
                           "--retries", "0", EVAL_GATE_DIR=str(gates), EVAL_GATE_FROM="0")
@@ -217,7 +216,6 @@ async def test_samples_without_a_pattern_say_so(tmp_path):
                              and app.screen, what="the samples")
         head = str(screen.query_one("#shead").render())
         assert "24 samples  ·  correct 24/24 (100%)  ·  no pattern" in head and "pattern ok" not in head
-        await pilot.pause(0.3)
         with open(paths.samples, "ab") as f:  # a profile with a pattern from here on
             f.write(orjson.dumps({**sample, "step": 300, "pattern_ok": True, "correct": False}) + b"\n")
             f.write(orjson.dumps({**sample, "step": 310, "pattern_ok": False}) + b"\n")
@@ -263,7 +261,6 @@ async def test_every_wall_time_series_has_the_runs_start_as_its_zero(tmp_path):
         chart = next(cv for cv in detail.query("ChartView") if cv.title.startswith("val_loss"))
         drawn = text_of(Chart(chart.series, height=10, title=chart.title), 60).splitlines()
         assert drawn[-2].split() == ["5.3", "17.5"] and "s since start" in chart.title  # the x range
-        await pilot.pause(0.3)  # the watcher is up
         with open(run / "metrics.jsonl", "ab") as f:  # a new epoch while the screen is open
             f.write(orjson.dumps({"kind": "epoch", "epoch": 3, "val_loss": 0.1, "t": t0 + 23.1}) + b"\n")
         await until(pilot, lambda: len(charts()["val_loss"]) == 4, timeout=5, what="the new epoch")
@@ -282,7 +279,6 @@ async def test_the_system_section_names_the_rank_under_ddp(tmp_path):
         assert title.startswith("System (rank 0 of 2") and "rank 0's process" in title
         shown = [cv.title for cv in detail.query("ChartView") if cv.series]
         assert not any(t.startswith(("rank", "world_size")) for t in shown), shown
-        await pilot.pause(0.3)  # the watcher is up
         with open(run / "system.jsonl", "ab") as f:  # one process from here on
             f.write(orjson.dumps({"t": time.time(), "cpu_percent": 1.0, "rank": 0, "world_size": 1}) + b"\n")
         await until(pilot, lambda: str(detail.query_one("#system-title").render()) == "System", timeout=5,
@@ -298,7 +294,7 @@ async def test_trainmon_prints_the_formatters_text(tmp_path):
     key = os.path.abspath(paths.root)
     app = TrainmonApp(Options(str(root)))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.model.loaded and app.screen.query("#runs"), what="first paint")
+        await ready(pilot)
         table = app.screen.query_one("#runs")
 
         def cell(column: str) -> str:

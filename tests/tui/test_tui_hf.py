@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tui_helpers import row_text, until
+from tui_helpers import ready, row_text, until
 
 from tui.app import Options, TrainmonApp
 
@@ -27,7 +27,7 @@ async def test_an_hf_run_shows_its_progress_and_sparkline(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     app = TrainmonApp(Options(str(root)))
     async with app.run_test(size=(120, 36)) as pilot:
-        await until(pilot, lambda: app.model.loaded and app.screen.query("#runs"), what="first paint")
+        await ready(pilot)
         row = await until(pilot, lambda: row_text(app, os.path.abspath(run)), what="the HF run's row")
         assert "finished" in row and "100%" in row, row  # state and progress
         assert any(ch in row for ch in "▁▂▃▄▅▆▇█"), row  # a sparkline of the logged losses

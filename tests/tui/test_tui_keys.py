@@ -75,9 +75,8 @@ async def burst(pilot, *keys: str) -> None:
     chars = {"slash": "/", "enter": "\r", "escape": "\x1b", "space": " "}
     for k in keys:
         pilot.app.post_message(events.Key(k, chars.get(k, k if len(k) == 1 else None)))
-    for _ in range(5):  # each key bubbles through the widget, the screen and the app: a few turns
+    for _ in range(5):  # each key goes through the widget, the screen and the app: a few idle waits
         await pilot.pause()
-    await pilot.pause(0.1)
 
 
 @pytest.mark.asyncio

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from helpers import eval_env, trainkit, write_config
-from tui_helpers import until
+from tui_helpers import ready, until
 
 from trainkit.runfolder import RunPaths
 from trainkit.runfolder.files import dumps, write_json
@@ -133,7 +133,7 @@ async def test_detail_shows_real_samples_layers_and_live_alerts(monitored):
     assert samples and layers
     app = TrainmonApp(Options(str(monitored)))
     async with app.run_test(size=(120, 36)) as pilot:
-        await until(pilot, lambda: app.model.loaded and app.screen.query("#runs"), what="load")
+        await ready(pilot)
         table = app.screen.query_one("#runs")
         assert table.tooltip is None  # no alert, no warning
         await pilot.press("enter")
@@ -191,5 +191,4 @@ async def test_detail_shows_real_samples_layers_and_live_alerts(monitored):
         from tui_helpers import row_text
         assert row_text(app, str(run)).endswith("⚠")
         table.move_cursor(row=0)
-        await pilot.pause(0.1)
-        assert table.tooltip == "alert: loss spiked to 9.5 at step 9999"
+        await until(pilot, lambda: table.tooltip == "alert: loss spiked to 9.5 at step 9999", what="the tooltip")

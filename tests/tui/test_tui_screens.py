@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tui_helpers import until
+from tui_helpers import ready, until
 
 from trainkit.testing import synthetic_run
 from tui.app import Options, TrainmonApp
@@ -23,9 +23,10 @@ DEMO = Path("/tmp/trainmon-snapshots/experiments")  # a fixed path: the header s
 
 
 async def open_all(app, pilot, with_eval: bool):
-    await until(pilot, lambda: app.model.loaded, what="load")
-    await pilot.pause(0.1)
-    await pilot.press("question_mark", "escape")
+    await ready(pilot)
+    await pilot.press("question_mark")
+    await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen", what="help")
+    await pilot.press("escape")
     if not app.model.runs:
         await pilot.press("enter", "c", "a", "slash", "escape")
         assert type(app.screen).__name__ == "WorkspaceScreen"
@@ -43,8 +44,7 @@ async def open_all(app, pilot, with_eval: bool):
         await until(pilot, lambda: type(app.screen).__name__ == "InspectorScreen", what="inspector")
         await pilot.press("e", "w", "n", "p", "escape")
     await pilot.press("escape")
-    await pilot.press("space", "c")
-    await pilot.pause(0.3)
+    await pilot.press("space", "c")  # one run marked: compare says to mark two
     await pilot.press("escape", "x")
     await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="modal")
     await pilot.press("n")
@@ -79,53 +79,52 @@ def demo_app() -> TrainmonApp:
 
 
 async def at_workspace(pilot):
-    await until(pilot, lambda: pilot.app.model.loaded and pilot.app.screen.query("#runs"), what="load")
-    await pilot.pause(0.2)
+    await ready(pilot)
 
 
 async def at_detail(pilot):
     await at_workspace(pilot)
     await pilot.press("enter")
-    await until(pilot, lambda: getattr(pilot.app.screen, "history", None) is not None, what="history")
-    await pilot.pause(0.2)
+    await until(pilot, lambda: getattr(pilot.app.screen, "history", None) is not None
+                and pilot.app.screen.query("ChartView"), what="history")
+    await pilot.pause()
 
 
 async def at_inspector(pilot):
     await at_detail(pilot)
-    await pilot.press("i", "down", "down", "down")
-    await pilot.pause(0.2)
+    await pilot.press("i")
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "InspectorScreen", what="inspector")
+    await pilot.press("down", "down", "down")
 
 
 async def at_compare(pilot):
     await at_workspace(pilot)
     await pilot.press("space", "space", "c")
     await until(pilot, lambda: getattr(pilot.app.screen, "comparison", None) is not None, what="compare")
-    await pilot.pause(0.2)
+    await pilot.pause()
 
 
 async def at_modal(pilot):
+    """Stop the running run: the modal names it, Cancel has the focus (Enter alone never confirms)."""
     await at_workspace(pilot)
-    await pilot.press("down", "x")
+    await pilot.press("down", "down", "x")
     await until(pilot, lambda: type(pilot.app.screen).__name__ == "ConfirmScreen", what="modal")
-    await pilot.pause(0.1)
 
 
 async def at_help(pilot):
     await at_workspace(pilot)
     await pilot.press("question_mark")
-    await pilot.pause(0.1)
+    await until(pilot, lambda: type(pilot.app.screen).__name__ == "HelpScreen", what="help")
 
 
 async def at_monitor(pilot):
     """The detail scrolled to the training monitor's tables (samples, alerts, layer health)."""
     await at_workspace(pilot)
     pilot.app.screen.query_one("#runs").select_key(str(DEMO / "2026-11-22-bad-lr"))  # it has alerts
-    await pilot.pause(0.1)
     await pilot.press("enter")
     await until(pilot, lambda: getattr(pilot.app.screen, "monitor", None) is not None, what="monitor")
-    await pilot.pause(0.2)
-    pilot.app.screen.query_one("#samples").scroll_visible(top=True, animate=False)
-    await pilot.pause(0.2)
+    await pilot.press("3")  # the samples section (the monitor's tables follow it)
+    await pilot.pause()
 
 
 async def at_samples(pilot):
@@ -133,7 +132,6 @@ async def at_samples(pilot):
     await pilot.press("S")
     await until(pilot, lambda: type(pilot.app.screen).__name__ == "SamplesScreen" and not pilot.app.screen.reading,
                 what="samples")
-    await pilot.pause(0.2)
 
 
 SCREENS = {"workspace": at_workspace, "detail": at_detail, "inspector": at_inspector, "compare": at_compare,
@@ -144,6 +142,14 @@ SCREENS = {"workspace": at_workspace, "detail": at_detail, "inspector": at_inspe
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_snapshot(snap_compare, screen, size):
     assert snap_compare(demo_app(), run_before=SCREENS[screen], terminal_size=size)
+
+
+@pytest.mark.parametrize("size", [(120, 36), (80, 24)], ids=["120x36", "80x24"])
+def test_snapshot_without_colour(snap_compare, monkeypatch, size):
+    """NO_COLOR=1: every state reads by its symbol, its word and bold/reverse/dim (failed, crashed
+    and stopped were dark grey on near-black)."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(demo_app(), run_before=at_workspace, terminal_size=size)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install -y tmux)")

@@ -84,6 +84,7 @@ class _Entry:
     status: dict = field(default_factory=dict)
     loaded_ns: int = 0
     slurm_job: int | None = None  # the Slurm job of the run's last launch (launch.json)
+    skipped_note: str | None = None  # a metrics line too long to read, skipped at the first read (it stays said)
 
 
 def _sig(path: str) -> tuple | None:
@@ -159,13 +160,33 @@ class RunsModel:
                 self._dirty.setdefault(key, set()).add(ROW)
         return self.refresh(set(), budget_s=None) if self._dirty else []
 
+    def catch_up(self, chunk: int = 200):
+        """What changed between a run's first read and the moment the watcher's watches were in
+        place (no event tells that): a generator that stats each run's files (and its evaluations'
+        folder: an evaluation's lock comes and goes there) ``chunk`` runs at a time, yielding
+        between chunks; a file newer than the run's read makes the run dirty."""
+        self._discover()
+        keys = list(self._entries)
+        for i in range(0, len(keys), chunk):
+            for key in keys[i:i + chunk]:
+                e = self._entries.get(key)
+                if e is None:
+                    continue
+                for name in (*POLLED, EVALS_DIR):
+                    s = _sig(f"{key}/{name}")
+                    if s is not None and s[0] >= e.loaded_ns - 2_000_000_000:
+                        self._route({f"{key}/{name}"})
+            yield
+
     def slurm_runs(self) -> list[str]:
         """The runs whose last launch was handed to Slurm (their state needs squeue's view)."""
         return [k for k, e in self._entries.items() if e.slurm_job is not None]
 
     def set_slurm(self, jobs: dict[int, JobView] | None, problems: list[str]) -> list[RunChange]:
         """Slurm's view of the recorded jobs (from one squeue call): the runs handed to Slurm are
-        judged again."""
+        judged again (only when that view changed: an idle screen stays idle)."""
+        if jobs == self.slurm_jobs and problems == self.slurm_problems:
+            return []
         self.slurm_jobs, self.slurm_problems = jobs, problems
         for key in self.slurm_runs():
             self._dirty.setdefault(key, set()).add(ROW)
@@ -322,6 +343,8 @@ class RunsModel:
         view.losses.extend(float(r["loss"]) for r in recs)
         view.bad_lines = e.tail.bad_lines
         view.metrics_problem = f"{METRICS_FILE}: {e.tail.problem}" if e.tail.problem else None
+        if e.tail.problem and e.tail.offset:  # a line too long to read: skipped for good, said for good
+            e.skipped_note, e.tail.problem = view.metrics_problem, None
         if recs and view.last_loss is None:
             view.last_loss = view.losses[-1]
         try:
@@ -387,7 +410,7 @@ class RunsModel:
             return False
         before = tail.offset
         recs = tail.read()
-        problem = f"{METRICS_FILE}: {tail.problem}" if tail.problem else None
+        problem = f"{METRICS_FILE}: {tail.problem}" if tail.problem else e.skipped_note
         if problem != e.view.metrics_problem:
             e.view.metrics_problem = problem
             recs = recs or []
@@ -437,7 +460,7 @@ def folder_problem(path: str) -> str | None:
         return None
     if not os.path.isdir(path):
         return None
-    return "cannot read the run folder: permission denied (its owner or mode keeps this user out)"
+    return "cannot read the folder: permission denied (its owner or mode keeps this user out)"
 
 
 def recorded_slurm_job(path: str) -> int | None:

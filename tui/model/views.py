@@ -95,6 +95,8 @@ class RunView:
         """Why the run is in its state, in a few words (the row's ETA / WHY cell): ``pid gone``,
         ``no heartbeat 5 min``, the error of a failed run, the items of a running evaluation."""
         r = self.reason or ""
+        if r.startswith("cannot read"):
+            return r.split(" (")[0]
         if self.state == "evaluating":
             return self.evaluation or r
         if self.state == "crashed":

@@ -14,6 +14,11 @@ from textual.widgets import Button, Static
 from tui.actions import ActionPlan
 
 
+def past(verb: str) -> str:
+    """``stop`` -> ``stopped``: the verb of an action as the modal's title says it."""
+    return verb + ("ped" if verb == "stop" else "d" if verb.endswith("e") else "ed")
+
+
 def plan_text(plan: ActionPlan) -> Text:
     t = Text()
     for line in plan.lines:
@@ -52,7 +57,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         n = self.plan.doable
         with Vertical():
-            yield Static(f"{self.plan.title}? ({n} of {len(self.plan.lines)} can be {self.plan.verb}d)"
+            yield Static(f"{self.plan.title}? ({n} of {len(self.plan.lines)} can be {past(self.plan.verb)})"
                          if n else f"{self.plan.title}: refused", id="title")
             with VerticalScroll():
                 yield Static(plan_text(self.plan), id="targets")

@@ -55,11 +55,12 @@ def head_text(view, now: float, history: History | None = None) -> Text:
     t.append(bar(view.fraction, 24), style="green" if view.live else "cyan")
     t.append(f" {view.epochs_text()} epochs {view.percent_text()}")
     t.append(f"  loss {fmt_sig(view.last_loss)}")
-    if view.best_value is not None:
+    if view.best_value is not None and not progress_line(history):  # else the best epoch says it
         t.append(f"  best {view.best_metric} {fmt_sig(view.best_value)}")
     if view.live:
+        eta = "paused" if view.state == "paused" else fmt_duration(view.eta_s)  # a paused run's ETA stands still
         t.append(f"  step {view.step}  lr {fmt_sig(view.lr, 3)}  "
-                 f"{view.throughput_text()}  ETA {fmt_duration(view.eta_s)}"
+                 f"{view.throughput_text()}  ETA {eta}"
                  f"  heartbeat {view.age_text(now)} ago")
     t.append(progress_line(history))
     t.append("\n")

@@ -39,7 +39,7 @@ COLUMNS = (
     Col("spark", "LOSS TREND", 16, 60),
     Col("loss", "LOSS", 8, 90),
     Col("best", "BEST", 15, 50),
-    Col("why", "ETA / WHY", 12, 94),
+    Col("why", "ETA / WHY", 12, 94, grow=32),
     Col("thr", "THRPT", 7, 30),
     Col("hb", "BEAT", 6, 40),
     Col("warn", "⚠", 1, 85),  # left out at 80 columns: the ETA / WHY cell starts with ⚠ then
@@ -51,7 +51,7 @@ def choose_columns(width: int, longest: int) -> tuple[list[Col], dict[str, int]]
     """The columns that fit ``width`` in screen order, and each one's width. The name column gets
     ``longest`` (plus the mark) up to :data:`NAME_WHOLE` before any optional column is added,
     the optional columns come by priority, and what is left widens the name (up to ``longest``)
-    and then the progress bar."""
+    and then the ETA / WHY cell (a failed run's error) and the progress bar."""
     avail = width - SCROLLBAR
     want_name = 1 + min(longest, NAME_MAX)  # 1: the mark (• marked)
     chosen = [c for c in COLUMNS if c.priority >= ESSENTIAL]
@@ -65,7 +65,7 @@ def choose_columns(width: int, longest: int) -> tuple[list[Col], dict[str, int]]
     left = avail - used
     widths["name"] = max(8, min(left, want_name))
     left -= widths["name"]
-    for c in chosen:
+    for c in sorted(chosen, key=lambda c: c.key != "why"):
         if c.grow and left > 0:
             extra = min(left, c.grow - c.width)
             widths[c.key] += extra

@@ -62,9 +62,12 @@ class RunsTable(ListTable):
         views = self._views
         longest = max((len(v.name) for v in views), default=0)
         cols, widths = choose_columns(width, longest)
-        names = [v.name for v in views]
-        self._layout = Layout(cols, widths, shared_prefix(names) if longest + 1 > widths["name"] else 0,
-                              mono=self.app.no_color)
+        prefix = 0
+        if longest + 1 > widths["name"]:  # the names do not fit: without the prefix they all share
+            prefix = shared_prefix([v.name for v in views])
+            if prefix:
+                cols, widths = choose_columns(width, longest - prefix + 1)
+        self._layout = Layout(cols, widths, prefix, mono=self.app.no_color)
         self.clear(columns=True)
         for c in cols:
             self.add_column(c.label, key=c.key, width=widths[c.key])
