@@ -167,9 +167,14 @@ class TrainmonApp(App):
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.dispatch(lambda s: getattr(s, "model_loaded", None))
+        self.call_after_refresh(self._painted)
+
+    def _painted(self) -> None:
+        """The first full read is on screen: now watch (setting the watches up on a big ROOT, and
+        the catch-up after it, never delay the first paint)."""
         marker = os.environ.get(PAINTED_ENV)
         if marker:
-            self.call_after_refresh(_write_painted, marker)
+            _write_painted(marker)
         if not self.options.watch:
             return
         poll = self.options.poll_s if self.options.poll_s is not None else (1.0 if self.network_fs else None)

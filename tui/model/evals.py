@@ -15,7 +15,7 @@ from trainkit.evaluation.plan import conversation_name
 from trainkit.evaluation.scoring import score_dir
 from trainkit.formatting import fmt_sig
 from trainkit.lifecycle.verdicts import read_run_reports, the_report, verdict_line
-from trainkit.runfolder import EvalPaths, RunPaths, readers
+from trainkit.runfolder import EVALS_DIR, EvalPaths, RunPaths, readers
 from trainkit.runfolder.files import FileFormatError, JsonlTail
 from trainkit.runfolder.lock import live_lock, read_lock
 
@@ -125,9 +125,9 @@ def _counts_text(s: dict) -> str:
 def running_evaluation(run_dir: str) -> str | None:
     """``mixed 26/40``: the evaluation of the run that a live process on this host runs now (its
     lock, ``evals/.<name>.lock``), with the items done and planned; None when none runs."""
-    evals = RunPaths(Path(run_dir)).evals
-    try:
-        locks = sorted(e.name for e in os.scandir(evals) if e.name.startswith(".") and e.name.endswith(".lock"))
+    try:  # a plain path (a row is read for every run at start: no pathlib here)
+        with os.scandir(f"{run_dir}/{EVALS_DIR}") as it:
+            locks = sorted(e.name for e in it if e.name.startswith(".") and e.name.endswith(".lock"))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None
     for lock in locks:
