@@ -22,7 +22,12 @@ And on the 1,000-run tree:
   - the bytes written to the terminal per one-run update (median over the appends: everything
     from the append until 150 ms after the value appeared).
 
-    python benchmarks/tui_scale.py [--quick] [--keep DIR]
+With ``--baseline DIR`` (another checkout of this repository, e.g. a ``git worktree`` of the
+commit before a change) the same trees are measured with that checkout's trainmon too, side by
+side: the first paints alternate between the two (ABBA: best and median of 3 each, and their
+ratio), then each one's other figures, one after the other.
+
+    python benchmarks/tui_scale.py [--quick] [--keep DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -70,12 +75,14 @@ def build(root: Path, runs: int, lines: int) -> float:
 class Pty:
     """``trainmon ROOT`` on a pseudo-terminal; a thread reads everything it writes."""
 
-    def __init__(self, root: Path, marker: Path) -> None:
+    def __init__(self, root: Path, marker: Path, checkout: str | None = None) -> None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS),
                    TRAINMON_PAINTED_FILE=str(marker))
         env.pop("TEXTUAL", None)
+        if checkout is not None:  # that checkout's tui and trainkit come first on the path
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (checkout, env.get("PYTHONPATH", "")) if p)
         self.master = master
         self.chunks: list[tuple[float, bytes]] = []
         self.lock = threading.Lock()
@@ -196,77 +203,95 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def run_tree(base: Path, runs: int, lines: int, *, full: bool, idle_s: float, appends: int, quick: bool) -> None:
+def run_tree(base: Path, runs: int, lines: int, *, full: bool, idle_s: float, appends: int, quick: bool,
+             baseline: str | None = None) -> None:
     root = base / f"tree-{runs}"
     build_s = build(root, runs, lines)
     print(f"\n== {runs:,} runs x {lines:,} metric lines (built in {build_s:.1f} s, "
           f"{sum(f.stat().st_size for f in root.glob('*/' + METRICS_FILE)) / 2**20:.0f} MiB of metrics)")
     os.sync()  # the new tree's writeback does not land in the timed starts
     marker = base / f"painted-{runs}"
-    paints = []
-    for _ in range(2):  # two starts measured and quit; the third goes on to the other figures
-        app = Pty(root, marker)
+    variants = [("", None)] + ([("baseline ", baseline)] if baseline else [])
+    paints: dict[str, list[float]] = {label: [] for label, _ in variants}
+    for i in range(3):  # starts measured and quit, alternating (ABBA) when there is a baseline
+        for label, checkout in (variants if i % 2 == 0 else variants[::-1]):
+            app = Pty(root, marker, checkout)
+            try:
+                paints[label].append(first_paint(app, marker))
+            finally:
+                app.close()
+            marker.unlink(missing_ok=True)
+    goal = 1.5 if runs <= 1000 else 3.0
+    for label, _ in variants:
+        paint = min(paints[label])
+        print(f"{label}first full paint      {paint:.2f} s best of 3 ({', '.join(f'{p:.2f}' for p in paints[label])}, "
+              f"median {statistics.median(paints[label]):.2f})   (goal < {goal:g} s: {verdict(paint < goal)})")
+    if baseline:
+        ratio = min(paints[""]) / min(paints["baseline "])
+        median = statistics.median(paints[""]) / statistics.median(paints["baseline "])
+        print(f"first paint ratio (this / baseline)  best {ratio:.2f}, median {median:.2f}")
+    for label, checkout in variants:
+        app = Pty(root, marker, checkout)
         try:
-            paints.append(first_paint(app, marker))
+            first_paint(app, marker)
+            if full:
+                other_figures(app, root, label, idle_s, appends)
+            rss = app.peak_rss / 2**20
+            if runs <= 1000:
+                print(f"{label}peak RSS              {rss:.0f} MB   (goal < 300 MB: {verdict(rss < 300)})")
+            else:
+                print(f"{label}peak RSS              {rss:.0f} MB")
         finally:
             app.close()
-        marker.unlink(missing_ok=True)
-    app = Pty(root, marker)
-    try:
-        paints.append(first_paint(app, marker))
-        paint = min(paints)
-        goal = 1.5 if runs <= 1000 else 3.0
-        print(f"first full paint      {paint:.2f} s best of 3 ({', '.join(f'{p:.2f}' for p in paints)})   "
-              f"(goal < {goal:g} s: {verdict(paint < goal)})")
-        if full:
-            time.sleep(1.0)  # let the first paint's tail and any late reads settle
-            lats, sizes, misses = latency(app, root, appends)
-            p50, p95 = pct(lats, 0.5), pct(lats, 0.95)
-            print(f"append-to-screen      p50 {p50 * 1000:.0f} ms  p95 {p95 * 1000:.0f} ms over {len(lats)} appends"
-                  f"{f' ({len(misses)} never shown)' if misses else ''}   (goal p95 < 250 ms: "
-                  f"{verdict(p95 < 0.25 and not misses)})")
-            per = statistics.median(sizes) if sizes else float("nan")
-            print(f"bytes per one-run update  median {per:.0f} B, max {max(sizes) if sizes else 0} B"
-                  f"   (goal < 2 KB: {verdict(per < 2048)})")
-            time.sleep(1.0)
-            cpu0 = sum(app.ps.cpu_times()[:2])
-            t0 = time.monotonic()
-            time.sleep(idle_s)
-            t1 = time.monotonic()
-            cpu = sum(app.ps.cpu_times()[:2]) - cpu0
-            idle_bytes = app.bytes_between(t0, t1)
-            print(f"idle {idle_s:g} s            CPU {cpu:.2f} s = {cpu / idle_s * 100:.2f} %   (goal < 1 %: "
-                  f"{verdict(cpu / idle_s < 0.01)})")
-            print(f"idle terminal output  {idle_bytes} B = {idle_bytes / idle_s:.1f} B/s   (goal 0 B/s: "
-                  f"{verdict(idle_bytes == 0)})")
-        rss = app.peak_rss / 2**20
-        if runs <= 1000:
-            print(f"peak RSS              {rss:.0f} MB   (goal < 300 MB: {verdict(rss < 300)})")
-        else:
-            print(f"peak RSS              {rss:.0f} MB")
-    finally:
-        app.close()
+            marker.unlink(missing_ok=True)
     print(f"trainkit status --json  {status_time(root):.2f} s (best of 3, same tree)")
     if quick:
         print("(--quick: smaller trees; the goals are for the full sizes)")
+
+
+def other_figures(app: Pty, root: Path, label: str, idle_s: float, appends: int) -> None:
+    time.sleep(1.0)  # let the first paint's tail and any late reads settle
+    lats, sizes, misses = latency(app, root, appends)
+    p50, p95 = pct(lats, 0.5), pct(lats, 0.95)
+    print(f"{label}append-to-screen      p50 {p50 * 1000:.0f} ms  p95 {p95 * 1000:.0f} ms over {len(lats)} appends"
+          f"{f' ({len(misses)} never shown)' if misses else ''}   (goal p95 < 250 ms: "
+          f"{verdict(p95 < 0.25 and not misses)})")
+    per = statistics.median(sizes) if sizes else float("nan")
+    print(f"{label}bytes per one-run update  median {per:.0f} B, max {max(sizes) if sizes else 0} B"
+          f"   (goal < 2 KB: {verdict(per < 2048)})")
+    time.sleep(1.0)
+    cpu0 = sum(app.ps.cpu_times()[:2])
+    t0 = time.monotonic()
+    time.sleep(idle_s)
+    t1 = time.monotonic()
+    cpu = sum(app.ps.cpu_times()[:2]) - cpu0
+    idle_bytes = app.bytes_between(t0, t1)
+    print(f"{label}idle {idle_s:g} s            CPU {cpu:.2f} s = {cpu / idle_s * 100:.2f} %   (goal < 1 %: "
+          f"{verdict(cpu / idle_s < 0.01)})")
+    print(f"{label}idle terminal output  {idle_bytes} B = {idle_bytes / idle_s:.1f} B/s   (goal 0 B/s: "
+          f"{verdict(idle_bytes == 0)})")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="200 x 1,000 and 1,000 x 100; 10 s idle, 50 appends")
     p.add_argument("--keep", metavar="DIR", help="build the trees in DIR and keep them")
+    p.add_argument("--baseline", metavar="DIR", help="another checkout whose trainmon is measured side by side")
     args = p.parse_args()
+    if args.baseline and not os.path.isdir(os.path.join(args.baseline, "tui")):
+        sys.stderr.write(f"tui_scale: --baseline {args.baseline}: not a checkout of this repository (no tui/)\n")
+        return 2
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="tui-scale-"))
     base.mkdir(parents=True, exist_ok=True)
     print(f"trainmon under a {COLS}x{ROWS} pseudo-terminal; trees in {base}; {os.cpu_count()} CPUs")
     try:
         if args.quick:
-            run_tree(base, 200, 1000, full=True, idle_s=10, appends=50, quick=True)
-            run_tree(base, 1000, 100, full=False, idle_s=0, appends=0, quick=True)
+            run_tree(base, 200, 1000, full=True, idle_s=10, appends=50, quick=True, baseline=args.baseline)
+            run_tree(base, 1000, 100, full=False, idle_s=0, appends=0, quick=True, baseline=args.baseline)
         else:
-            run_tree(base, 1000, 5000, full=True, idle_s=30, appends=200, quick=False)
+            run_tree(base, 1000, 5000, full=True, idle_s=30, appends=200, quick=False, baseline=args.baseline)
             shutil.rmtree(base / "tree-1000", ignore_errors=True)
-            run_tree(base, 10000, 100, full=False, idle_s=0, appends=0, quick=False)
+            run_tree(base, 10000, 100, full=False, idle_s=0, appends=0, quick=False, baseline=args.baseline)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -183,8 +183,8 @@ class TrainmonApp(App):
         else:
             self.run_watcher()
         self.set_interval(LIVENESS_S, self.check_liveness)
-        self.set_interval(SLURM_S, self.ask_slurm)
-        self.ask_slurm()
+        self.set_interval(SLURM_S, self._slurm_tick)
+        self._slurm_tick()
 
     def catch_up(self) -> None:
         """The watches are in place: look once at what changed between the first read and now (a
@@ -212,6 +212,10 @@ class TrainmonApp(App):
         changes = self.model.refresh(None)
         if changes:
             self.post_message(RunsChanged(changes))
+
+    def _slurm_tick(self) -> None:
+        if self.model.slurm_runs():  # no thread at all while no run was handed to Slurm (an idle screen)
+            self.ask_slurm()
 
     @work(thread=True, exclusive=True, group="slurm")
     def ask_slurm(self) -> None:

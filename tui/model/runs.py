@@ -118,6 +118,7 @@ class RunsModel:
         # alone decide, with ``slurm_problems`` as the runs' warnings)
         self.slurm_jobs: dict[int, JobView] | None = None
         self.slurm_problems: list[str] = []
+        self._slurm_keys: set[str] = set()  # the runs whose last launch was handed to Slurm
         # stat the polled files of each run when it is loaded (a polling root). False (inotify):
         # skip those stats; should polling start later, a file newer than the load counts as changed.
         self.stat_at_load = True
@@ -180,7 +181,7 @@ class RunsModel:
 
     def slurm_runs(self) -> list[str]:
         """The runs whose last launch was handed to Slurm (their state needs squeue's view)."""
-        return [k for k, e in self._entries.items() if e.slurm_job is not None]
+        return sorted(k for k in self._slurm_keys if k in self._entries)
 
     def set_slurm(self, jobs: dict[int, JobView] | None, problems: list[str]) -> list[RunChange]:
         """Slurm's view of the recorded jobs (from one squeue call): the runs handed to Slurm are
@@ -370,6 +371,7 @@ class RunsModel:
             v.state, v.reason, v.warnings = "pending", unreadable, [unreadable]
             return
         e.slurm_job = recorded_slurm_job(v.path)
+        (self._slurm_keys.add if e.slurm_job is not None else self._slurm_keys.discard)(v.path)
         jobs = None if e.slurm_job is None or self.slurm_jobs is None else self.slurm_jobs
         rs, status = read_run(v.path, now=self.clock(), host=self.host, stale_s=self.stale_s, slurm_jobs=jobs)
         status_broken = status is None and any(w.startswith(STATUS_FILE) for w in rs.warnings)
