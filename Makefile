@@ -61,8 +61,8 @@ test-slurm: $(STAMP) slurm-deps  ## the Slurm tests on a one-node cluster they s
 test-tui: $(STAMP) system-deps  ## trainmon's tests alone (Pilot, snapshots, tmux)
 	$(BIN)/python -m pytest -q tests/tui
 
-# screenshots/*.svg from a deterministic demo folder (the README shows them)
-screenshots: $(STAMP)  ## screenshots/*.svg for the README, from a deterministic demo folder
+# screenshots/*.svg from real runs that trainkit trains and evaluates in a temp folder (the README shows them)
+screenshots: $(STAMP)  ## screenshots/*.svg for the README, from real runs (about a minute)
 	$(BIN)/python tools/make_screenshots.py --out screenshots
 
 clean:  ## remove the virtualenv and build outputs

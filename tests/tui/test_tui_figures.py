@@ -24,6 +24,7 @@ from trainkit.formatting import fmt_progress, fmt_sig
 from trainkit.runfolder.files import write_json
 from trainkit.testing import synthetic_run
 from tui.app import Options, TrainmonApp
+from tui.screens.inspector import latency_text
 from tui.widgets.chart import Chart
 
 pytestmark = pytest.mark.asyncio
@@ -93,7 +94,7 @@ async def test_retry_errors_redraws_replaced_items_and_the_open_conversation(rea
         for row in rows:  # id, sample, status, result, latency, tries: the latest line's
             rec = lines[(row[0], int(row[1]))]
             assert row[3] == ("correct" if rec["correct"] else "wrong") and row[5] == str(rec["attempts"])
-            assert row[4] == f"{fmt_sig(rec['latency_s'], 3)}s"
+            assert row[4] == latency_text(rec["latency_s"]) and len(row[4]) <= 8  # in its column, never cut
         pane = text_of(insp.rendered)
         first = lines[("0", 0)]
         assert "question 0  sample 0  correct" in pane and "error" not in pane.lower()

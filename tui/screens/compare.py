@@ -44,8 +44,8 @@ def config_table(cmp, only_differing: bool = False) -> Table:
 class CompareScreen(Screen):
     AUTO_FOCUS = ""
     BINDINGS = [Binding("escape", "back", "Back"), Binding("y", "logy", "Log-Y", tooltip="logarithmic y axis"),
-                Binding("d", "differing", "Only differing keys",
-                        tooltip="only the config keys that differ (again: all)")]
+                Binding("d", "differing", "Differing / all keys",
+                        tooltip="the config keys that differ, or every key (it starts with those that differ)")]
     DEFAULT_CSS = """
     CompareScreen #chead { height: auto; padding: 0 1; background: $boost; }
     CompareScreen #ccharts { grid-size: 2; grid-gutter: 0 1; height: auto; }
@@ -57,15 +57,15 @@ class CompareScreen(Screen):
         self.keys = sorted(keys, key=os.path.basename)
         self.histories: list[History] = []
         self.logy = False
-        self.only_diff = False
+        self.only_diff = True  # what differs is what a comparison is about (d: every key)
         self.comparison = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="chead")
         with VerticalScroll():
-            yield Grid(id="ccharts")
-            yield Static("Configs (≠: differs)", classes="section")
+            yield Static("Configs (≠: differs; d: only those / every key)", classes="section")
             yield Static(id="config-table")
+            yield Grid(id="ccharts")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -16,12 +16,21 @@ from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from trainkit.formatting import fmt_sig
+from trainkit.formatting import fmt_fit, fmt_sig
 from tui.model.evals import ALL, ERRORS, WRONG, EvalItems, Item, item_key, latest, shown_in
 from tui.model.runs import EVALS, RunChange
 from tui.widgets.list_table import ListTable
 
 ROLE_STYLES = {"system": "dim italic", "user": "bold cyan", "assistant": "bold green", "tool": "magenta"}
+
+
+def latency_text(seconds: float | None, width: int = 8) -> str:
+    """An item's latency in its column, never cut: ``0.243ms``, ``265ms``, ``1.52s``."""
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{fmt_fit(seconds * 1000, width - 2)}ms"
+    return f"{fmt_fit(seconds, width - 1)}s"
 
 
 def _text(v) -> str:
@@ -132,11 +141,10 @@ class InspectorScreen(Screen):
 
     # ---------------------------------------------------------------- drawing
     def _row(self, it: Item) -> list:
-        res = it.result_text()
+        res = it.result_text() if it.score is None or not it.ok or it.correct is not None else fmt_fit(it.score, 9)
         return [str(it.question_id), str(it.sample), Text(it.status, style="green" if it.ok else "bold red"),
                 Text(res, style="green" if res == "correct" else "red" if res in ("wrong", "error") else ""),
-                "-" if it.latency_s is None else f"{fmt_sig(it.latency_s, 3)}s",
-                "-" if it.attempts is None else str(it.attempts)]
+                latency_text(it.latency_s), "-" if it.attempts is None else str(it.attempts)]
 
     def current(self) -> Item | None:
         if not self.shown:
