@@ -8,6 +8,7 @@ malformed file yields a result plus a warning naming the file, never an exceptio
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -51,8 +52,8 @@ from trainkit.runfolder import (
     progress_record,
     readers,
 )
-from trainkit.runfolder.files import iter_jsonl, write_json
-from trainkit.runfolder.lock import live_lock, pid_suspended
+from trainkit.runfolder.files import iter_jsonl, path_exists, write_json
+from trainkit.runfolder.lock import ProcessProbe, live_lock
 from trainkit.runfolder.lock import pid_alive as pid_running
 from trainkit.runfolder.readers import Schema
 from trainkit.slurm import JobView
@@ -117,13 +118,18 @@ def check_progress(obj: dict) -> tuple[Progress | None, str | None]:
         return None, f"completed_epochs {completed} outside 0..total_epochs {total}"
     if early and (_int(at) is None or at != completed - 1):
         return None, f"early_stopped_at_epoch {at!r} does not match completed_epochs {completed}"
-    if abs(pct - progress_percentage(completed, total, early)) > 0.01:
+    expected = _percentage(completed, total, early)
+    if abs(pct - expected) > 0.01:
         return None, f"progress_percentage {pct} inconsistent with {completed}/{total}"
     is_finished = early or completed >= total
     if finished is not None and finished is not is_finished:
         return None, f"finished {finished} inconsistent with {completed}/{total}"
-    return Progress(completed, total, progress_percentage(completed, total, early), early, at if early else None,
-                    is_finished, PROGRESS_FILE), None
+    return Progress(completed, total, expected, early, at if early else None, is_finished, PROGRESS_FILE), None
+
+
+# A pure function of three small values that a scan asks for once per run (with exact decimal
+# rounding): each (completed, total, early) is computed once per process.
+_percentage = functools.lru_cache(maxsize=4096)(progress_percentage)
 
 
 def recompute_progress(scores: list[dict | None], total: int | None, timeline: Timeline | dict | None) -> Progress:
@@ -147,7 +153,7 @@ def recompute_progress(scores: list[dict | None], total: int | None, timeline: T
 
 def epoch_complete(root: str, epoch: int) -> bool:
     d = epoch_dir(root, epoch)
-    return all(os.path.exists(f"{d}/{f}") for f in EPOCH_FILES)
+    return all(path_exists(f"{d}/{f}") for f in EPOCH_FILES)
 
 
 def complete_epochs(root: str) -> int:
@@ -449,13 +455,18 @@ def read_run(run_dir: str | Path, *, now: float | None = None, repair: bool = Fa
     if status is not None:
         warnings.extend(status_problems(status))
     prog = progress(root, repair=False, warnings=warnings, status=status)
-    has_outputs = status is None and (os.path.exists(f"{root}/{CHECKPOINTS_DIR}")
-                                      or os.path.exists(f"{root}/{METRICS_FILE}"))
-    state, reason = derive_state(status, prog, now=now, host=host, pid_alive=pid_alive, has_outputs=has_outputs,
-                                 stale_s=stale_s, pid_stopped=pid_suspended if pid_alive is pid_running else None)
-    holder = live_lock(f"{root}/{LOCK_FILE}", warnings, host=host) if state not in LIVE else None
+    has_outputs = status is None and (path_exists(f"{root}/{CHECKPOINTS_DIR}")
+                                      or path_exists(f"{root}/{METRICS_FILE}"))
+    probe = ProcessProbe() if pid_alive is pid_running else None  # each pid's /proc entry read once
+    state, reason = derive_state(status, prog, now=now, host=host, pid_alive=probe.alive if probe else pid_alive,
+                                 has_outputs=has_outputs, stale_s=stale_s,
+                                 pid_stopped=probe.suspended if probe else None)
+    # The lock is evidence of a trainer starting (a live one holds it before it writes its status):
+    # read when the state is not live, and for a complete run only when a repair must know it.
+    wants_lock = state not in LIVE and (state not in COMPLETE or (repair and prog.source == "recomputed"))
+    holder = live_lock(f"{root}/{LOCK_FILE}", warnings, host=host) if wants_lock else None
     if holder is not None and state not in COMPLETE:  # a live trainer holds the run: it is starting
-        if pid_alive is pid_running and pid_suspended(holder["pid"]):
+        if probe is not None and probe.suspended(holder["pid"]):
             state, reason = SUSPENDED, suspended_reason(holder["pid"])
         else:
             state, reason = RUNNING, f"starting: locked by pid {holder.get('pid')} ({holder.get('purpose', 'train')})"
@@ -500,7 +511,7 @@ def find_runs(root: str | Path) -> list[str]:
         for entry in it:
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                 continue
-            if any(os.path.exists(f"{entry.path}/{m}") for m in RUN_MARKERS):
+            if any(path_exists(f"{entry.path}/{m}") for m in RUN_MARKERS):
                 out.append(entry.path)
     return sorted(out, key=os.path.basename)
 
@@ -557,7 +568,7 @@ def slurm_view(paths: list[str]) -> tuple[dict[str, int], dict[int, JobView] | N
     with the warnings, when squeue is unavailable: those runs are judged by their files alone."""
     recorded: dict[str, int] = {}
     for p in paths:
-        if os.path.exists(f"{p}/{LAUNCH_FILE}"):
+        if path_exists(f"{p}/{LAUNCH_FILE}"):
             rec = slurm.recorded_job(p, [])
             if rec is not None:
                 recorded[p] = rec["job_id"]

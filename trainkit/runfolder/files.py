@@ -52,18 +52,25 @@ def open_regular(path: str | os.PathLike, *, within: str | os.PathLike | None = 
     return _open_regular(path, within)[0]
 
 
-def _open_regular(path: str | os.PathLike, within: str | os.PathLike | None) -> tuple[int, os.stat_result]:
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _open_regular(path: str | os.PathLike, within: str | os.PathLike | None, *,
+                  missing_ok: bool = False) -> tuple[int, os.stat_result] | None:
+    """(descriptor, stat) of a regular file, see :func:`open_regular`; ``missing_ok``: None for a
+    missing file instead of FileNotFoundError (a scanner's common case, without a second raise)."""
     path = os.fspath(path)
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW)
+        fd = os.open(path, _OPEN_FLAGS | os.O_NOFOLLOW)
     except OSError as e:
         if e.errno == errno.ELOOP:  # the last component is a symlink: follow it only inwards
             target = os.path.realpath(path)
             if not _inside(target, os.fspath(within) if within is not None else os.path.dirname(path) or "."):
                 raise ReadProblem("a symlink pointing out of the run folder; not followed") from None
-            return _open_regular(target, os.path.dirname(target))
+            return _open_regular(target, os.path.dirname(target), missing_ok=missing_ok)
         if e.errno == errno.ENOENT:
+            if missing_ok:
+                return None
             raise FileNotFoundError(path) from None
         if e.errno in (errno.EACCES, errno.EPERM):
             raise ReadProblem("unreadable (permission denied)") from None
@@ -85,14 +92,25 @@ def _open_regular(path: str | os.PathLike, within: str | os.PathLike | None) -> 
 def read_limited(path: str | os.PathLike, limit: int, *, within: str | os.PathLike | None = None) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes. Raises FileNotFoundError or
     :class:`ReadProblem` (not regular, a symlink out, unreadable, larger than ``limit``)."""
-    fd, st = _open_regular(path, within)
-    too_big = ReadProblem(f"larger than {limit // KiB:,} KiB; not read")
+    return _read_opened(*_open_regular(path, within), limit)
+
+
+def read_limited_or_none(path: str | os.PathLike, limit: int, *,
+                         within: str | os.PathLike | None = None) -> bytes | None:
+    """:func:`read_limited`, but None for a missing file (no exception: a scan of many runs meets
+    many files that are not there)."""
+    opened = _open_regular(path, within, missing_ok=True)
+    return None if opened is None else _read_opened(*opened, limit)
+
+
+def _read_opened(fd: int, st: os.stat_result, limit: int) -> bytes:
+    """At most ``limit`` bytes of the opened regular file (closed here), else :class:`ReadProblem`."""
     try:
         if st.st_size > limit:
-            raise too_big
+            raise _too_big(limit)
         chunks, total = [], 0
-        while total <= limit:  # a short read of a regular file is its end: small files take one read
-            want = min(limit + 1 - total, max(st.st_size + 1 - total, 64 * KiB))
+        want = min(limit + 1, st.st_size + 1)  # the size as of fstat and one byte more: a small file is one read
+        while total <= limit:  # a short read of a regular file is its end (one that grew reads on)
             try:
                 chunk = os.read(fd, want)
             except OSError as e:
@@ -101,11 +119,29 @@ def read_limited(path: str | os.PathLike, limit: int, *, within: str | os.PathLi
             total += len(chunk)
             if len(chunk) < want:
                 break
+            want = min(limit + 1 - total, 64 * KiB)
     finally:
         os.close(fd)
     if total > limit:
-        raise too_big
-    return b"".join(chunks)
+        raise _too_big(limit)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def path_exists(path: str | os.PathLike) -> bool:
+    """``os.path.exists`` (a symlink counts when its target exists) as one ``faccessat`` with the
+    effective ids: no stat record is made, which halves the cost of the existence checks a scan of
+    many runs makes (markers, the epoch files, launch.json)."""
+    try:
+        return os.access(path, os.F_OK, effective_ids=_EFFECTIVE_IDS)
+    except (OSError, ValueError):
+        return False
+
+
+_EFFECTIVE_IDS = os.access in os.supports_effective_ids
+
+
+def _too_big(limit: int) -> ReadProblem:
+    return ReadProblem(f"larger than {limit // KiB:,} KiB; not read")
 
 
 def read_regular(path: str | os.PathLike, *, within: str | os.PathLike | None = None) -> bytes:
@@ -221,8 +257,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
     ``sync_dir`` also fsyncs the folder so the rename itself survives a power loss.
     """
     path = Path(path)
-    fd, tmp = _create_temp(path)
-    try:
+    tmp = None
+    try:  # the temp file is made inside the try: an interrupt right after its creation removes it too
+        fd, tmp = _create_temp(path)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -230,10 +267,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
     if sync_dir:
         fsync_dir(path.parent)

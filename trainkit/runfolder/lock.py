@@ -49,29 +49,61 @@ def process_start_time(pid: int | None = None) -> float | None:
         return None
 
 
-def pid_alive(pid: int, started_at: float | None = None, *, start_time: float | None = None) -> bool:
-    """Whether ``pid`` is a live process on this host (not a zombie) and not another process that
-    reused the pid: with ``start_time`` (recorded by the process itself) it must have started then;
-    with ``started_at`` (a time the process was already running) it must have started before it,
-    give or take 5 s of clock rounding. The one liveness check of trainkit."""
+def _process(pid: int) -> tuple[str, float] | None:
+    """(status, start time) of process ``pid`` on this host (psutil keeps the start time it read to
+    identify the process); None when there is no such process (or it cannot be inspected)."""
     try:
         p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return False
-        created = p.create_time()
+        return p.status(), p.create_time()
     except (psutil.Error, ValueError, OverflowError, OSError):
+        return None
+
+
+def _alive(info: tuple[str, float] | None, started_at: float | None, start_time: float | None) -> bool:
+    if info is None or info[0] == psutil.STATUS_ZOMBIE:
         return False
+    created = info[1]
     if start_time is not None:
         return abs(created - start_time) <= START_TOLERANCE_S
     return started_at is None or created <= started_at + 5.0
 
 
+_SUSPENDED = (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+
+
+def pid_alive(pid: int, started_at: float | None = None, *, start_time: float | None = None) -> bool:
+    """Whether ``pid`` is a live process on this host (not a zombie) and not another process that
+    reused the pid: with ``start_time`` (recorded by the process itself) it must have started then;
+    with ``started_at`` (a time the process was already running) it must have started before it,
+    give or take 5 s of clock rounding. The one liveness check of trainkit."""
+    return _alive(_process(pid), started_at, start_time)
+
+
 def pid_suspended(pid: int) -> bool:
     """Whether ``pid`` is stopped by a signal (Ctrl-Z, SIGSTOP: process state T) on this host."""
-    try:
-        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
-    except (psutil.Error, ValueError, OverflowError, OSError):
-        return False
+    info = _process(pid)
+    return info is not None and info[0] in _SUSPENDED
+
+
+class ProcessProbe:
+    """:func:`pid_alive` and :func:`pid_suspended` for one judgement (a run's state): each pid's
+    /proc entry is read once however many questions are asked of it. Make a new one for each
+    judgement: it never answers from an earlier moment's reading."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[str, float] | None] = {}
+
+    def _info(self, pid: int) -> tuple[str, float] | None:
+        if pid not in self._seen:
+            self._seen[pid] = _process(pid)
+        return self._seen[pid]
+
+    def alive(self, pid: int, started_at: float | None = None, *, start_time: float | None = None) -> bool:
+        return _alive(self._info(pid), started_at, start_time)
+
+    def suspended(self, pid: int) -> bool:
+        info = self._info(pid)
+        return info is not None and info[0] in _SUSPENDED
 
 
 def holder_alive(info: dict) -> bool:

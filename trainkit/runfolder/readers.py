@@ -22,6 +22,7 @@ opening rule and caps each line at :data:`MAX_LINE_BYTES`.
 from __future__ import annotations
 
 import math
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +43,15 @@ from trainkit.runfolder import (
     VALIDATION_SCORES_FILE,
     WRITTEN_STATES,
 )
-from trainkit.runfolder.files import MAX_DEPTH, MiB, ReadProblem, depth, read_limited
+from trainkit.runfolder.files import (
+    MAX_DEPTH,
+    MAX_NODES,
+    MiB,
+    ReadProblem,
+    depth,
+    read_limited,
+    read_limited_or_none,
+)
 
 MAX_TEXT = 500  # characters of a string echoed from a file (reasons, errors, names)
 
@@ -66,7 +75,7 @@ _CONTROL = {c: None for c in range(32) if c not in (9, 10)} | {127: None}
 def clean_text(value: str, limit: int = MAX_TEXT) -> str:
     """Printable (control characters and escapes removed, tabs and newlines kept), at most
     ``limit`` characters."""
-    text = value.translate(_CONTROL)
+    text = value if value.isprintable() else value.translate(_CONTROL)  # printable: nothing to remove
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -93,6 +102,13 @@ class Field:
     why: str = ""
     max_len: int = MAX_TEXT
 
+    def __post_init__(self) -> None:
+        kind, ok = _KIND_CHECKS[self.kind][0], self.ok
+        accepts = kind if ok is None else (lambda v: kind(v) and ok(v))
+        object.__setattr__(self, "accepts", accepts)  # the kind's test, then the field's own (the rule)
+
+
+_EXACT_TYPES = {"int": (int,), "num": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,), "list": (list,)}
 
 _KIND_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "int": (is_int, "an integer"),
@@ -116,6 +132,9 @@ class Schema:
     limit: int = LIMITS["small"]
     extra: str = "keep"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plans", {})  # (keys, value types) -> _Plan or None: see _fields
+
 
 def check(obj: Any, schema: Schema, warnings: list[str], where: str | None = None) -> dict | None:
     """``obj`` with every field of ``schema`` checked: a wrong one is dropped (read as absent) with
@@ -125,27 +144,148 @@ def check(obj: Any, schema: Schema, warnings: list[str], where: str | None = Non
     if not isinstance(obj, dict):
         warnings.append(f"{where}: expected a JSON object, found {_type_name(obj)}")
         return None
+    out, _ = _fields(obj, schema, where, warnings)
+    _version_note(out, where, warnings)
+    return out
+
+
+def _fields(obj: dict, schema: Schema, where: str, warnings: list[str]) -> tuple[dict, bool]:
+    """The checked fields of ``obj`` (see :func:`check`), and whether any value of ``obj`` is a
+    non-empty object or list (only then can it be nested deeper than :data:`MAX_DEPTH`).
+
+    The files of one kind come with the same keys and value types run after run (one writer), so
+    the checks are planned once per (keys, types) and then run a group at a time (every number of
+    the file that must be finite in one pass, every one that must be >= 0 in another...). Where a
+    plan finds anything wrong, or a value of a type it did not plan for, the file is checked field
+    by field (:func:`_fields_one_by_one`, the rule itself), which says what is wrong."""
+    sig = (tuple(obj), tuple(map(type, obj.values())))
+    plans = schema.plans
+    plan = plans.get(sig, _UNPLANNED)
+    if plan is _UNPLANNED:
+        if len(plans) >= 256:  # files of many shapes: start over rather than grow without bound
+            plans.clear()
+        plan = plans[sig] = _Plan.make(schema, *sig)
+    if plan is not None:
+        checked = plan.apply(obj)
+        if checked is not None:
+            return checked
+    return _fields_one_by_one(obj, schema, where, warnings)
+
+
+def _fields_one_by_one(obj: dict, schema: Schema, where: str, warnings: list[str]) -> tuple[dict, bool]:
     out: dict = {}
+    fields, extra = schema.fields, schema.extra
+    nested = False
     for key, value in obj.items():
-        spec = schema.fields.get(key)
+        if isinstance(value, (dict, list)) and value:  # an empty one adds a level, never 64
+            nested = True
+        spec = fields.get(key)
         if spec is None:
-            if schema.extra == "keep" or (schema.extra == "numbers" and is_num(value)):
+            if extra == "keep" or (extra == "numbers" and is_num(value)):
                 out[key] = value
             continue
         if value is None:
             out[key] = None
-            continue
-        ok, expected = _KIND_CHECKS[spec.kind]
-        if not ok(value) or (spec.ok is not None and not spec.ok(value)):
-            shown = _shown(value)
-            warnings.append(f"{where}: {key} is {shown}, expected {spec.why or expected}; ignored")
-            continue
-        out[key] = clean_text(value, spec.max_len) if spec.kind == "str" else value
+        elif spec.accepts(value):
+            out[key] = clean_text(value, spec.max_len) if spec.kind == "str" else value
+        else:
+            expected = _KIND_CHECKS[spec.kind][1]
+            warnings.append(f"{where}: {key} is {_shown(value)}, expected {spec.why or expected}; ignored")
+    return out, nested
+
+
+_UNPLANNED = object()
+_JSON_TYPES = frozenset({int, float, bool, str, type(None), dict, list})
+
+
+def _values(keys: list[str]) -> Callable[[dict], tuple] | None:
+    """A function giving the values of ``keys`` as a tuple (one C call), None for no keys."""
+    if not keys:
+        return None
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda obj: (obj[key],)
+    return operator.itemgetter(*keys)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The checks of one shape of file (its keys and value types), by group; see :func:`_fields`."""
+
+    finite: Callable[[dict], tuple] | None  # num fields: must be finite
+    nonneg: Callable[[dict], tuple] | None  # fields whose rule is >= 0
+    positive: Callable[[dict], tuple] | None  # fields whose rule is > 0
+    calls: tuple  # (key, ok): the other rules, one call each
+    texts: tuple  # (key, max_len): strings, cleaned and cut
+    drop: tuple  # keys the schema drops
+    numbers: tuple  # extra numbers: kept when finite
+    containers: Callable[[dict], tuple] | None  # objects and lists: nested when one is not empty
+
+    @staticmethod
+    def make(schema: Schema, keys: tuple, types: tuple) -> _Plan | None:
+        """The plan, or None when a value's type calls for the one-by-one check (a subclass, or
+        a type that is not the field's kind: that check says what is wrong)."""
+        finite, nonneg, positive, containers = [], [], [], []
+        calls, texts, drop, numbers = [], [], [], []
+        for key, t in zip(keys, types, strict=True):
+            if t not in _JSON_TYPES:
+                return None
+            if t is dict or t is list:
+                containers.append(key)
+            spec = schema.fields.get(key)
+            if spec is None:
+                if schema.extra == "numbers" and (t is int or t is float):
+                    numbers.append(key)
+                elif schema.extra != "keep":
+                    drop.append(key)
+                continue
+            if t is type(None):
+                continue
+            if spec.kind != "any" and t not in _EXACT_TYPES[spec.kind]:
+                return None
+            if spec.kind == "num":
+                finite.append(key)
+            numeric = spec.kind in ("int", "num")
+            if spec.ok is _nonneg and numeric:
+                nonneg.append(key)
+            elif spec.ok is _positive and numeric:
+                positive.append(key)
+            elif spec.ok is not None:
+                calls.append((key, spec.ok))
+            if spec.kind == "str":
+                texts.append((key, spec.max_len))
+        return _Plan(_values(finite), _values(nonneg), _values(positive), tuple(calls), tuple(texts), tuple(drop),
+                     tuple(numbers), _values(containers))
+
+    def apply(self, obj: dict) -> tuple[dict, bool] | None:
+        """(checked object, nested) when every planned check passes, else None."""
+        if self.finite is not None and not all(map(math.isfinite, self.finite(obj))):
+            return None
+        if self.nonneg is not None and min(self.nonneg(obj)) < 0:
+            return None
+        if self.positive is not None and min(self.positive(obj)) <= 0:
+            return None
+        for key, ok in self.calls:
+            if not ok(obj[key]):
+                return None
+        out = dict(obj)
+        for key in self.drop:
+            del out[key]
+        for key in self.numbers:
+            if not math.isfinite(out[key]):
+                del out[key]
+        for key, limit in self.texts:
+            value = out[key]
+            if len(value) > limit or not value.isprintable():
+                out[key] = clean_text(value, limit)
+        return out, self.containers is not None and any(self.containers(obj))
+
+
+def _version_note(out: dict, where: str, warnings: list[str]) -> None:
     version = out.get("version")
     if is_int(version) and version > FORMAT_VERSION:
         warnings.append(f"{where}: format version {version} is newer than this trainkit's ({FORMAT_VERSION}); "
                         "reading the fields it knows")
-    return out
 
 
 def _type_name(v: Any) -> str:
@@ -169,14 +309,21 @@ def parse_json(data: bytes, name: str, warnings: list[str]) -> Any:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        what = "empty" if not data.strip() else ("nested too deep" if "recursion" in str(e).lower()
-                                                  else "not valid JSON")
-        warnings.append(f"{name}: {what}")
+        _invalid(data, e, name, warnings)
         return UNUSABLE
     if depth(value) > MAX_DEPTH:
-        warnings.append(f"{name}: nested deeper than {MAX_DEPTH} levels (or too many values); not read")
+        _too_deep(name, warnings)
         return UNUSABLE
     return value
+
+
+def _invalid(data: bytes, e: orjson.JSONDecodeError, name: str, warnings: list[str]) -> None:
+    what = "empty" if not data.strip() else ("nested too deep" if "recursion" in str(e).lower() else "not valid JSON")
+    warnings.append(f"{name}: {what}")
+
+
+def _too_deep(name: str, warnings: list[str]) -> None:
+    warnings.append(f"{name}: nested deeper than {MAX_DEPTH} levels (or too many values); not read")
 
 
 def load(path: str | os.PathLike, schema: Schema, warnings: list[str], *,
@@ -185,17 +332,38 @@ def load(path: str | os.PathLike, schema: Schema, warnings: list[str], *,
     (silently) or unusable (with a warning naming the file). Never raises."""
     name = schema.name or os.path.basename(os.fspath(path))
     try:
-        data = read_limited(path, schema.limit, within=within)
-    except FileNotFoundError:
-        return None
+        data = read_limited_or_none(path, schema.limit, within=within)
     except ReadProblem as e:
         warnings.append(f"{name}: {e}")
         return None
-    if not data.strip():
+    if data is None:
+        return None
+    if not data or data.isspace():  # (what `not data.strip()` says, without the copy)
         warnings.append(f"{name}: empty")
         return None
-    value = parse_json(data, name, warnings)
-    return None if value is UNUSABLE else check(value, schema, warnings, where=name)
+    try:
+        value = orjson.loads(data)  # straight from the bytes
+    except orjson.JSONDecodeError as e:
+        _invalid(data, e, name, warnings)
+        return None
+    if type(value) is not dict:  # the rare case: as parse_json and check say it
+        if depth(value) > MAX_DEPTH:
+            _too_deep(name, warnings)
+            return None
+        return check(value, schema, warnings, where=name)
+    # The depth check folded into the type check: one pass over the fields finds whether any value
+    # is nested at all; only then is the value walked (a flat object is never deeper than 1).
+    found: list[str] = []
+    out, nested = _fields(value, schema, name, found)
+    if (nested or len(value) >= MAX_NODES) and depth(value) > MAX_DEPTH:
+        _too_deep(name, warnings)
+        return None
+    if found:
+        warnings.extend(found)
+    version = out.get("version")
+    if version is not None and (type(version) is not int or version > FORMAT_VERSION):  # the rare case
+        _version_note(out, name, warnings)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from trainkit.runfolder import (
     STOPPED,
 )
 from trainkit.runfolder.control import Controls
+from trainkit.runfolder.files import cleanup_temp_files
 from trainkit.runfolder.writer import RunWriter, epoch_record
 from trainkit.train import checkpoint
 from trainkit.train.checkpoint import TrainState
@@ -390,6 +391,9 @@ class Trainer:
 
     def _interrupted(self) -> Outcome:
         log.warning("interrupted: exiting at once; the last checkpoint stands")
+        # A second Ctrl-C can land between a checkpoint's temp file and its rename (or before the
+        # write's own cleanup ran): no half-written file stays beside the checkpoint that stands.
+        cleanup_temp_files(self.writer.paths.checkpoints)
         self.live.update(stop_reason="interrupted by a second Ctrl-C")
         self._final_status(STOPPED)
         return Outcome(STOPPED, EXIT_INTERRUPTED)
