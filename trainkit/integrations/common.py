@@ -48,7 +48,6 @@ from trainkit.runfolder import (
     EARLY_STOPPED,
     FAILED,
     FINISHED,
-    RUN_MARKERS,
     RUN_NAME,
     RUNNING,
     STOPPED,
@@ -369,9 +368,9 @@ class ForeignRun:
         """A training from step 0 in this folder: an earlier run there is moved aside when asked
         (``fresh``); a run this process left unfinished (a notebook's cell run again) is a new
         attempt on it (its records cut); any other run is refused."""
-        held = [p.name for p in (self.paths.root / m for m in RUN_MARKERS) if p.exists()]
-        if not held:
-            return
+        p = self.paths
+        if not any(f.exists() for f in (p.resolved_config, p.status, p.progress, p.metrics)):
+            return  # nothing trained here yet (a folder with only its config, notes, metadata)
         if self.fresh:
             self.moved_aside = self.writer.move_aside()
             return

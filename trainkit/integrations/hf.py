@@ -268,8 +268,8 @@ class TrainkitCallback(TrainerCallback):
             if why is not None:
                 control.should_training_stop = True
             return control
-        if any(k.startswith("eval_") for k in logs):
-            return control
+        if any(k.endswith("_runtime") and not k.startswith("train_") for k in logs):
+            return control  # an evaluation's log (evaluate(metric_key_prefix=...)): on_evaluate records it
         log.log_values(state.global_step, state.epoch, numbers(logs, skip=("epoch",)))
         return control
 

@@ -103,7 +103,7 @@ def resolved_meta(previous: dict | None, *, trainer: str, source: str | None, la
                   "epochs_arg": epochs_arg, "written_at": now, "history": history}
     if relaunch is not None:
         meta["relaunch"] = relaunch
-    started_with = (previous or {}).get("task_defaults", task_defaults) if previous is not None else task_defaults
+    started_with = previous.get("task_defaults") if previous is not None else task_defaults
     if started_with is not None:
         meta["task_defaults"] = started_with
     return meta
