@@ -1,7 +1,7 @@
 """Training scripts of other tools, written from their own documentation, for tests/test_foreign.py:
 a tiny Hugging Face ``Trainer`` run (``report_to="tensorboard"``, evaluation and checkpoints every
-few steps, early stopping), a Lightning run with ``CSVLogger`` and ``TensorBoardLogger``, and a bare
-``SummaryWriter``. Run as ``python foreign_scripts.py KIND OUT [options]``."""
+few steps, early stopping), a Lightning run with ``CSVLogger`` and ``TensorBoardLogger``, a bare
+``SummaryWriter``, and one that appends when asked (``live``: trainmon's tests and benchmarks). Run as ``python foreign_scripts.py KIND OUT [options]``."""
 
 from __future__ import annotations
 
@@ -119,9 +119,27 @@ def writer(out: str, steps: int, hold_file: str | None) -> None:
     w.close()
 
 
+def live(out: str) -> None:
+    """A ``SummaryWriter`` that appends when asked: each line ``N`` on stdin writes N more steps of
+    ``train/loss`` (1 / (step + 1)), flushes, and answers ``wrote STEP`` (the last step); end of input
+    closes it."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(out)
+    step = 0
+    print("ready", flush=True)
+    for line in sys.stdin:
+        for _ in range(int(line)):
+            w.add_scalar("train/loss", 1.0 / (step + 1), step)
+            step += 1
+        w.flush()
+        print(f"wrote {step - 1}", flush=True)
+    w.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=("hf", "lightning", "writer"))
+    ap.add_argument("kind", choices=("hf", "lightning", "writer", "live"))
     ap.add_argument("out")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--patience", type=int)
@@ -134,6 +152,8 @@ def main() -> None:
         hf(a.out, a.steps, a.patience, a.greater_is_better, a.crash_at)
     elif a.kind == "lightning":
         lightning(a.out, a.epochs)
+    elif a.kind == "live":
+        live(a.out)
     else:
         writer(a.out, a.steps, a.hold)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from textual.message import Message
 from watchfiles import BaseFilter, Change, awatch
 
+from trainkit.foreign import watched_name
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     EPOCHS_DIR,
@@ -34,7 +35,9 @@ CONTRACT_NAMES = files_for(STATE_VIEW, HISTORY_VIEW, MONITOR_VIEW, EVAL_VIEW)
 class ContractFilter(BaseFilter):
     """Only the files trainmon reads: the contract's names, reports, run folders themselves (a run
     appearing or leaving) and evaluation folders (one appearing: its first files are written before
-    the new folder is watched). Temp files of atomic writes and conversations are ignored."""
+    the new folder is watched); and the files of runs other tools write (event files,
+    ``trainer_state.json``, ``metrics.csv``, ``hparams.yaml``: never a checkpoint's weights). Temp
+    files of atomic writes and conversations are ignored."""
 
     def __init__(self, root: str) -> None:
         super().__init__()
@@ -43,7 +46,7 @@ class ContractFilter(BaseFilter):
 
     def __call__(self, change: Change, path: str) -> bool:
         name = os.path.basename(path)
-        if name in CONTRACT_NAMES:  # before the dot-file rule: the run lock is a dot file
+        if name in CONTRACT_NAMES or watched_name(name):  # before the dot-file rule: the run lock is a dot file
             return True
         parent = os.path.dirname(path)
         if name.startswith("."):  # an evaluation's lock (evals/.NAME.lock): it started or ended

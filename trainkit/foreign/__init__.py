@@ -41,6 +41,7 @@ from trainkit.foreign.common import (  # noqa: F401  (the package's names)
     finite,
     has_events,
     loss_tag,
+    watched_name,
 )
 
 
@@ -63,6 +64,16 @@ def judge(f: Foreign, now: float) -> tuple[str, str]:
     if f.total_steps or f.total_epochs:
         return "crashed", f"{quiet}, short of its target{where}"
     return "stopped", f"{quiet}{where} (the {f.source} folder does not record a target)"
+
+
+def eta_s(f: Foreign, state: str) -> float | None:
+    """Seconds left of a running run whose target is known in steps, at its pace so far (pure)."""
+    if state != "running" or not f.total_steps or f.step is None or f.pace is None:
+        return None
+    t0, s0, t1, s1 = f.pace
+    if s1 <= s0 or t1 <= t0:
+        return None
+    return max(0.0, (f.total_steps - f.step) * (t1 - t0) / (s1 - s0))
 
 
 def _position(f: Foreign) -> str:
@@ -180,12 +191,17 @@ def newest_write(path: str, depth: int = 2) -> float | None:
 # reading one
 
 
-def read(source: str, path: str, *, root: str) -> Foreign:
-    """The summary of one foreign run (never raises: problems become warnings)."""
+def read(source: str, path: str, *, root: str, tail=None) -> Foreign:
+    """The summary of one foreign run (never raises: problems become warnings). ``tail``: a long-lived
+    reader's :class:`~trainkit.foreign.tensorboard.EventTail` of a TensorBoard run (reads only what
+    was appended since its last call)."""
     name = os.path.relpath(path, root)
     f = Foreign(source, path, name)
     try:
-        if source == HF:
+        if tail is not None and source == TENSORBOARD:
+            tail.read()
+            tail.apply(f)
+        elif source == HF:
             from trainkit.foreign import hf
 
             hf.summarize(path, f)

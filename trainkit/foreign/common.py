@@ -43,6 +43,7 @@ class Foreign:
     stopped_by_trainer: bool = False  # the trainer decided to stop (HF should_training_stop)
     last_write: float | None = None  # the newest modification time of its files
     held_by: int | None = None  # the pid of a live process of this host holding one of its files open
+    pace: tuple[float, int, float, int] | None = None  # (time, step) of an early and of the latest record: the rate
     warnings: list[str] = field(default_factory=list)
 
 
@@ -51,6 +52,12 @@ def _names(path: str) -> list[str]:
         return sorted(os.listdir(path))
     except OSError:
         return []
+
+
+def watched_name(name: str) -> bool:
+    """A file whose change a live view of foreign runs must see (event files, ``trainer_state.json``,
+    ``metrics.csv``, ``hparams.yaml``); never a checkpoint's weights."""
+    return name in (HF_STATE, LIGHTNING_METRICS, LIGHTNING_HPARAMS) or name.startswith(EVENTS_PREFIX)
 
 
 def has_events(path: str) -> bool:

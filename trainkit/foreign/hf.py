@@ -49,15 +49,21 @@ def state_files(path: str) -> list[str]:
     return out
 
 
-def latest_state(path: str, warnings: list[str]) -> tuple[dict | None, str | None]:
+def latest_state(path: str, warnings: list[str],
+                 seen: list[tuple[float, int]] | None = None) -> tuple[dict | None, str | None]:
     """The trainer state with the highest ``global_step`` (the folder's own when they tie: it is
-    written last, by ``save_state``), and its file."""
+    written last, by ``save_state``), and its file; ``seen`` gets each state file's (mtime, step)."""
     best, where = None, None
     for p in state_files(path):
         s = _load(p, STATE_LIMIT, warnings)
         step = s.get("global_step") if s else None
         if not isinstance(step, int):
             continue
+        if seen is not None:
+            try:
+                seen.append((os.stat(p).st_mtime, step))
+            except OSError:
+                pass
         if best is None or step > best["global_step"]:
             best, where = s, p
     return best, where
@@ -79,10 +85,14 @@ def model_name(path: str, state_file: str | None, warnings: list[str]) -> str | 
 
 
 def summarize(path: str, f: Foreign) -> None:
-    state, where = latest_state(path, f.warnings)
+    seen: list[tuple[float, int]] = []
+    state, where = latest_state(path, f.warnings, seen)
     if state is None:
         f.warnings.append(f"no readable {HF_STATE} yet")
         return
+    seen.sort(key=lambda x: x[1])
+    if len(seen) > 1 and seen[-1][1] > seen[0][1]:  # the checkpoints' states: steps at their times
+        f.pace = (*seen[0], *seen[-1])
     f.step = state["global_step"]
     max_steps = state.get("max_steps")
     f.total_steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else None

@@ -99,6 +99,8 @@ class EventTail:
         self.path = path
         self.loaders: dict[str, object] = {}
         self.summary = FileSummary()
+        self.first: tuple[float, int] | None = None  # (wall time, step) of the first scalar read
+        self.last: tuple[float, int] | None = None  # and of the latest: the run's pace
 
     def read(self, limit: int = 200_000) -> list[tuple[str, int, float]]:
         out: list[tuple[str, int, float]] = []
@@ -107,12 +109,22 @@ class EventTail:
             if loader is None:
                 loader = self.loaders[file] = _loader(file)
             for event in loader.Load():
-                for tag, value in scalar_values(event):
+                values = scalar_values(event)
+                for tag, value in values:
                     self.summary.add(int(event.step), tag, value)
                     out.append((tag, int(event.step), value))
+                if values:
+                    self.last = (float(event.wall_time), int(event.step))
+                    self.first = self.first or self.last
                 if len(out) >= limit:  # bounded work per call: the rest on the next one
                     return out
         return out
+
+    def apply(self, f: Foreign) -> None:
+        """Fill a :class:`Foreign` from what was read so far (its pace from the events' wall times)."""
+        apply(self.summary, f)
+        if self.first is not None and self.last is not None and self.last[1] > self.first[1]:
+            f.pace = (*self.first, *self.last)
 
 
 def _cache_file(event_file: str) -> str:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from trainkit.foreign import watched_name
 from trainkit.lifecycle.experiments import flatten
 from trainkit.runfolder import (
     ALERTS_FILE,
@@ -47,6 +48,7 @@ from trainkit.runfolder.lock import pid_alive
 from trainkit.slurm import JobView
 from trainkit.status import read_run, stale_after, summarize
 from tui.model.evals import running_evaluation
+from tui.model.foreign import ForeignRuns
 from tui.model.tail import tail_from_end
 from tui.model.views import SPARK_POINTS, RunView
 
@@ -122,6 +124,7 @@ class RunsModel:
         # stat the polled files of each run when it is loaded (a polling root). False (inotify):
         # skip those stats; should polling start later, a file newer than the load counts as changed.
         self.stat_at_load = True
+        self.foreign = ForeignRuns()  # the runs other tools wrote (read-only; tui.model.foreign)
 
     # ------------------------------------------------------------------ public
     def refresh(self, changed_paths: set[str] | None = None, budget_s: float | None = 0.05) -> list[RunChange]:
@@ -148,8 +151,15 @@ class RunsModel:
         """Live runs whose heartbeat went stale or whose pid vanished (no file event tells that):
         re-read only those. Cheap when nothing changed (no file is read)."""
         now = self.clock()
+        foreign_live = [k for k, e in self._entries.items() if e.view.source != "trainkit" and e.view.live]
+        if foreign_live:  # their writers and their last writes decide: judge them again
+            self.foreign.recheck_writers(foreign_live)
+            for key in foreign_live:
+                self._dirty.setdefault(key, set()).add(ROW)
         for key, e in self._entries.items():
             v = e.view
+            if v.source != "trainkit":
+                continue
             if v.state == EVALUATING:  # a killed evaluation changes no file: look again
                 self._dirty.setdefault(key, set()).add(ROW)
                 continue
@@ -167,6 +177,8 @@ class RunsModel:
         folder: an evaluation's lock comes and goes there) ``chunk`` runs at a time, yielding
         between chunks; a file newer than the run's read makes the run dirty."""
         self._discover()
+        for key in self.foreign.changed():
+            self._dirty.setdefault(key, set()).add(ROW)
         keys = list(self._entries)
         for i in range(0, len(keys), chunk):
             for key in keys[i:i + chunk]:
@@ -198,6 +210,7 @@ class RunsModel:
         for k in [k for k, v in self.runs.items() if v.archived]:
             self._entries.pop(k, None)
             self.runs.pop(k, None)
+            self.foreign.known.pop(k, None)
 
     def watch_extra(self, path: str) -> None:
         """Poll ``path`` too (an open evaluation's files) when polling."""
@@ -225,7 +238,17 @@ class RunsModel:
         out = []
         for p in paths:
             p = os.path.abspath(p)
+            fkey = self.foreign.key_of(p)
+            if fkey is not None:  # a file of a run another tool writes: read it again
+                self._dirty.setdefault(fkey, set()).add(ROW)
+                continue
             key = self.key_of(p)
+            if watched_name(os.path.basename(p)) and key not in self._entries:
+                self._discover()  # maybe a new foreign run (an event file, a trainer state, a metrics.csv)
+                fkey = self.foreign.key_of(p)
+                if fkey is not None:
+                    self._dirty.setdefault(fkey, set()).add(ROW)
+                continue
             if key is None:
                 if p in (self.root, self.archive):
                     self._discover()
@@ -270,6 +293,7 @@ class RunsModel:
         found = set(run_folders(self.root))
         if self.show_archived:
             found |= set(run_folders(self.archive))
+        found |= self.foreign.discover([self.root] + ([self.archive] if self.show_archived else []), skip=found)
         for key in found - set(self._entries):
             self._dirty.setdefault(key, set()).add(FOLDER)
         for key in set(self._entries) - found:
@@ -283,7 +307,15 @@ class RunsModel:
             for b in bases:
                 self._folder_sigs[b] = _sig(b)
             self._discover()
+        elif self.loaded:  # a foreign run appears deeper than ROOT's own folders (a new version_N)
+            for key in self.foreign.discover(bases, skip={k for k, e in self._entries.items()
+                                                          if e.view.source == "trainkit"}) - set(self._entries):
+                self._dirty.setdefault(key, set()).add(FOLDER)
+        for key in self.foreign.changed():
+            self._dirty.setdefault(key, set()).add(ROW)
         for key, e in self._entries.items():
+            if e.view.source != "trainkit":
+                continue
             for name in POLLED:
                 s = _sig(f"{key}/{name}")
                 if name not in e.sigs:  # not stat-ed at load (see stat_at_load)
@@ -305,6 +337,8 @@ class RunsModel:
     # ------------------------------------------------------------------ reading one run
     def _update(self, key: str, what: set[str]) -> RunChange | None:
         e = self._entries.get(key)
+        if key in self.foreign.known or (e is not None and e.view.source != "trainkit"):
+            return self._update_foreign(key, e)
         if FOLDER in what:
             if not is_run_folder(key):
                 if e is None:
@@ -332,6 +366,22 @@ class RunsModel:
             return None
         e.view.changed_at = self.clock()
         return RunChange(key, "updated", frozenset(done))
+
+    def _update_foreign(self, key: str, e: _Entry | None) -> RunChange | None:
+        """A run another tool writes: added, read again (row and sparkline together) or removed."""
+        if key not in self.foreign.known:
+            if e is None:
+                return None
+            del self._entries[key]
+            return RunChange(key, "removed", frozenset({self.runs.pop(key).name}))
+        added = e is None
+        if e is None:
+            e = _Entry(RunView(os.path.basename(key), key, archived=key.startswith(self.archive + os.sep)))
+            self._entries[key] = e
+            self.runs[key] = e.view
+        self.foreign.update(key, e.view, self.clock())
+        e.view.changed_at = self.clock()
+        return RunChange(key, "added" if added else "updated", frozenset({ROW, METRICS}))
 
     def _load(self, key: str) -> _Entry:
         view = RunView(os.path.basename(key), key, archived=key.startswith(self.archive + os.sep))

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainkit.formatting import fmt_num, fmt_progress, format_age
+from trainkit.formatting import fmt_num, fmt_percent, fmt_progress, format_age
 from trainkit.runfolder import COMPLETE, LIVE, label_of, symbol_of
 
 SPARK_POINTS = 16  # the LOSS TREND column is 16 cells wide
@@ -44,6 +44,8 @@ class RunView:
     changed_at: float = 0.0  # when the model last saw this run change (sort "recent")
     archived: bool = False
     evaluation: str | None = None  # a running evaluation of a trained run: "mixed 26/40"
+    source: str = "trainkit"  # or the tool that wrote a foreign run: hf | lightning | tensorboard (read-only)
+    total_steps: int | None = None  # a foreign run's target in steps, when its tool records one
 
     @property
     def symbol(self) -> str:
@@ -84,12 +86,36 @@ class RunView:
             return "-"
         return format_age(self.heartbeat_age(now))
 
+    @property
+    def in_steps(self) -> bool:
+        """A foreign run whose tool counts its target in steps (HF max_steps): progress in steps."""
+        return self.source != "trainkit" and bool(self.total_steps) and self.step is not None
+
+    def _steps_text(self) -> str | None:
+        """A foreign run's progress in steps: ``40/100 steps`` (its target in steps), ``step 49`` (its
+        tool records no target); None: in epochs."""
+        if self.in_steps:
+            return f"{self.step}/{self.total_steps} steps"
+        if self.source != "trainkit" and not self.total and self.step is not None:
+            return f"step {self.step}"
+        return None
+
     def epochs_text(self) -> str:
-        return f"{self.completed}/{self.total if self.total is not None else '?'}"
+        return self._steps_text() or f"{self.completed}/{self.total if self.total is not None else '?'}"
+
+    def progress_words(self) -> str:
+        """``3/10 epochs`` or, for a foreign run, ``40/100 steps`` or ``step 49``."""
+        return self._steps_text() or f"{self.epochs_text()} epochs"
 
     def percent_text(self) -> str:
-        """The progress as every surface prints it (the exact ratio: 199/200 is 99.5%, never 100%)."""
-        return fmt_progress(self.completed, self.total, self.early_stopped, space=False)
+        """The progress as every surface prints it (the exact ratio: 199/200 is 99.5%, never 100%);
+        a foreign run's from its steps, ``-`` when its tool records no target."""
+        if self.in_steps and not self.complete:
+            return fmt_percent(min(self.step, self.total_steps) / self.total_steps * 100, space=False)
+        if self.source != "trainkit" and not self.total and not self.complete:
+            return "-"
+        whole = self.early_stopped or (self.source != "trainkit" and self.complete)  # its tool said: done
+        return fmt_progress(self.completed, self.total, whole, space=False)
 
     def short_reason(self) -> str:
         """Why the run is in its state, in a few words (the row's ETA / WHY cell): ``pid gone``,

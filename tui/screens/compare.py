@@ -17,6 +17,7 @@ from textual.widgets import Footer, Static
 from trainkit import lifecycle
 from trainkit.errors import UserError
 from trainkit.lifecycle.experiments import MISSING
+from tui.model.foreign import load_history
 from tui.model.history import History
 from tui.widgets.chart import Series, color_of
 from tui.widgets.chart_view import ChartView
@@ -78,7 +79,7 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="compare")
     def load(self) -> None:
-        histories = [History.load(k) for k in self.keys]
+        histories = [load_history(self.app.model, k) for k in self.keys]
         root = self.app.model.root
         try:
             cmp = lifecycle.compare([os.path.basename(k) for k in self.keys], root=root)

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Input, Log, Static
 from trainkit.formatting import fmt_duration, fmt_num, fmt_sig
 from trainkit.runfolder import style_of
 from tui.model.evals import RUNNING, list_evals
+from tui.model.foreign import load_history
 from tui.model.history import History, LogTail
 from tui.model.monitor import MonitorFiles
 from tui.model.runs import CONFIG, EVALS, LOG, METRICS, MONITOR, ROW, SYSTEM, RunChange
@@ -53,7 +54,7 @@ def head_text(view, now: float, history: History | None = None) -> Text:
         t.append(f" {view.evaluation}", style=style_of(view.state))
     t.append(f"  {view.reason}\n", style="dim")
     t.append(bar(view.fraction, 24), style="green" if view.live else "cyan")
-    t.append(f" {view.epochs_text()} epochs {view.percent_text()}")
+    t.append(f" {view.progress_words()} {view.percent_text()}")
     t.append(f"  loss {fmt_sig(view.last_loss)}")
     if view.best_value is not None and not progress_line(history):  # else the best epoch says it
         t.append(f"  best {view.best_metric} {fmt_sig(view.best_value)}")
@@ -67,7 +68,8 @@ def head_text(view, now: float, history: History | None = None) -> Text:
     cfg = view.config
     parts = [f"{k}={cfg[k]}" for k in CONFIG_KEYS if cfg.get(k) is not None]
     parts += [f"{k}={v}" for k, v in cfg.items() if (k.startswith("model.")) and v is not None][:6]
-    t.append("config: " + "  ".join(parts), style="dim")
+    t.append(("config: " if view.source == "trainkit" else f"read-only {view.source} run (trainkit writes nothing "
+              "there)  ") + "  ".join(parts), style="dim")
     if view.alert:
         t.append(f"\n⚠ alert: {view.alert}", style="bold yellow")
     for w in view.warnings[:3]:
@@ -186,7 +188,7 @@ class DetailScreen(Screen):
 
     @work(thread=True, exclusive=True, group="history")
     def load(self) -> None:
-        history = History.load(self.key)
+        history = load_history(self.app.model, self.key)
         monitor = MonitorFiles(self.key)
         self.app.call_from_thread(self._loaded, history, monitor)
 

@@ -257,10 +257,10 @@ class WorkspaceScreen(Screen):
 
     # ---------------------------------------------------------------- actions (through a modal)
     def action_archive(self) -> None:
-        self._act(lambda vs: actions.plan_archive(self.app.model.root, vs))
+        self._act(lambda vs: actions.plan_archive(self.app.model.root, vs), verb="archive")
 
     def action_restore(self) -> None:
-        self._act(lambda vs: actions.plan_restore(self.app.model.root, vs))
+        self._act(lambda vs: actions.plan_restore(self.app.model.root, vs), verb="restore")
 
     def action_promote(self) -> None:
         from tui.screens.promote import PromoteScreen
@@ -272,6 +272,8 @@ class WorkspaceScreen(Screen):
             self.notify("promote one run at a time: put the cursor on it (no marks)" if views else "no run selected",
                         severity="warning")
             return
+        if not self._allowed("promote", views):
+            return
         self.app.push_screen(PromoteScreen(self.app.model.root, views[0]), self._promote_chosen)
 
     def _promote_chosen(self, options: dict | None) -> None:
@@ -281,23 +283,38 @@ class WorkspaceScreen(Screen):
         self._act(lambda vs: actions.plan_promote(self.app.model.root, vs, **options), [view])
 
     def action_stop(self) -> None:
-        self._act(lambda vs: actions.plan_control(vs, "stop"))
+        self._act(lambda vs: actions.plan_control(vs, "stop"), verb="stop")
 
     def action_pause(self) -> None:
         self._act(lambda vs: actions.plan_control(vs, "resume" if vs and all(v.state == "paused" for v in vs)
-                                                  else "pause"))
+                                                  else "pause"), verb="pause")
 
     def action_relaunch(self) -> None:
-        self._act(lambda vs: actions.plan_relaunch(self.app.model.root, vs))
+        self._act(lambda vs: actions.plan_relaunch(self.app.model.root, vs), verb="relaunch")
 
-    def _act(self, make, views: list[RunView] | None = None) -> None:
+    def _act(self, make, views: list[RunView] | None = None, verb: str | None = None) -> None:
         if self.app.readonly:
             return
         views = self.selected() if views is None else views
         if not views:
             self.notify("no run selected", severity="warning")
             return
+        if verb is not None:
+            views = self._allowed(verb, views)
+            if not views:
+                return
         self.plan_action(make, views)
+
+    def _allowed(self, verb: str, views: list[RunView]) -> list[RunView]:
+        """The runs ``verb`` may act on; the runs other tools wrote that it needs trainkit's files for
+        are left out, with the reason in a one-line notice."""
+        from tui.model.foreign import refusal
+
+        why = [r for r in (refusal(verb, v) for v in views) if r is not None]
+        if why:
+            more = f" (and {len(why) - 1} more)" if len(why) > 1 else ""
+            self.notify(why[0] + more, severity="warning", timeout=6)
+        return [v for v in views if refusal(verb, v) is None]
 
     @work(thread=True, exclusive=True, group="action")
     def plan_action(self, make, views) -> None:
