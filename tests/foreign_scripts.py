@@ -1,7 +1,8 @@
 """Training scripts of other tools, written from their own documentation, for tests/test_foreign.py:
 a tiny Hugging Face ``Trainer`` run (``report_to="tensorboard"``, evaluation and checkpoints every
 few steps, early stopping), a Lightning run with ``CSVLogger`` and ``TensorBoardLogger``, a bare
-``SummaryWriter``, and one that appends when asked (``live``: trainmon's tests and benchmarks). Run as ``python foreign_scripts.py KIND OUT [options]``."""
+``SummaryWriter``, and one that appends when asked (``live``: trainmon's tests and benchmarks). Run as
+``python foreign_scripts.py KIND OUT [options]``."""
 
 from __future__ import annotations
 
