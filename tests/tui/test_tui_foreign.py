@@ -64,7 +64,7 @@ async def test_a_live_summary_writer_is_a_running_row_whose_appends_reach_the_ro
         async with app.run_test(size=(120, 36)) as pilot:
             await ready(pilot)
             key = str(root / "runs" / "sweep1")
-            await until(pilot, lambda: key in app.model.runs, what="the TensorBoard run's row")
+            await until(pilot, lambda: key in app.model.runs, timeout=20, what="the TensorBoard run's row")
             assert cell(app, key, "name").strip() == "runs/sweep1"
             assert "running" in cell(app, key, "state")
             assert "step 19" in cell(app, key, "progress")
@@ -72,7 +72,8 @@ async def test_a_live_summary_writer_is_a_running_row_whose_appends_reach_the_ro
             assert app.model.runs[key].source == "tensorboard"
 
             assert writer.write(5) == 24  # appended while trainmon watches: the row follows by itself
-            await until(pilot, lambda: "step 24" in cell(app, key, "progress"), what="the appended steps in the row")
+            await until(pilot, lambda: "step 24" in cell(app, key, "progress"), timeout=20,
+                        what="the appended steps in the row")
             assert float(cell(app, key, "loss")) == pytest.approx(1 / 25, rel=1e-3)
             assert list(app.model.runs[key].losses)[-1] == pytest.approx(1 / 25, rel=1e-6)
 
@@ -117,7 +118,7 @@ async def test_an_hf_output_folder_is_a_finished_row_in_steps_with_trainkits_act
         app.notify = lambda message, **kw: notes.append(str(message))
         await ready(pilot)
         key = str(root / "hf-run")
-        await until(pilot, lambda: key in app.model.runs, what="the HF run's row")
+        await until(pilot, lambda: key in app.model.runs, timeout=20, what="the HF run's row")
         assert "finished" in cell(app, key, "state")
         assert "20/20 steps" in cell(app, key, "progress") and "100%" in cell(app, key, "progress")
         losses = [h["loss"] for h in state["log_history"] if "loss" in h]
@@ -128,7 +129,7 @@ async def test_an_hf_output_folder_is_a_finished_row_in_steps_with_trainkits_act
         for k, verb in (("x", "stop"), ("p", "pause"), ("r", "relaunch"), ("P", "promote")):
             notes.clear()
             await pilot.press(k)
-            await until(pilot, lambda: notes, what=f"the {verb} notice")
+            await until(pilot, lambda: notes, timeout=20, what=f"the {verb} notice")
             assert notes == [f"hf-run: {verb} is off for a Hugging Face run ("
                              f"{'its trainer reads no trainkit control file' if verb in ('stop', 'pause') else ''}"
                              f"{'trainkit does not know the command that trained it' if verb == 'relaunch' else ''}"
@@ -137,7 +138,7 @@ async def test_an_hf_output_folder_is_a_finished_row_in_steps_with_trainkits_act
         assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written
 
         await pilot.press("a")  # archive: a folder like any other
-        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", what="the archive modal")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", timeout=20, what="the archive modal")
         await pilot.press("y")
         archived = root.parent / "experiments-archive" / "hf-run"
         await until(pilot, lambda: archived.is_dir() and key not in app.model.runs, timeout=30,
@@ -161,10 +162,10 @@ async def test_compare_overlays_a_tensorboard_run_with_a_trainkit_run(real_root,
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         tb = str(root / "tb-run")
-        await until(pilot, lambda: tb in app.model.runs, what="the TensorBoard run's row")
+        await until(pilot, lambda: tb in app.model.runs, timeout=20, what="the TensorBoard run's row")
         app.screen.marked.update({str(trained), tb})
         await pilot.press("c")
-        await until(pilot, lambda: chart_points(app, "loss (x: step)"), what="the compare's loss chart")
+        await until(pilot, lambda: chart_points(app, "loss (x: step)"), timeout=20, what="the compare's loss chart")
         series = {cv_series.label: list(cv_series.points) for cv in app.screen.query("ChartView")
                   if cv.title.startswith("loss (x: step)") for cv_series in cv.series}
         assert series["2026-01-01-base"] == [(float(r["step"]), float(r["loss"])) for r in steps]
@@ -204,3 +205,45 @@ def test_the_watcher_sees_foreign_runs_files_but_never_checkpoint_weights(tmp_pa
     from tui.watcher import ContractFilter
 
     assert ContractFilter(str(tmp_path))(Change.modified, str(tmp_path / path)) is seen
+
+
+@pytest.mark.asyncio
+async def test_a_tensorboard_run_reads_running_while_its_writer_lives_then_stopped_once_quiet(tmp_path, env):
+    import time
+
+    now = [time.time()]
+    root = tmp_path / "experiments"
+    root.mkdir()
+    writer = LiveWriter(root / "tb", env)
+    try:
+        writer.write(10)
+        app = TrainmonApp(Options(str(root), clock=lambda: now[0]))
+        async with app.run_test(size=(120, 36)) as pilot:
+            await ready(pilot)
+            key = str(root / "tb")
+            await until(pilot, lambda: key in app.model.runs, timeout=20, what="the TensorBoard run's row")
+            assert app.model.runs[key].state == "running"
+            assert f"pid {writer.proc.pid} writes it" in app.model.runs[key].reason
+            writer.close()
+            now[0] += 600  # ten minutes later, nothing more written and its writer gone
+            app.check_liveness()
+            await until(pilot, lambda: "stopped" in cell(app, key, "state"), timeout=20,
+                        what="the quiet run to read stopped")
+            assert "no write for " in app.model.runs[key].reason
+            assert "does not record a target" in app.model.runs[key].reason
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("state, step, total, pace, eta", [
+    ("running", 40, 100, (0.0, 10, 30.0, 40), 60.0),  # 30 steps in 30 s: 60 steps left
+    ("running", 40, None, (0.0, 10, 30.0, 40), None),  # no target: no ETA
+    ("running", 40, 100, None, None),  # one record only: no pace yet
+    ("crashed", 40, 100, (0.0, 10, 30.0, 40), None),  # not running: no ETA
+    ("running", 120, 100, (0.0, 10, 30.0, 40), 0.0),
+])
+def test_a_foreign_runs_eta_comes_from_its_pace_toward_a_known_target(state, step, total, pace, eta):
+    from trainkit import foreign as F
+
+    f = F.Foreign("hf", "/r/x", "x", step=step, total_steps=total, pace=pace)
+    assert F.eta_s(f, state) == eta
