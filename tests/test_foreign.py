@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from helpers import TESTS_DIR, read_json, trainkit
+from helpers import TESTS_DIR, read_json, trainkit, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -173,3 +174,37 @@ def test_a_foreign_folder_is_never_written(tmp_path, env):
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
     assert trainkit("status", root, "--repair", cwd=tmp_path, env=env).returncode == 0
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_several_roots_are_scanned_together_and_names_stay_unique(tmp_path, env):
+    first, other = tmp_path / "experiments", tmp_path / "hf-out"
+    write_config(first / "base" / "config.yaml")
+    assert trainkit("train", first / "base" / "config.yaml", cwd=tmp_path, env=env).returncode == 0
+    shutil.copytree(first / "base", other / "base")  # the same name under the second ROOT
+    run_script("writer", other / "tb", "--steps", "5", env=env, cwd=tmp_path)
+    r = trainkit("status", first, other, first, "--json", cwd=tmp_path, env=env)  # a ROOT twice counts once
+    assert r.returncode == 0, r.stderr
+    runs = {x["name"]: x for x in orjson.loads(r.stdout)}
+    assert sorted(runs) == ["base", "hf-out/base", "tb"]
+    assert runs["base"]["path"] == str(first / "base") and runs["hf-out/base"]["path"] == str(other / "base")
+    assert (runs["base"]["state"], runs["hf-out/base"]["state"]) == ("finished", "finished")
+    assert (runs["tb"]["source"], runs["tb"]["step"]) == ("tensorboard", 4)
+    table = trainkit("status", first, other, cwd=tmp_path, env=env)
+    assert "hf-out/base" in table.stdout and "3 runs" in table.stdout
+    bad = trainkit("status", first, tmp_path / "nope", cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("nope: no such folder"), bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("names, expected", [
+    ([("/a/exp", "x"), ("/b/out", "x")], ["x", "out/x"]),
+    ([("/a/exp", "x"), ("/b/exp", "x")], ["x", "exp/x"]),
+    ([("/a/exp", "x"), ("/b/out", "x"), ("/c/out", "x")], ["x", "out/x", "/c/out/x"]),  # then the ROOT as given
+    ([("/a/exp", "x"), ("/b/out", "y")], ["x", "y"]),
+    ([("/a/exp", "runs/a"), ("/b/out", "runs/a"), ("/c/out", "runs/a")], ["runs/a", "out/runs/a", "/c/out/runs/a"]),
+])
+def test_a_later_roots_name_already_taken_gets_its_roots_name(names, expected):
+    from trainkit.roots import unique_name
+
+    taken: set[str] = set()
+    assert [unique_name(n, root, taken) for root, n in names] == expected

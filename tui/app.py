@@ -29,6 +29,7 @@ PAINTED_ENV = "TRAINMON_PAINTED_FILE"
 @dataclass
 class Options:
     root: str
+    extra_roots: tuple[str, ...] = ()  # more ROOTs given on the command line (scanned and watched too)
     poll_s: float | None = None  # None: inotify (unless ROOT is on a network filesystem)
     readonly: bool = False
     archived: bool = False
@@ -77,7 +78,8 @@ class TrainmonApp(App):
     def __init__(self, options: Options) -> None:
         super().__init__()
         self.options = options
-        self.model = RunsModel(options.root, clock=options.clock, archived=options.archived)
+        self.model = RunsModel(options.root, clock=options.clock, archived=options.archived,
+                               extra_roots=options.extra_roots)
         self.readonly = options.readonly
         self.network_fs = network_filesystem(options.root)
         self.watch_mode = self._initial_mode()

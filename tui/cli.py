@@ -1,4 +1,4 @@
-"""``trainmon [ROOT] [--poll [S]] [--readonly] [--archived] [--once]``."""
+"""``trainmon [ROOT...] [--poll [S]] [--readonly] [--archived] [--once]``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ examples:
   trainmon runs/ --readonly         # look, never write (no action keys)
   trainmon /mnt/nfs/exp --poll 2    # a shared filesystem: stat the files every 2 s
   trainmon --once | grep crashed    # plain text table, then exit (also when piped)
+  trainmon experiments ~/hf-out     # several ROOTs: a later ROOT's name already taken gets its folder's name
+
+Runs other tools wrote show too, read-only: Hugging Face Trainer output folders, Lightning
+lightning_logs/version_N and TensorBoard event folders (stop, pause, relaunch and promote are off
+for them; archive moves a folder directly under ROOT). Archive, restore, promote and relaunch act
+on the first ROOT's runs.
 
 Watching: trainmon watches ROOT with inotify (a change shows within a fraction of a second).
 inotify sees nothing written by another host, so on nfs, cifs/smb, sshfs/fuse, ceph, lustre and
@@ -33,8 +39,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(prog="trainmon", description="Watch every trainkit run under ROOT: progress, loss, charts, "
                                             "evaluations; archive, promote, stop, pause or relaunch from the keyboard.",
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
-    p.add_argument("root", nargs="?", default="experiments", metavar="ROOT",
-                   help="the folder of run folders (default ./experiments)")
+    p.add_argument("roots", nargs="*", default=["experiments"], metavar="ROOT",
+                   help="the folder of run folders (default ./experiments); several are watched together")
     p.add_argument("--poll", nargs="?", const=1.0, type=float, default=None, metavar="S",
                    help="poll every S seconds instead of inotify (default 1 s)")
     p.add_argument("--readonly", action="store_true", help="no actions: no key writes anything")
@@ -45,15 +51,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def print_once(root: str, archived: bool = False) -> None:
-    """The runs table as text; with ``archived``, the archive's runs after it, under their own title."""
+def print_once(root: str | list[str], archived: bool = False) -> None:
+    """The runs table as text (several ROOTs: one table, names kept unique); with ``archived``, the
+    first ROOT's archive's runs after it, under their own title."""
     from pathlib import Path
 
+    from trainkit.roots import scan_roots
     from trainkit.runfolder import ARCHIVE_SUFFIX
     from trainkit.status import scan
     from trainkit.status_table import render
 
-    print(render(scan(root), Path(root)))
+    roots = [root] if isinstance(root, str) else root
+    root = roots[0]
+    print(render(scan_roots(roots), ", ".join(roots)))
     if archived:
         archive = os.path.abspath(root).rstrip("/") + ARCHIVE_SUFFIX
         runs = scan(archive) if os.path.isdir(archive) else []
@@ -67,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.poll is not None and not (args.poll > 0):
         sys.stderr.write("trainmon: --poll must be > 0 seconds\n")
         return 2
-    if not os.path.isdir(args.root):
-        what = "is not a folder" if os.path.exists(args.root) else "no such folder"
-        sys.stderr.write(f"trainmon: {args.root}: {what}\n")
-        return 2
+    for root in args.roots:
+        if not os.path.isdir(root):
+            what = "is not a folder" if os.path.exists(root) else "no such folder"
+            sys.stderr.write(f"trainmon: {root}: {what}\n")
+            return 2
     if args.once or not sys.stdout.isatty():
         try:
-            print_once(args.root, archived=args.archived)
+            print_once(args.roots, archived=args.archived)
             sys.stdout.flush()
         except BrokenPipeError:  # `trainmon --once | head -1`: the reader left; not an error
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -81,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from tui.app import Options, TrainmonApp
 
-    app = TrainmonApp(Options(args.root, poll_s=args.poll, readonly=args.readonly, archived=args.archived))
+    app = TrainmonApp(Options(args.roots[0], extra_roots=tuple(args.roots[1:]), poll_s=args.poll,
+                              readonly=args.readonly, archived=args.archived))
     app.started_at = t0
     try:
         app.run()

@@ -39,9 +39,10 @@ class ContractFilter(BaseFilter):
     ``trainer_state.json``, ``metrics.csv``, ``hparams.yaml``: never a checkpoint's weights). Temp
     files of atomic writes and conversations are ignored."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *more_roots: str) -> None:
         super().__init__()
         self.root = os.path.abspath(root)
+        self.roots = {self.root, *(os.path.abspath(r) for r in more_roots)}
         self.archive_parent = os.path.dirname(self.root)
 
     def __call__(self, change: Change, path: str) -> bool:
@@ -51,7 +52,7 @@ class ContractFilter(BaseFilter):
         parent = os.path.dirname(path)
         if name.startswith("."):  # an evaluation's lock (evals/.NAME.lock): it started or ended
             return name.endswith(".lock") and os.path.basename(parent) == EVALS_DIR
-        if parent in (self.root,) or os.path.dirname(parent) == self.root and name in (EPOCHS_DIR, CHECKPOINTS_DIR):
+        if parent in self.roots or os.path.dirname(parent) in self.roots and name in (EPOCHS_DIR, CHECKPOINTS_DIR):
             return True
         if os.path.basename(parent) == EVALS_DIR:
             return True
@@ -67,7 +68,7 @@ async def watch_root(model: RunsModel, post: Callable[[Message], object], *, sto
                      debounce_ms: int = DEBOUNCE_MS) -> str | None:
     """Watch ROOT until cancelled. Returns a reason when it cannot watch (then poll instead).
     Posts ``WatchMode("inotify")`` once the watches are in place: from then on no change is missed."""
-    changes_of = awatch(model.root, watch_filter=ContractFilter(model.root), debounce=debounce_ms, step=STEP_MS,
+    changes_of = awatch(*model.roots, watch_filter=ContractFilter(*model.roots), debounce=debounce_ms, step=STEP_MS,
                         recursive=True, stop_event=stop, force_polling=False, rust_timeout=10_000,
                         ignore_permission_denied=True)  # a run folder this user cannot read is a row with ⚠
     try:

@@ -247,3 +247,49 @@ def test_a_foreign_runs_eta_comes_from_its_pace_toward_a_known_target(state, ste
 
     f = F.Foreign("hf", "/r/x", "x", step=step, total_steps=total, pace=pace)
     assert F.eta_s(f, state) == eta
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_trainmon_watches_several_roots_with_unique_names(real_root, tmp_path, env):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copytree(real_root / "2026-01-01-base", other / "2026-01-01-base", symlinks=True)  # a name ROOT holds too
+    app = TrainmonApp(Options(str(real_root), extra_roots=(str(other),)))
+    notes: list[str] = []
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.notify = lambda message, **kw: notes.append(str(message))
+        await ready(pilot)
+        mine, theirs = str(real_root / "2026-01-01-base"), str(other / "2026-01-01-base")
+        await until(pilot, lambda: mine in app.model.runs and theirs in app.model.runs, timeout=20,
+                    what="both ROOTs' runs")
+        assert app.model.runs[mine].name == "2026-01-01-base"
+        assert app.model.runs[theirs].name == "other/2026-01-01-base"
+        assert "finished" in cell(app, theirs, "state")
+        writer = LiveWriter(other / "tb", env)  # a new run under the second ROOT: its watcher sees it
+        try:
+            writer.write(4)
+            await until(pilot, lambda: str(other / "tb") in app.model.runs, timeout=20,
+                        what="the new TensorBoard run under the second ROOT")
+            assert "step 3" in cell(app, str(other / "tb"), "progress")
+        finally:
+            writer.close()
+        app.screen.marked.update({theirs})
+        await pilot.press("a")  # archive names runs under the first ROOT: refused, with the reason
+        await until(pilot, lambda: notes, timeout=20, what="the archive notice")
+        assert notes == [f"other/2026-01-01-base: archive acts on {real_root}'s runs; this one is under {other} "
+                         f"(trainmon {other})"]
+        assert (other / "2026-01-01-base").is_dir()
+
+
+def test_trainmon_once_lists_several_roots(real_root, tmp_path):
+    from tui.cli import main
+
+    other = tmp_path / "other"
+    shutil.copytree(real_root / "2026-01-01-base", other / "2026-01-01-base", symlinks=True)
+    r = subprocess.run([sys.executable, "-m", "tui.cli", str(real_root), str(other), "--once"], capture_output=True,
+                       text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    names = [line.split()[0] for line in r.stdout.splitlines()[1:4]]
+    assert names == ["2026-01-01-base", "2026-01-02-copy", "other/2026-01-01-base"]
+    assert main([str(real_root), str(tmp_path / "nope")]) == 2

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from trainkit.foreign import watched_name
 from trainkit.lifecycle.experiments import flatten
+from trainkit.roots import distinct, unique_name
 from trainkit.runfolder import (
     ALERTS_FILE,
     ARCHIVE_SUFFIX,
@@ -101,9 +102,12 @@ class RunsModel:
     """The runs under ``root`` (or, with ``archived``, in ``<root>-archive`` too)."""
 
     def __init__(self, root: str | os.PathLike, *, clock: Callable[[], float] = time.time,
-                 stale_s: float | None = None, archived: bool = False) -> None:
+                 stale_s: float | None = None, archived: bool = False, extra_roots: tuple = ()) -> None:
         self.root = os.path.abspath(root)
         self.archive = self.root + ARCHIVE_SUFFIX
+        # more ROOTs given on the command line: scanned and watched too (their runs are named
+        # after their ROOT when an earlier ROOT holds the same name; the archive is ROOT's)
+        self.roots = [os.path.abspath(r) for r in distinct([os.fspath(root), *map(os.fspath, extra_roots)])]
         self.clock = clock
         self.stale_s = stale_s
         self.show_archived = archived
@@ -226,12 +230,28 @@ class RunsModel:
     def key_of(self, path: str) -> str | None:
         """The run key (its folder path) of any path inside a run, else None."""
         path = os.path.abspath(path)
-        for base in (self.root, self.archive):
+        for base in (*self.roots, self.archive):
             if path.startswith(base + os.sep):
                 first = path[len(base) + 1:].split(os.sep, 1)[0]
                 if first and not first.startswith("."):
                     return f"{base}{os.sep}{first}"
         return None
+
+    def root_of(self, key: str) -> str | None:
+        """The ROOT (or the archive) a run's folder is under."""
+        return next((b for b in (*self.roots, self.archive) if key.startswith(b + os.sep)), None)
+
+    def name_of(self, key: str, name: str) -> str:
+        """A run's name, unique across the ROOTs: a later ROOT's run whose name an earlier ROOT also
+        holds gets its ROOT's folder name in front (:func:`trainkit.roots.unique_name`)."""
+        base = self.root_of(key)
+        if base not in self.roots or base == self.roots[0]:
+            return name
+        earlier = self.roots[:self.roots.index(base)]
+        if not any(os.path.lexists(os.path.join(r, name)) for r in earlier):
+            return name
+        taken = {v.name for k, v in self.runs.items() if k != key} | {name}
+        return unique_name(name, base, taken)
 
     # ------------------------------------------------------------------ routing
     def _route(self, paths: set[str]) -> list[RunChange]:
@@ -250,7 +270,7 @@ class RunsModel:
                     self._dirty.setdefault(fkey, set()).add(ROW)
                 continue
             if key is None:
-                if p in (self.root, self.archive):
+                if p in self.roots or p == self.archive:
                     self._discover()
                 continue
             rel = p[len(key) + 1:] if len(p) > len(key) else ""
@@ -290,10 +310,10 @@ class RunsModel:
 
     def _discover(self) -> None:
         """Add new run folders, drop vanished ones."""
-        found = set(run_folders(self.root))
+        found = {k for r in self.roots for k in run_folders(r)}
         if self.show_archived:
             found |= set(run_folders(self.archive))
-        found |= self.foreign.discover([self.root] + ([self.archive] if self.show_archived else []), skip=found)
+        found |= self.foreign.discover(self.roots + ([self.archive] if self.show_archived else []), skip=found)
         for key in found - set(self._entries):
             self._dirty.setdefault(key, set()).add(FOLDER)
         for key in set(self._entries) - found:
@@ -302,7 +322,7 @@ class RunsModel:
     def _poll(self) -> list[RunChange]:
         """Stat what is known; a changed signature makes its run dirty."""
         out: list[RunChange] = []
-        bases = [self.root] + ([self.archive] if self.show_archived else [])
+        bases = self.roots + ([self.archive] if self.show_archived else [])
         if any(self._folder_sigs.get(b, 0) != _sig(b) for b in bases) or not self.loaded and not self._dirty:
             for b in bases:
                 self._folder_sigs[b] = _sig(b)
@@ -380,11 +400,12 @@ class RunsModel:
             self._entries[key] = e
             self.runs[key] = e.view
         self.foreign.update(key, e.view, self.clock())
+        e.view.name = self.name_of(key, e.view.name)
         e.view.changed_at = self.clock()
         return RunChange(key, "added" if added else "updated", frozenset({ROW, METRICS}))
 
     def _load(self, key: str) -> _Entry:
-        view = RunView(os.path.basename(key), key, archived=key.startswith(self.archive + os.sep))
+        view = RunView(self.name_of(key, os.path.basename(key)), key, archived=key.startswith(self.archive + os.sep))
         e = _Entry(view)
         self._entries[key] = e
         self.runs[key] = view

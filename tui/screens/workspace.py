@@ -19,6 +19,7 @@ from tui.widgets.runs_table import RunsTable
 from tui.widgets.summary import SummaryBar, summary_text
 
 WRITES = {"archive", "promote", "stop", "pause", "relaunch", "restore"}
+ROOT_ACTIONS = {"archive", "promote", "relaunch", "restore"}  # they name runs under the first ROOT
 
 
 class WorkspaceScreen(Screen):
@@ -310,11 +311,19 @@ class WorkspaceScreen(Screen):
         are left out, with the reason in a one-line notice."""
         from tui.model.foreign import refusal
 
-        why = [r for r in (refusal(verb, v) for v in views) if r is not None]
+        model = self.app.model
+
+        def why_not(v: RunView) -> str | None:
+            base = model.root_of(v.path)
+            if verb in ROOT_ACTIONS and base not in (model.root, model.archive):  # another ROOT given
+                return f"{v.name}: {verb} acts on {model.root}'s runs; this one is under {base} (trainmon {base})"
+            return refusal(verb, v)
+
+        why = [r for r in map(why_not, views) if r is not None]
         if why:
             more = f" (and {len(why) - 1} more)" if len(why) > 1 else ""
             self.notify(why[0] + more, severity="warning", timeout=6)
-        return [v for v in views if refusal(verb, v) is None]
+        return [v for v in views if why_not(v) is None]
 
     @work(thread=True, exclusive=True, group="action")
     def plan_action(self, make, views) -> None:

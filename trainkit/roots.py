@@ -1,0 +1,52 @@
+"""Several ROOTs at once (``trainkit status ROOT [ROOT...]``, ``trainmon ROOT [ROOT...]``): each one
+scanned as it would be alone, and the runs' names kept unique: the first ROOT's names are as they
+are (its actions name them), a later ROOT's run whose name is already taken is shown with its
+ROOT's folder name in front (``other/2026-12-01-base``), or with the ROOT as given when that is
+taken too."""
+
+from __future__ import annotations
+
+import os
+
+
+def distinct(roots: list[str]) -> list[str]:
+    """The ROOTs in the order given, each folder once (the same folder named twice, or by a link)."""
+    seen: set[str] = set()
+    out = []
+    for r in roots:
+        real = os.path.realpath(r)
+        if real not in seen:
+            seen.add(real)
+            out.append(r)
+    return out
+
+
+def unique_name(name: str, root: str, taken: set[str]) -> str:
+    """``name`` of a run under ``root``, made unique among ``taken`` (pure; adds the result to it)."""
+    out = name
+    if out in taken:
+        out = f"{os.path.basename(os.path.abspath(root))}/{name}"
+    if out in taken:
+        out = f"{root.rstrip('/')}/{name}"
+    n = 2
+    base = out
+    while out in taken:  # the same ROOT given twice under different spellings is folded by distinct()
+        out = f"{base} ({n})"
+        n += 1
+    taken.add(out)
+    return out
+
+
+def scan_roots(roots: list[str], **options) -> list:
+    """:func:`trainkit.status.scan` of every ROOT, the names made unique; sorted by name within
+    each ROOT, the ROOTs in the order given."""
+    from trainkit.status import scan
+
+    taken: set[str] = set()
+    out = []
+    for root in distinct(roots):
+        runs = scan(root, **options)
+        for r in runs:
+            r.name = unique_name(r.name, root, taken)
+        out.extend(runs)
+    return out
