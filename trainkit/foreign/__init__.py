@@ -187,6 +187,32 @@ def newest_write(path: str, depth: int = 2) -> float | None:
     return newest
 
 
+def signature(path: str) -> tuple:
+    """(path, size, mtime) of the files a foreign run's state is read from (:func:`watched_name`),
+    two levels down, never the checkpoints' weights: a reader that keeps its last summary compares
+    it to know whether to read the run again."""
+    out = []
+    stack = [(path, 0)]
+    while stack:
+        d, level = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        if level < 2:
+                            stack.append((e.path, level + 1))
+                    elif watched_name(e.name):
+                        st = e.stat(follow_symlinks=False)
+                        out.append((e.path, st.st_size, st.st_mtime_ns))
+                except OSError:
+                    continue
+    return tuple(sorted(out))
+
+
 # ---------------------------------------------------------------------------------------------
 # reading one
 

@@ -14,7 +14,11 @@ Routes::
     GET /runs/NAME/metrics?after=N          metrics.jsonl records from byte offset N, and the next offset
 
 The path is split on ``/`` first and each segment percent-decoded once, so an encoded ``/`` or
-``..`` stays inside one segment and is then refused by :func:`resolve_run` (404).
+``..`` stays inside one segment and is then refused by :func:`resolve_run` (404). A run another
+tool wrote (``"source"``: hf, lightning, tensorboard) is named by its path under ROOT, which may
+hold a ``/``: the client percent-encodes it as one segment (``/runs/pl%2Flightning_logs%2Fversion_0``)
+and :func:`trainkit.serve.foreign_runs.resolve` accepts only a real foreign run folder inside ROOT
+(no ``..``, hidden part or symlink on the way).
 
 No response shows an absolute path (:class:`PathScrub`): paths inside ROOT read relative to it (a
 run's ``path`` is its name), the home folder reads ``~``, and an unexpected error says only that it
@@ -136,7 +140,7 @@ class Api:
             case ["runs", name]:
                 path = resolve_run(self.root, name)
                 if path is None:
-                    return no_run(name)
+                    return self.foreign_run(name)
                 return Response(200, self.memo.get(("run", path), lambda: orjson.dumps(
                     run_detail(path, stale_s=self.stale_s))))
             case ["runs", name, "metrics"]:
@@ -164,9 +168,24 @@ class Api:
         return Response(200, self.memo.get(("status", path, text), lambda: orjson.dumps(
             status_line(path, stale_s=self.stale_s, text=text))))
 
+    def foreign_run(self, name: str) -> Response:
+        """A run another tool wrote; its name, a path under ROOT, comes percent-encoded as one segment."""
+        from trainkit.serve.foreign_runs import detail, resolve
+
+        found = resolve(self.root, name)
+        if found is None:
+            return no_run(name)
+        source, path = found
+        return Response(200, self.memo.get(("foreign", path), lambda: orjson.dumps(detail(source, path, self.root))))
+
     def metrics(self, name: str, query: dict[str, list[str]]) -> Response:
         path = resolve_run(self.root, name)
         if path is None:
+            from trainkit.serve.foreign_runs import resolve
+
+            if resolve(self.root, name) is not None:
+                return error(404, f"{name[:200]!r} is a run another tool wrote: it has no metrics.jsonl; "
+                                  "/runs/NAME lists its scalars")
             return no_run(name)
         after = query.get("after", ["0"])
         if len(after) != 1 or not OFFSET.fullmatch(after[0]):

@@ -135,8 +135,11 @@ class RunIndex:
     its previous result (its heartbeat age moved on), for at most ``REUSE_MAX_S``."""
 
     def __init__(self, root: str, *, stale_s: float | None = None) -> None:
+        from trainkit.serve.foreign_runs import ForeignIndex
+
         self.root = root
         self.stale_s = stale_s
+        self.foreign = ForeignIndex(root)  # the runs other tools wrote (listed with their source)
         self.reused = self.computed = 0  # for tests and the benchmark
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
@@ -172,6 +175,8 @@ class RunIndex:
             entries = {p: self.entry(p, now=now, host=host) for p in find_runs(self.root)}
             self._entries = entries
             runs = [_aged(e.status, now - e.computed_at) for e in entries.values()]
+            runs += self.foreign.runs(set(entries), now)
+            runs.sort(key=lambda r: r.name)  # as trainkit status --json orders them
             active = choose_active(list(entries.values()))
             return Snapshot(runs, orjson.dumps(runs), active.status.name if active else None, now)
 

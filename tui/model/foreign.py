@@ -42,29 +42,7 @@ def refusal(verb: str, view: RunView) -> str | None:
     return f"{view.name}: {verb} is off for a {tool} run ({OFF.get(verb, 'it needs trainkit files')})"
 
 
-def signature(path: str) -> tuple:
-    """(name, size, mtime) of the files a foreign run's state is read from, two levels down (never
-    the checkpoints' weights): polling and the catch-up compare it."""
-    out = []
-    stack = [(path, 0)]
-    while stack:
-        d, level = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for e in it:
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        if level < 2:
-                            stack.append((e.path, level + 1))
-                    elif F.watched_name(e.name):
-                        st = e.stat(follow_symlinks=False)
-                        out.append((e.path, st.st_size, st.st_mtime_ns))
-                except OSError:
-                    continue
-    return tuple(sorted(out))
+signature = F.signature  # (path, size, mtime) of the files its state is read from: polling, the catch-up
 
 
 def fill(view: RunView, f: F.Foreign, now: float) -> None:
