@@ -113,6 +113,8 @@ def test_lightning_csv_and_tensorboard_loggers_each_read_as_a_run(tmp_path, env)
     tb_run = runs["pl/lightning_logs/version_1"]
     assert tb_run["source"] == "lightning" and abs(tb_run["last_loss"] - step_losses[-1]) < 1e-6
     assert tb_run["best_value"] == pytest.approx(min(val), rel=1e-6)
+    # its epochs from the epoch-level values the TensorBoardLogger got (it read crashed 0/3 when done)
+    assert (tb_run["state"], tb_run["completed_epochs"], tb_run["progress_percentage"]) == ("finished", 3, 100.0)
 
 
 def test_a_bare_summary_writer_is_a_tensorboard_run_running_while_its_writer_holds_the_file(tmp_path, env):

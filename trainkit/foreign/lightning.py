@@ -92,7 +92,13 @@ def summarize(path: str, f: Foreign) -> None:
     if not rows and has_events(path):  # a TensorBoardLogger folder
         from trainkit.foreign import tensorboard
 
-        tensorboard.summarize(path, f)
+        summary = tensorboard.summarize(path, f)
+        if summary is not None:  # epochs done: how often an epoch-level value was logged, else the epoch scalar
+            ended = [t["n"] for tag, t in summary.tags.items() if tag.endswith("_epoch")]
+            if ended:
+                f.epoch = max(ended)
+            elif "epoch" in summary.tags:
+                f.epoch = summary.tags["epoch"]["last_value"]
     else:
         steps = [int(r["step"]) for r in rows if "step" in r]
         f.step = max(steps) if steps else None

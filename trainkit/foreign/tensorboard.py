@@ -192,12 +192,19 @@ def apply(summary: FileSummary, f: Foreign) -> None:
         f.best_metric, f.best_value, f.best_where = val[0], t["min"], f"step {t['min_step']}"
 
 
-def summarize(path: str, f: Foreign) -> None:
-    files = event_files(path)
+def summary_of(path: str) -> FileSummary:
+    """The summary of a folder's event files (each from the cache when unchanged)."""
+    return merged([file_summary(p) for p in event_files(path)])
+
+
+def summarize(path: str, f: Foreign) -> FileSummary | None:
     try:
-        apply(merged([file_summary(p) for p in files]), f)
+        summary = summary_of(path)
     except ReaderMissing as e:
         f.warnings.append(str(e))
+        return None
+    apply(summary, f)
+    return summary
 
 
 def scalars(path: str) -> dict[str, list[tuple[float, float]]]:
