@@ -210,3 +210,22 @@ def test_a_later_roots_name_already_taken_gets_its_roots_name(names, expected):
 
     taken: set[str] = set()
     assert [unique_name(n, root, taken) for root, n in names] == expected
+
+
+def test_a_foreign_folder_is_archived_and_restored_and_reads_as_before(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("hf", root / "dead", "--steps", "100", "--crash-at", "25", env=env, cwd=tmp_path)
+    age(root / "dead")
+    assert status(root, env)["dead"]["state"] == "crashed"
+    files = sorted(p.relative_to(root / "dead") for p in (root / "dead").rglob("*"))
+    r = trainkit("experiments", "archive", "--root", root, "dead", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not (root / "dead").exists() and (tmp_path / "exp-archive" / "dead" / "checkpoint-20").is_dir()
+    r = trainkit("experiments", "restore", "--root", root, "dead", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    # the move's record (metadata.json, just written) is trainkit's, not a sign of training: still crashed
+    run = status(root, env)["dead"]
+    assert (run["state"], run["step"], run["total_steps"]) == ("crashed", 20, 100), run
+    assert sorted(p.relative_to(root / "dead") for p in (root / "dead").rglob("*")) == sorted(
+        files + [Path("metadata.json")])

@@ -164,7 +164,11 @@ def discover(root: str, skip: set[str] | None = None) -> list[tuple[str, str]]:
 
 
 def newest_write(path: str, depth: int = 2) -> float | None:
-    """The newest modification time of the files under ``path`` (``depth`` levels; links not followed)."""
+    """The newest modification time of the files under ``path`` (``depth`` levels; links not followed),
+    the tool's own: trainkit's lifecycle record (``metadata.json``, written by an archive or a
+    restore) is not a sign of training."""
+    from trainkit.runfolder import METADATA_FILE
+
     newest = None
     stack = [(path, 0)]
     while stack:
@@ -179,6 +183,8 @@ def newest_write(path: str, depth: int = 2) -> float | None:
                     if e.is_dir(follow_symlinks=False):
                         if level < depth:
                             stack.append((e.path, level + 1))
+                        continue
+                    if level == 0 and e.name == METADATA_FILE:
                         continue
                     t = e.stat(follow_symlinks=False).st_mtime
                 except OSError:
