@@ -3,16 +3,17 @@
 10,000 items with an instant model (a dict lookup), in one process, through the same runner
 (trainkit.evaluation.runner.Runner, one worker thread). Only the sink differs:
 
-* progressive (what `trainkit eval` ships): the writer thread writes each finished item's
-  conversation file (temp file + rename) and appends + flushes its line to responses.jsonl the
-  moment the item finishes (no fsync; --durable is not measured);
+* progressive (what `trainkit eval` ships): the worker writes each finished item's conversation
+  file once under its final name, then appends + flushes its line to responses.jsonl (the line
+  marks the item done; readers open only listed items' files) the moment the item finishes (no
+  fsync; --durable is not measured);
 * in memory (the seed's old way, the anchor): results are kept in a list; at the end
   responses.jsonl is written in one go and each conversation file with open().write().
 
 Both produce the same bytes per item (same records). A third variant, in memory but writing the
 conversation files with progressive's own system calls (os.open on a folder descriptor), isolates
-the cost of being progressive (temp file + rename, one write per line) from the file API.
-Rounds alternate; this machine's disk is noisy (kernel time per file creation varies several-fold
+the cost of being progressive (one write per line, interleaved with the files) from the file API.
+Rounds alternate (ABC, CBA, ...: each pair in both orders); this machine's disk is noisy (kernel time per file creation varies several-fold
 between rounds), so it prints the best of N of each (timeit's rule, as the goal's verdict), the
 median of paired rounds and the CPU time per item. Goal: progressive costs under 15 % against the
 in-memory way.
@@ -20,7 +21,7 @@ Then the resume: a questions file of 10,001 items of which 10,000 are done; the 
 loading the questions to the first model call of the remaining item (plan, hash, precheck check,
 reading responses.jsonl, checking 10,000 conversation files). Goal: under 1 s.
 
-    python benchmarks/eval_writing.py [--items 10000] [--rounds 5]
+    python benchmarks/eval_writing.py [--items 10000] [--rounds 11] [--dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def main() -> None:
     print(f"items: {n:,} (instant model, 1 worker), {args.rounds} rounds in alternating order, files in {args.dir}")
     labels = {"seed": "in memory, written at the end with open().write() (the seed's way)",
               "same": "in memory, written at the end with progressive's system calls",
-              "prog": "progressive: flushed line + atomic conversation file per item"}
+              "prog": "progressive: conversation file, then its flushed line, per item"}
     for k, label in labels.items():
         wall = [w for w, _ in results[k]]
         cpu = min(c for _, c in results[k]) / n * 1e6

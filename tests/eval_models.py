@@ -92,3 +92,12 @@ def concurrent(item: dict) -> dict:
     answer = solve(item["question"])
     return {"answer": answer, "messages": [{"role": "user", "content": item["question"]},
                                            {"role": "assistant", "content": answer, "padding": "x" * 20000}]}
+
+
+def big_gated(item: dict) -> dict:
+    """:func:`gated` with a large answer: a 200 kB conversation file, which a reader racing the
+    writer would see torn."""
+    _gate(item)
+    answer = solve(item["question"])
+    return {"answer": answer, "messages": [{"role": "user", "content": item["question"]},
+                                           {"role": "assistant", "content": answer, "padding": "x" * 200_000}]}

@@ -128,6 +128,70 @@ def test_kill9_mid_run_then_resume_each_item_exactly_once(tmp_path, env):
     assert summary["version"] == 1 and summary["duration_s"] >= 0
 
 
+def test_trainmon_opens_only_whole_conversation_files_while_they_are_written_and_after_a_kill9(tmp_path, env):
+    """trainmon's inspector stays open on an evaluation that is written, killed -9 and resumed: every
+    item it lists opens a whole conversation file (a file counts once its line is written), a file
+    that a kill left half-written is never listed, and the resume redoes that item and writes its
+    file whole: each item once, none missing."""
+    from tui.model.evals import EvalItems, item_key
+
+    q = write_jsonl(tmp_path / "qs.jsonl", arith_questions(40))
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    run, d = tmp_path / "run", tmp_path / "run" / "evals" / "qs"
+    args = ["eval", run, "--model", "eval_models:big_gated", "--questions", q]
+    proc = start_logged(args, tmp_path, eval_env(env, EVAL_GATE_DIR=str(gate), EVAL_GATE_FROM="30"),
+                        tmp_path / "first.log")
+    items = EvalItems(str(d))
+    opened: set[tuple[str, int]] = set()
+
+    def open_listed() -> int:
+        items.update()
+        for it in items.items:
+            if item_key(it) not in opened:
+                rec, why = items.conversation(it)
+                assert rec is not None, why  # listed, so whole
+                assert (rec["question_id"], rec["status"], len(rec["messages"][1]["padding"])) == \
+                    (it.question_id, "ok", 200_000)
+                opened.add(item_key(it))
+        return len(opened)
+
+    try:
+        wait_for(lambda: open_listed() >= 30, what="30 items opened while the evaluation writes them")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    whole = (d / "conversations" / "q0_s0.json").read_bytes()
+    (d / "conversations" / "q30_s0.json").write_bytes(whole[:len(whole) // 2])  # the kill hit item 30's write
+    assert open_listed() == 30 and ("30", 0) not in opened
+
+    again = trainkit(*args, cwd=tmp_path, env=eval_env(env))
+    assert again.returncode == 0, again.stderr
+    assert open_listed() == 40
+    keys = [(r["question_id"], r["sample_number"]) for r in read_jsonl(d / "responses.jsonl")]
+    assert sorted(keys) == [(i, 0) for i in range(40)]  # each item once, none missing
+    last = check_files(d, 40)  # q30_s0.json rewritten whole, matching its line
+    assert all(r["status"] == "ok" and r["correct"] for r in last.values())
+
+
+def test_retry_errors_replaces_a_conversation_file_whole_under_a_reader_that_has_it_open(tmp_path, env):
+    """The inspector has an error item's conversation open when --retry-errors re-runs it: what it
+    reads stays the whole old file (the new one replaces it by rename, never in place), and the
+    path then holds the whole new file."""
+    q = write_jsonl(tmp_path / "qs.jsonl", arith_questions(6))
+    args = ["eval", tmp_path / "run", "--model", "eval_models:flaky", "--questions", q, "--retries", "0"]
+    first = trainkit(*args, cwd=tmp_path, env=eval_env(env, EVAL_FAIL_IDS="2"))
+    assert first.returncode == 0, first.stderr
+    path = tmp_path / "run" / "evals" / "qs" / "conversations" / "q2_s0.json"
+    with open(path, "rb", buffering=0) as reader:
+        head = reader.read(10)  # the reader is in the middle of the file (unbuffered: the rest is not read yet)
+        retry = trainkit(*args, "--retry-errors", cwd=tmp_path, env=eval_env(env))
+        assert retry.returncode == 0, retry.stderr
+        old = orjson.loads(head + reader.read())
+    assert (old["status"], old["error"]) == ("error", "ValueError: boom on item 2")
+    assert read_json(path)["status"] == "ok"
+
+
 def test_failing_items_are_error_records_and_the_rest_completes(tmp_path, env):
     q = write_jsonl(tmp_path / "qs.jsonl", arith_questions(12))
     r = trainkit("eval", tmp_path / "run", "--model", "eval_models:flaky", "--questions", q, "--retries", "1",

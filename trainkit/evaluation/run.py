@@ -325,7 +325,8 @@ def _evaluate_locked(t: Target, req: EvalRequest, paths: EvalPaths, display: Eva
         if interrupts.requested.is_set():
             return _finish(t, paths, display, interrupted=True, failure=None, write_report=req.report)
         counts = Counts(state.counts.done, state.counts.ok, state.counts.error)
-        writer = ProgressiveWriter(paths, plan.metric, plan.model, durable=req.durable, notify=display.note)
+        writer = ProgressiveWriter(paths, plan.metric, plan.model, durable=req.durable, notify=display.note,
+                                   listed=state.listed)
         runner: Runner | None = None
 
         def writer_failed(e: BaseException) -> None:

@@ -4,10 +4,11 @@ writer (:mod:`trainkit.evaluation.writer`).
 
 Data flow: ``prepare`` (plan check, repair, what is left) -> ``Runner`` (N worker threads call the
 model) -> one ``ProgressiveWriter`` (the only owner of the files: for each finished item it writes
-the conversation file atomically, then appends the item's line to ``responses.jsonl``; the line is
-the commit record), fed by the worker itself (one worker) or by a writer thread (N workers).
-A kill at any moment leaves complete lines, at most a torn last line and conversation files that
-are whole or absent. No torch here.
+the conversation file, then appends the item's line to ``responses.jsonl``; the line is the commit
+record and only listed items' files are read), fed by the worker itself (one worker) or by a writer
+thread (N workers). A kill at any moment leaves complete lines, at most a torn last line, whole
+files for listed items and at most one unlisted file (redone here: its item has no line). No torch
+here.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class ResumeState:
     retrying: int = 0
     rebuilt: list[str] = field(default_factory=list)
     rebuild_failed: list[str] = field(default_factory=list)
+    listed: set[str] = field(default_factory=set)  # files of items to run that have a line (replaced atomically)
     truncated_bytes: int = 0
     dropped_lines: int = 0
 
@@ -190,7 +192,8 @@ def prepare(paths: EvalPaths, plan: Plan, *, retry_errors: bool = False, durable
             retrying += 1
         else:
             counts.add(rec.get("status"))
-    state = ResumeState(todo, counts, new=new, retrying=retrying, truncated_bytes=truncated, dropped_lines=dropped)
+    state = ResumeState(todo, counts, new=new, retrying=retrying, truncated_bytes=truncated, dropped_lines=dropped,
+                        listed={it.file for it in todo if it.key in last})
 
     paths.conversations.mkdir(exist_ok=True)
     cleanup_temp_files(paths.conversations)

@@ -1,10 +1,14 @@
 """The progressive writer of an evaluation: the records of one finished item and the only code
 that puts them on disk.
 
-For each finished item: its conversation file is written atomically (temp file + rename in the same
-folder), then its line is appended to ``responses.jsonl`` (one ``os.write`` on ``O_APPEND``); the
-line is the commit record. A kill at any moment leaves complete lines, at most a torn last line,
-and conversation files that are whole or absent. No torch here.
+For each finished item: its conversation file is written once under its final name, then its line
+is appended to ``responses.jsonl`` (one ``os.write`` on ``O_APPEND``). The line is the commit
+record: a conversation file counts only once its item has a line, and readers (trainmon's
+inspector, the resume's repair) read the conversation files of listed items only, which are whole
+(written and closed before the line). A kill at any moment leaves complete lines, at most a torn
+last line, and at most one unlisted file (the item in flight, redone and rewritten on resume). The
+file of an item that already has a line (re-run by ``--retry-errors``) is replaced atomically (temp
+file + rename), since a reader may be reading the old one. No torch here.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +114,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_IN_PLACE = _CREATE | os.O_NOFOLLOW  # a link planted under an unlisted name is not followed
 
 
 @dataclass
@@ -123,16 +128,19 @@ class Encoded:
 
 
 class ProgressiveWriter:
-    """Writes each finished item the moment it arrives: its conversation file (temp file + rename
-    in the same folder) and then its line in ``responses.jsonl`` (one ``os.write`` on ``O_APPEND``).
+    """Writes each finished item the moment it arrives: its conversation file (under its final
+    name; for a file in ``listed``, the names of items that already have a line, temp file +
+    rename) and then its line in ``responses.jsonl`` (one ``os.write`` on ``O_APPEND``).
     ``durable`` adds fsync of each line, each file and the folder (power-loss safety). A failure
-    to write a conversation file is reported through ``notify`` and the run goes on.
-    :meth:`encode` touches no file, so it runs in the worker that finished the item."""
+    to write a conversation file is reported through ``notify`` (a partly written file is removed)
+    and the run goes on. :meth:`encode` touches no file, so it runs in the worker that finished
+    the item."""
 
     def __init__(self, paths: EvalPaths, metric: str, model: str, *, durable: bool = False,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None, listed: Collection[str] = ()) -> None:
         self.metric, self.model, self.durable = metric, model, durable
         self.notify = notify or (lambda msg: None)
+        self.listed = frozenset(listed)
         paths.conversations.mkdir(parents=True, exist_ok=True)
         self._dir_fd = os.open(paths.conversations, os.O_RDONLY | os.O_DIRECTORY)
         # responses.jsonl: O_APPEND, one os.write per line (the line arrives encoded; see JsonlWriter)
@@ -156,6 +164,27 @@ class ProgressiveWriter:
             os.fsync(self._lines_fd)
 
     def write_conversation(self, name: str, data: bytes) -> None:
+        """``name`` unlisted: no reader opens it before its line exists, so it is written in
+        place (truncating what a kill left of it). Listed: replaced atomically."""
+        if name in self.listed:
+            self._replace(name, data)
+            return
+        dir_fd = self._dir_fd
+        fd = os.open(name, _IN_PLACE, 0o666, dir_fd=dir_fd)
+        try:
+            try:
+                _write_all(fd, data)
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            _unlink_quietly(name, dir_fd)  # no half file stays for the line that follows
+            raise
+        if self.durable:
+            os.fsync(dir_fd)
+
+    def _replace(self, name: str, data: bytes) -> None:
         tmp = "." + name + self._suffix
         dir_fd = self._dir_fd
         fd = os.open(tmp, _CREATE, 0o666, dir_fd=dir_fd)
@@ -168,13 +197,10 @@ class ProgressiveWriter:
                 os.close(fd)
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
-            try:
-                os.unlink(tmp, dir_fd=self._dir_fd)
-            except OSError:
-                pass
+            _unlink_quietly(tmp, dir_fd)
             raise
         if self.durable:
-            os.fsync(self._dir_fd)
+            os.fsync(dir_fd)
 
     def close(self) -> None:
         if self._dir_fd >= 0:
@@ -184,6 +210,13 @@ class ProgressiveWriter:
                 except OSError:  # already gone (the failure that stopped the run)
                     pass
             self._dir_fd = -1
+
+
+def _unlink_quietly(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
 
 
 class _Sink:
