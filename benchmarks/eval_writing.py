@@ -13,15 +13,16 @@
 Both produce the same bytes per item (same records). A third variant, in memory but writing the
 conversation files with progressive's own system calls (os.open on a folder descriptor), isolates
 the cost of being progressive (one write per line, interleaved with the files) from the file API.
-Rounds alternate (ABC, CBA, ...: each pair in both orders); this machine's disk is noisy (kernel time per file creation varies several-fold
-between rounds), so it prints the best of N of each (timeit's rule, as the goal's verdict), the
-median of paired rounds and the CPU time per item. Goal: progressive costs under 15 % against the
-in-memory way.
+Rounds alternate (ABC, CBA, ...: each pair in both orders); this machine's disk is noisy (kernel
+time per file creation varies several-fold between rounds), so it prints the best of N of each
+(timeit's rule, as the goal's verdict), the median of paired rounds and the CPU time per item.
+Goal: progressive costs under 15 % against the in-memory way, on this disk and on tmpfs (/dev/shm):
+both are measured by default.
 Then the resume: a questions file of 10,001 items of which 10,000 are done; the time from
 loading the questions to the first model call of the remaining item (plan, hash, precheck check,
 reading responses.jsonl, checking 10,000 conversation files). Goal: under 1 s.
 
-    python benchmarks/eval_writing.py [--items 10000] [--rounds 11] [--dir /dev/shm]
+    python benchmarks/eval_writing.py [--items 10000] [--rounds 11] [--dir DIR ...]
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--items", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=11)
-    p.add_argument("--dir", default=".", help="where the files are written (default: here, on disk)")
+    p.add_argument("--dir", action="append", help="where the files are written; repeat for several "
+                   "(default: here, on disk, then /dev/shm, a tmpfs)")
     args = p.parse_args()
     n = args.items
     questions = make_questions(n)
@@ -174,35 +176,42 @@ def main() -> None:
     plan = Plan("bench", questions, "generated", "bench:instant", 1, "accuracy")
     variants = {"seed": lambda b: run_memory(b, plan, fn), "same": lambda b: run_memory(b, plan, fn, lowlevel=True),
                 "prog": lambda b: run_progressive(b, plan, fn)}
-    with tempfile.TemporaryDirectory(dir=args.dir) as d:
-        base = Path(d)
-        small = Plan("warm", questions[:500], "generated", "bench:instant", 1, "accuracy")
-        run_memory(base, small, fn)
-        run_progressive(base, small, fn)
-        results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
-        for r in range(args.rounds):
-            order = list(variants) if r % 2 == 0 else list(reversed(variants))  # no variant always goes first
-            for k in order:
-                results[k].append(variants[k](base))
-        resume_s, left = bench_resume(base, n)
-    print(f"items: {n:,} (instant model, 1 worker), {args.rounds} rounds in alternating order, files in {args.dir}")
+    print(f"items: {n:,} (instant model, 1 worker), {args.rounds} rounds in alternating order (ABC, CBA, ...)")
+    for i, where in enumerate(args.dir or [".", *(["/dev/shm"] if os.path.isdir("/dev/shm") else [])]):
+        with tempfile.TemporaryDirectory(dir=where) as d:
+            base = Path(d)
+            small = Plan("warm", questions[:500], "generated", "bench:instant", 1, "accuracy")
+            run_memory(base, small, fn)
+            run_progressive(base, small, fn)
+            results: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+            for r in range(args.rounds):
+                order = list(variants) if r % 2 == 0 else list(reversed(variants))  # no variant always goes first
+                for k in order:
+                    results[k].append(variants[k](base))
+            resume = bench_resume(base, n) if i == 0 else None
+        report(where, n, args.rounds, results, resume)
+
+
+def report(where: str, n: int, rounds: int, results: dict, resume: tuple[float, int] | None) -> None:
+    print(f"files in {where} (load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}):")
     labels = {"seed": "in memory, written at the end with open().write() (the seed's way)",
               "same": "in memory, written at the end with progressive's system calls",
               "prog": "progressive: conversation file, then its flushed line, per item"}
     for k, label in labels.items():
         wall = [w for w, _ in results[k]]
         cpu = min(c for _, c in results[k]) / n * 1e6
-        print(f"{label:<68} {n / min(wall):7,.0f} items/s best ({min(wall) / n * 1e6:5.1f} us/item, CPU "
+        print(f"  {label:<68} {n / min(wall):7,.0f} items/s best ({min(wall) / n * 1e6:5.1f} us/item, CPU "
               f"{cpu:5.1f}), median {n / statistics.median(wall):7,.0f}")
     prog = results["prog"]
     for k, name in (("seed", "the seed's way (the anchor)"), ("same", "the same-system-calls way")):
         best = min(w for w, _ in prog) / min(w for w, _ in results[k]) - 1
         pairs = statistics.median(p[0] / a[0] - 1 for p, a in zip(prog, results[k], strict=True))
-        print(f"overhead of progressive vs {name:<28} best of {args.rounds}: {best * 100:+6.1f} %  (median of "
+        print(f"  overhead of progressive vs {name:<28} best of {rounds}: {best * 100:+6.1f} %  (median of "
               f"paired rounds {pairs * 100:+6.1f} %; goal < 15 %: {'met' if best < 0.15 else 'NOT met'})")
-    print(f"resume over {n:,} done items: first new item starts after {resume_s * 1000:.0f} ms "
-          f"({left} item left; goal < 1 s: {'met' if resume_s < 1 else 'NOT met'})")
-
+    if resume is not None:
+        resume_s, left = resume
+        print(f"  resume over {n:,} done items: first new item starts after {resume_s * 1000:.0f} ms "
+              f"({left} item left; goal < 1 s: {'met' if resume_s < 1 else 'NOT met'})")
 
 if __name__ == "__main__":
     main()
