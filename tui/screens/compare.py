@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
 
 from trainkit import lifecycle
 from trainkit.errors import UserError
@@ -79,7 +80,10 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="compare")
     def load(self) -> None:
-        histories = [load_history(self.app.model, k) for k in self.keys]
+        """Each run's tail and overview first (on screen at once), then each one's history read in
+        full, the charts refined as it loads."""
+        worker = get_current_worker()
+        histories = [load_history(self.app.model, k, History.open) for k in self.keys]
         root = self.app.model.root
         try:
             cmp = lifecycle.compare([os.path.basename(k) for k in self.keys], root=root)
@@ -87,6 +91,19 @@ class CompareScreen(Screen):
         except (UserError, OSError) as e:
             cmp, note = None, str(e)
         self.app.call_from_thread(self._loaded, histories, cmp, note)
+        for h in histories:
+            if h.complete:
+                continue
+
+            def report(records, offset: int, h=h) -> None:
+                part = History.snapshot(records)
+                if not worker.is_cancelled:
+                    self.app.call_from_thread(self._refined, h, part, offset)
+
+            found = h.scan(report, lambda: worker.is_cancelled)
+            if worker.is_cancelled:
+                return
+            self.app.call_from_thread(self._refined, h, found, h.tail_start)
 
     def _loaded(self, histories, cmp, note) -> None:
         self.histories, self.comparison = histories, cmp
@@ -94,10 +111,17 @@ class CompareScreen(Screen):
         self.query_one("#config-table", Static).update(config_table(cmp, self.only_diff) if cmp else
                                                   Text(f"configs not compared: {note}", style="yellow"))
 
+    def _refined(self, history: History, found, offset: int) -> None:
+        if history in self.histories:
+            history.refine(found, offset)
+            self.draw()
+
     def draw(self) -> None:
         names: list[str] = []
         for h in self.histories:
             names.extend(n for n in h.metric_names() if n not in names)
+        done = min((h.progress() for h in self.histories), default=1.0)
+        reading = "" if done >= 1.0 else f"  reading history {done:.0%}"
         grid = self.query_one("#ccharts", Grid)
         for cv in list(grid.query(ChartView)):
             cv.remove()
@@ -109,11 +133,14 @@ class CompareScreen(Screen):
             series = [Series(os.path.basename(h.path), h.series(name), color_of(i))
                       for i, h in enumerate(self.histories)]
             cv.plot(series, title=name.replace("epoch:", "") + (" (x: epoch)" if name.startswith("epoch:") else
-                                                                 " (x: step)"), logy=self.logy)
+                                                                 " (x: step)") + reading, logy=self.logy)
 
     def runs_changed(self, changes) -> None:
         mine = {c.name for c in changes} & set(self.keys)
-        if mine and any(h.update() for h in self.histories if h.path in mine):
+        if mine and any([h.update() for h in self.histories if h.path in mine]):
+            if any(h.reload for h in self.histories):  # a log truncated or replaced: read again
+                self.load()
+                return
             self.draw()
 
     def action_back(self) -> None:

@@ -7,6 +7,8 @@ and ``1``-``7`` jump between sections, Home/End work in every list."""
 from __future__ import annotations
 
 import math
+import os
+import time
 
 from rich.text import Text
 from textual import work
@@ -15,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Log, Static
+from textual.worker import get_current_worker
 
 from trainkit.formatting import fmt_duration, fmt_num, fmt_sig
 from trainkit.runfolder import style_of
@@ -44,6 +47,14 @@ EVAL_LIVENESS_S = 2.0  # while an evaluation runs, how often to check that its p
 CONFIG_KEYS = ("task", "epochs", "lr", "batch_size", "optimizer", "lr_schedule.name", "early_stopping.metric",
                "early_stopping.patience", "device")
 SYSTEM_SHOWN = ("cpu_percent", "rss_bytes", "host_cpu_percent", "host_mem_percent")
+DETAIL_ENV = "TRAINMON_DETAIL_FILE"  # benchmarks: "chart TIME" and "full TIME" lines once each is on screen
+
+
+def _mark(what: str) -> None:
+    marker = os.environ.get(DETAIL_ENV)
+    if marker:
+        with open(marker, "a") as f:
+            f.write(f"{what} {time.time()!r}\n")
 
 
 def head_text(view, now: float, history: History | None = None) -> Text:
@@ -188,17 +199,45 @@ class DetailScreen(Screen):
 
     @work(thread=True, exclusive=True, group="history")
     def load(self) -> None:
-        history = load_history(self.app.model, self.key)
-        monitor = MonitorFiles(self.key)
+        """Open the run's history (its tail and an overview: on screen at once), then read the rest
+        of the metrics log, the charts refined as it loads."""
+        worker = get_current_worker()
+        history = load_history(self.app.model, self.key, History.open)
+        monitor = MonitorFiles(self.key) if self.monitor is None else None
         self.app.call_from_thread(self._loaded, history, monitor)
+        if history.complete:
+            return
 
-    def _loaded(self, history: History, monitor: MonitorFiles) -> None:
+        def report(records, offset: int) -> None:
+            part = History.snapshot(records)
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._refined, history, part, offset)
+
+        found = history.scan(report, lambda: worker.is_cancelled)
+        if found is not None and not worker.is_cancelled:
+            self.app.call_from_thread(self._refined, history, found, history.tail_start)
+
+    def _loaded(self, history: History, monitor: MonitorFiles | None) -> None:
         self.history = history
-        self.monitor = monitor
-        self.draw_monitor()
+        if monitor is not None:
+            self.monitor = monitor
+            self.draw_monitor()
         self.draw_charts()
         self.draw_epochs()
         self.draw_head()
+        self.call_after_refresh(_mark, "chart")
+        if history.complete:
+            self.call_after_refresh(_mark, "full")
+
+    def _refined(self, history: History, found, offset: int) -> None:
+        if history is not self.history:
+            return  # an older read (the log was replaced since)
+        history.refine(found, offset)
+        self.draw_charts()
+        self.draw_epochs()
+        self.draw_head()
+        if history.complete:
+            self.call_after_refresh(_mark, "full")
 
     # ---------------------------------------------------------------- live (called by the app)
     def runs_changed(self, changes: list[RunChange]) -> None:
@@ -211,6 +250,9 @@ class DetailScreen(Screen):
             if ch.what & {ROW, CONFIG}:
                 self.draw_head()
             if ch.what & {METRICS, SYSTEM, ROW} and self.history is not None and self.history.update():
+                if self.history.reload:  # truncated or replaced: its history is read again
+                    self.load()
+                    continue
                 self.draw_charts()
                 self.draw_epochs()
                 self.draw_head()
@@ -244,6 +286,7 @@ class DetailScreen(Screen):
         views = list(grid.query(ChartView))
         xname = "s since start" if self.xtime else "step"
         t0 = h.start_time()
+        reading = "" if h.complete else f"  reading history {h.progress():.0%}"
         if not names:
             view = self.view
             problem = view.metrics_problem if view is not None else None
@@ -253,7 +296,8 @@ class DetailScreen(Screen):
             pts = self._x(h.series(name, "time" if self.xtime else "step"), t0)
             label = name.replace("epoch:", "")
             x_label = xname if not name.startswith("epoch:") or self.xtime else "epoch"
-            cv.plot([Series(label, pts, color_of(0))], title=f"{label} (x: {x_label})", logy=self.logy, last=self.last)
+            cv.plot([Series(label, pts, color_of(0))], title=f"{label} (x: {x_label}){reading}", logy=self.logy,
+                    last=self.last)
         sysgrid = self.query_one("#system", Grid)
         snames = [n for n in SYSTEM_SHOWN if n in h.system_names()] + \
             [n for n in h.system_names() if n not in SYSTEM_SHOWN][:2]
@@ -374,14 +418,18 @@ class DetailScreen(Screen):
         self.xtime = not self.xtime
         self.draw_charts()
 
+    def _shown(self) -> int:
+        """The points of the step charts (the newest of them are kept when zoomed)."""
+        return len(self.history.points("loss")) if self.history else 0
+
     def action_zoom_in(self) -> None:
-        n = len(self.history.steps) if self.history else 0
+        n = self._shown()
         cur = self.last or max(n, 8)
         self.last = max(8, cur // 2)
         self.draw_charts()
 
     def action_zoom_out(self) -> None:
-        n = len(self.history.steps) if self.history else 0
+        n = self._shown()
         if self.last is not None:
             self.last = None if self.last * 2 >= n else self.last * 2
         self.draw_charts()

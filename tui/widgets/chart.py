@@ -13,6 +13,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
 from trainkit.formatting import fmt_num
+from tui.model.downsample import thin
 
 # braille dot bits: (column, row) -> bit, 2 columns x 4 rows per cell
 _DOTS = {(0, 0): 0x01, (0, 1): 0x02, (0, 2): 0x04, (1, 0): 0x08, (1, 1): 0x10, (1, 2): 0x20, (0, 3): 0x40,
@@ -41,12 +42,14 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
     """The chart's lines: a title line, ``height`` - 3 plot rows with the y range at the left, the
     x range, the legend. ``last`` keeps the newest points only (zoom)."""
     width, height = max(width, 20), max(height, 5)
+    label_w = 9
+    cols = width - label_w - 1
     data = []
     for s in series:
         pts = _finite(s.points, logy)
         if last:
             pts = pts[-last:]
-        data.append((s, pts))
+        data.append((s, thin(pts, cols * 8)))  # 4 points a dot column: every low and high drawn
     head = Text(title[:width], style="bold")
     rows_n = height - 3
     all_pts = [p for _, pts in data for p in pts]
@@ -62,8 +65,6 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
         ylo, yhi = ylo - pad, yhi + pad
     if xhi == xlo:
         xhi = xlo + 1
-    label_w = 9
-    cols = width - label_w - 1
     dots_w, dots_h = cols * 2, rows_n * 4
     cells: dict[tuple[int, int], int] = {}
     owner: dict[tuple[int, int], str] = {}
