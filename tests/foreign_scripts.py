@@ -122,8 +122,8 @@ def writer(out: str, steps: int, hold_file: str | None) -> None:
 
 def live(out: str) -> None:
     """A ``SummaryWriter`` that appends when asked: each line ``N`` on stdin writes N more steps of
-    ``train/loss`` (1 / (step + 1)), flushes, and answers ``wrote STEP`` (the last step); end of input
-    closes it."""
+    ``train/loss`` (1 / (step + 1)), flushes, and answers ``wrote STEP TIME`` (the last step, and the
+    time of the flush); end of input closes it."""
     from torch.utils.tensorboard import SummaryWriter
 
     w = SummaryWriter(out)
@@ -134,7 +134,7 @@ def live(out: str) -> None:
             w.add_scalar("train/loss", 1.0 / (step + 1), step)
             step += 1
         w.flush()
-        print(f"wrote {step - 1}", flush=True)
+        print(f"wrote {step - 1} {time.time():.6f}", flush=True)  # the last step, and when it was flushed
     w.close()
 
 

@@ -288,7 +288,9 @@ def writers(folders: list[str]) -> dict[str, int]:
                         found[folder] = who[2]
                 except (psutil.Error, OSError):
                     continue
-    roots = sorted((os.path.realpath(p).rstrip("/") + "/", p) for p in folders)
+    left = {os.path.realpath(p): p for p in folders if p not in found}
+    if not left:
+        return found
     me = os.getpid()
     for proc in psutil.process_iter(["pid"]):
         if proc.info["pid"] == me:
@@ -297,10 +299,13 @@ def writers(folders: list[str]) -> dict[str, int]:
             files = proc.open_files()
         except (psutil.Error, OSError):
             continue
-        for of in files:
-            for prefix, folder in roots:
-                if folder not in found and of.path.startswith(prefix):
+        for of in files:  # the folders holding the file, up from it (a lookup each, whatever the number of folders)
+            d = os.path.dirname(of.path)
+            while len(d) > 1:
+                folder = left.get(d)
+                if folder is not None and folder not in found:
                     found[folder] = proc.info["pid"]
+                d = os.path.dirname(d)
     return found
 
 

@@ -3,11 +3,12 @@
 ``tensorboard`` package's event file loader (the optional extra ``pip install ".[tensorboard]"``).
 
 Scalars are read by tag and step, both the TF1 form (``simple_value``) and the TF2 one (a scalar
-tensor of the ``scalars`` plugin). An event file is read from its start (the loader keeps no
-offset across processes), so a one-shot reader (``trainkit status``) keeps each file's summary in
-the user's cache (``$TRAINKIT_CACHE_DIR/tensorboard/``, keyed by the file's path, size and mtime):
-an unchanged file costs a stat. A long-lived reader (trainmon) holds an :class:`EventTail`, whose
-loaders read only what was appended since the last call.
+tensor of the ``scalars`` plugin), from the package's raw loader (records parsed as ``Event``). An
+event file is read from its start (the loader keeps no offset across processes), so a one-shot
+reader (``trainkit status``) keeps each file's summary in the user's cache
+(``$TRAINKIT_CACHE_DIR/tensorboard/``, keyed by the file's path, size and mtime): an unchanged file
+costs a stat. A long-lived reader (trainmon) holds an :class:`EventTail`, whose loaders read only
+what was appended since the last call.
 """
 
 from __future__ import annotations
@@ -21,19 +22,33 @@ import orjson
 from trainkit.foreign.common import EVENTS_PREFIX, MAX_TAIL, Foreign, finite, loss_tag
 
 HINT = 'TensorBoard event files: install the reader with pip install ".[tensorboard]" (or pip install tensorboard)'
-CACHE_VERSION = 2
+CACHE_VERSION = 2  # the summary's layout (unchanged by the faster loader)
 
 
 class ReaderMissing(RuntimeError):
     """The ``tensorboard`` package is not installed."""
 
 
-def _loader(path: str):
-    try:
-        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    except ImportError:
-        raise ReaderMissing(HINT) from None
-    return EventFileLoader(path)
+class _Loader:
+    """The ``tensorboard`` package's raw event file loader (TFRecord framing and checksums, resuming
+    where the last ``Load`` stopped) with each record parsed as an ``Event``. Its ``EventFileLoader``
+    would also migrate every scalar into a tensor summary first: six times slower, for nothing here."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+            from tensorboard.compat.proto.event_pb2 import Event
+        except ImportError:
+            raise ReaderMissing(HINT) from None
+        self.raw, self.parse = RawEventFileLoader(path), Event.FromString
+
+    def Load(self):  # noqa: N802 (the loader's own name)
+        for record in self.raw.Load():
+            yield self.parse(record)
+
+
+def _loader(path: str) -> _Loader:
+    return _Loader(path)
 
 
 def _tensor_scalar(value) -> float | None:
