@@ -185,6 +185,7 @@ class ForeignHistory:
     complete = True
     reload = False
     problem = None
+    tail_start = 0
 
     def scan(self, report=None, cancelled=lambda: False) -> None:
         return None
