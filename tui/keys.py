@@ -11,7 +11,8 @@ KEY_NAMES = {"question_mark": "?", "slash": "/", "space": "space", "escape": "es
              "plus": "+", "equals_sign": "=", "minus": "-", "pageup": "PgUp", "pagedown": "PgDn", "home": "Home",
              "end": "End", "up": "↑", "down": "↓", "left": "←", "right": "→", "tab": "Tab",
              "shift+tab": "Shift+Tab", "left_square_bracket": "[", "right_square_bracket": "]",
-             "ctrl+home": "Ctrl+Home", "ctrl+end": "Ctrl+End", "ctrl+p": "Ctrl+P", "ctrl+c": "Ctrl+C"}
+             "ctrl+home": "Ctrl+Home", "ctrl+end": "Ctrl+End", "ctrl+p": "Ctrl+P", "ctrl+c": "Ctrl+C",
+             "less_than_sign": "<", "greater_than_sign": ">", "shift+left": "Shift+←", "shift+right": "Shift+→"}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tui.model.curves import at, ema, epoch_positions
 from tui.model.downsample import MinMaxSeries, thin
 
 
@@ -40,3 +41,20 @@ def test_thin_keeps_each_slices_low_and_high_in_order(n, want):
     assert max(y for _, y in out) == max(y for _, y in pts) and min(y for _, y in out) == min(y for _, y in pts)
     assert [x for x, _ in out] == sorted(x for x, _ in out)
 
+
+@pytest.mark.parametrize("weight, ys, want", [
+    (0.0, [1.0, 3.0], [1.0, 3.0]),
+    (0.5, [1.0, 3.0], [1.0, (0.5 * 0.5 + 1.5) / 0.75]),  # debiased: the first value is itself
+    (0.9, [2.0, 2.0, 2.0], [2.0, 2.0, 2.0]),  # a constant stays constant
+])
+def test_ema_is_debiased_as_tensorboard_draws_it(weight, ys, want):
+    got = [y for _, y in ema([(float(i), y) for i, y in enumerate(ys)], weight)]
+    assert got == pytest.approx(want)
+
+
+def test_the_point_under_a_cursor_and_epoch_positions():
+    pts = [(0.0, 1.0), (10.0, 2.0), (20.0, 3.0)]
+    assert at(pts, -1) is None and at(pts, 0) == (0.0, 1.0) and at(pts, 15) == (10.0, 2.0) and at(pts, 99) == pts[-1]
+    nan = float("nan")
+    steps = [(0.0, 0.0), (1.0, 0.0), (2.0, 1.0), (3.0, 1.0), (9.0, nan)]  # (step, epoch)
+    assert epoch_positions([(s, e, nan, 1.0) for s, e in steps]) == [0.0, 0.5, 1.0, 1.5, 9.0]

@@ -21,6 +21,7 @@ from textual.worker import get_current_worker
 
 from trainkit.formatting import fmt_duration, fmt_num, fmt_sig
 from trainkit.runfolder import style_of
+from tui.model.curves import WEIGHTS, at, ema, epoch_positions, nearest_step
 from tui.model.evals import RUNNING, list_evals
 from tui.model.foreign import load_history
 from tui.model.history import History, LogTail
@@ -123,9 +124,23 @@ class DetailScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("y", "logy", "Log-Y", tooltip="logarithmic y axis on the charts"),
-        Binding("x", "xaxis", "Step/time", tooltip="x axis: step or wall time since the start"),
+        Binding("x", "xaxis", "X axis", tooltip="x axis: step, wall time since the start, or epoch"),
         Binding("plus,equals_sign", "zoom_in", "Zoom +", key_display="+", tooltip="zoom in (the newest kept)"),
         Binding("minus", "zoom_out", "Zoom -", key_display="-", tooltip="zoom out"),
+        Binding("0", "reset", "Reset view", show=False, tooltip="whole history, no cursor (zoom, pan and cursor off)"),
+        Binding("left", "cursor(-1)", "Cursor ←", priority=True, show=False,
+                tooltip="the value cursor back a 60th of the curve on screen (at a zoomed view's edge it pans back)"),
+        Binding("right", "cursor(1)", "Cursor →", priority=True, show=False,
+                tooltip="the value cursor on (the readout above the charts: step, wall time, each chart's value)"),
+        Binding("shift+left", "cursor(-10)", "Cursor ← ×10", priority=True, show=False,
+                tooltip="the value cursor back ten times as far"),
+        Binding("shift+right", "cursor(10)", "Cursor → ×10", priority=True, show=False,
+                tooltip="the value cursor on ten times as far"),
+        Binding("s", "smooth", "Smooth", show=False, tooltip="smoothing on/off: an EMA over the step curves, the raw one faint"),
+        Binding("less_than_sign", "smooth_by(-1)", "Less smoothing", key_display="<", show=False,
+                tooltip="a smaller EMA weight"),
+        Binding("greater_than_sign", "smooth_by(1)", "More smoothing", key_display=">", show=False,
+                tooltip="a larger EMA weight"),
         Binding("f", "metric_filter", "Metric filter", tooltip="only the charts whose name has ..."),
         Binding("l", "log", "Log", tooltip="show / hide the live log (train.log, followed; scroll back in it)"),
         Binding("i", "inspect", "Inspect eval", tooltip="the selected evaluation's conversations"),
@@ -149,6 +164,7 @@ class DetailScreen(Screen):
     DetailScreen .monitor { height: auto; max-height: 14; }
     DetailScreen #log { dock: bottom; height: 12; border: round $secondary; display: none; }
     DetailScreen #mfilter { margin: 0 1; display: none; }
+    DetailScreen #readout { padding: 0 1; height: auto; }
     """
 
     def __init__(self, key: str) -> None:
@@ -156,8 +172,12 @@ class DetailScreen(Screen):
         self.key = key
         self.history: History | None = None
         self.logy = False
-        self.xtime = False
-        self.last: int | None = None
+        self.xmode = "step"  # the x axis: step, time or epoch
+        self.last: int | None = None  # zoom: the step charts show this many points of the reference curve
+        self.pan = 0  # zoomed, the points of the reference curve hidden to the right (panned back)
+        self.cursor_step: float | None = None  # the value cursor (None: off)
+        self.smooth_i = 0  # the EMA weight, an index of WEIGHTS (0: off)
+        self.smooth_last = WEIGHTS.index(0.6)  # what s turns on
         self.metric_filter = ""
         self.evals = []
         self._eval_timer = None
@@ -173,6 +193,7 @@ class DetailScreen(Screen):
         yield Input(placeholder="metric filter (substring; empty: all)", id="mfilter")
         with VerticalScroll(id="body"):
             yield Static("[1] Metrics", classes="section", id="metrics-title")
+            yield Static(id="readout")
             yield Grid(id="charts")
             yield Static("System", classes="section", id="system-title")
             yield Grid(id="system")
@@ -269,12 +290,19 @@ class DetailScreen(Screen):
         if view is not None:
             self.query_one("#head", Static).update(head_text(view, self.app.model.clock(), self.history))
 
-    def _x(self, pts, t0: float | None):
-        """Wall-time points as seconds since the run's start (one zero for every series)."""
-        if not self.xtime or not pts:
-            return pts
-        t0 = pts[0][0] if t0 is None else t0
-        return [(x - t0, y) for x, y in pts]
+    @property
+    def xtime(self) -> bool:
+        return self.xmode == "time"
+
+    def _window(self, steps: list[float]) -> tuple[int, int]:
+        """The indices of the reference curve's points on screen (zoomed: ``last`` of them, ``pan``
+        from the newest)."""
+        n = len(steps)
+        if not self.last or not n:
+            return 0, n
+        self.pan = min(max(self.pan, 0), max(0, n - self.last))
+        end = n - self.pan
+        return max(0, end - self.last), end
 
     def draw_charts(self) -> None:
         h = self.history
@@ -284,20 +312,40 @@ class DetailScreen(Screen):
         names = [n for n in h.metric_names() if self.metric_filter.lower() in n.lower()]
         self._sync(grid, len(names) or 1)
         views = list(grid.query(ChartView))
-        xname = "s since start" if self.xtime else "step"
         t0 = h.start_time()
         reading = "" if h.complete else f"  reading history {h.progress():.0%}"
+        weight = WEIGHTS[self.smooth_i]
+        smoothing = f"  EMA {weight:g}" if weight else ""
         if not names:
             view = self.view
             problem = view.metrics_problem if view is not None else None
             views[0].plot([], title="no metric matches" if self.metric_filter else
                           f"⚠ {problem}" if problem else "no metrics logged yet")
+        step_names = [n for n in h.metric_names() if not n.startswith("epoch:")]
+        ref = h.points(step_names[0]) if step_names else []
+        steps = [p[0] for p in ref]
+        lo, hi = self._window(steps)
+        s_lo, s_hi = (steps[lo], steps[hi - 1]) if hi > lo else (-math.inf, math.inf)
+        here = None
+        if self.cursor_step is not None and hi > lo:
+            self.cursor_step = min(max(self.cursor_step, s_lo), s_hi)
+            here = ref[nearest_step(steps, self.cursor_step)]
+        e_lo = ref[lo][1] if self.last and hi > lo and ref[lo][1] == ref[lo][1] else -math.inf
+        e_hi = ref[hi - 1][1] if self.last and hi > lo and ref[hi - 1][1] == ref[hi - 1][1] else math.inf
+        readout = []
         for cv, name in zip(views, names, strict=False):
-            pts = self._x(h.series(name, "time" if self.xtime else "step"), t0)
             label = name.replace("epoch:", "")
-            x_label = xname if not name.startswith("epoch:") or self.xtime else "epoch"
-            cv.plot([Series(label, pts, color_of(0))], title=f"{label} (x: {x_label}){reading}", logy=self.logy,
-                    last=self.last)
+            if name.startswith("epoch:"):
+                series, cursor, value = self._epoch_curve(h, label, t0, (e_lo, e_hi), here)
+                x_label = {"step": "epoch", "epoch": "epochs done", "time": "s since start"}[self.xmode]
+                cv.plot(series, title=f"{label} (x: {x_label}){reading}", logy=self.logy, cursor=cursor)
+            else:
+                series, cursor, value = self._step_curve(h, name, t0, (s_lo, s_hi), here, weight)
+                x_label = {"step": "step", "epoch": "epoch", "time": "s since start"}[self.xmode]
+                cv.plot(series, title=f"{label} (x: {x_label}){smoothing}{reading}", logy=self.logy, cursor=cursor)
+            if value:
+                readout.append(value)
+        self._draw_readout(here, t0, readout)
         sysgrid = self.query_one("#system", Grid)
         snames = [n for n in SYSTEM_SHOWN if n in h.system_names()] + \
             [n for n in h.system_names() if n not in SYSTEM_SHOWN][:2]
@@ -312,6 +360,73 @@ class DetailScreen(Screen):
             cv.plot([Series(name.replace("_bytes", " MiB"), pts, color_of(i + 2))],
                     title=f"{name.replace('_bytes', ' (MiB)')} (x: s since start)", last=self.last)
         self.query_one("#system-title", Static).update(system_title(h.system_info()))
+
+    def _step_curve(self, h, name: str, t0, window, here, weight: float):
+        """A step metric's series within the window of steps (raw, and smoothed over the whole
+        curve), the cursor's x and the readout's words."""
+        pts = h.points(name)
+        if self.xmode == "epoch":
+            xs = epoch_positions(pts)
+        elif self.xmode == "time":
+            zero = t0 if t0 is not None else 0.0
+            xs = [p[2] - zero for p in pts]
+        else:
+            xs = [p[0] for p in pts]
+        kept = [(x, p) for x, p in zip(xs, pts, strict=True) if x == x]  # a point without a time has no place
+        raw = [(x, p[3]) for x, p in kept]
+        smooth = ema(raw, weight) if weight else None
+        inside = [window[0] <= p[0] <= window[1] for _, p in kept]
+        label = name.replace("epoch:", "")
+        cursor = value = None
+        if here is not None and kept:
+            x, p = kept[nearest_step([p[0] for _, p in kept], here[0])]
+            cursor, value = x, f"{label} {fmt_sig(p[3])}"
+            near = at(smooth, x) if smooth else None
+            if near is not None:
+                value += f" (EMA {fmt_sig(near[1])})"
+        raw = [q for q, keep in zip(raw, inside, strict=True) if keep]
+        if smooth is None:
+            return [Series(label, raw, color_of(0))], cursor, value
+        smooth = [q for q, keep in zip(smooth, inside, strict=True) if keep]
+        return [Series(label, raw, color_of(0), faint=True), Series(f"{label} EMA {weight:g}", smooth, color_of(0))], \
+            cursor, value
+
+    def _epoch_curve(self, h, key: str, t0, epochs, here):
+        """An epoch metric's series (within the zoomed epochs), the cursor's x and the readout's
+        words: the value of the cursor's epoch (the latest before it while it is not written)."""
+        zero = t0 if t0 is not None else 0.0
+        recs = [r for r in h.epochs if _finite(r.get(key)) and epochs[0] <= r["epoch"] <= epochs[1]]
+
+        def x_of(r):
+            if self.xmode == "time":
+                return float(r["t"]) - zero if _finite(r.get("t")) else None
+            return float(r["epoch"] + (1 if self.xmode == "epoch" else 0))
+
+        pts = [(x, float(r[key])) for r in recs if (x := x_of(r)) is not None]
+        cursor = value = None
+        if here is not None and here[1] == here[1]:
+            before = [r for r in recs if r["epoch"] <= here[1]]
+            if before:
+                r = before[-1]
+                cursor = x_of(r)
+                value = f"{key} {fmt_sig(float(r[key]))} (epoch {r['epoch']})"
+        return [Series(key, pts, color_of(0))], cursor, value
+
+    def _draw_readout(self, here, t0, values: list[str]) -> None:
+        box = self.query_one("#readout", Static)
+        box.display = here is not None
+        if here is None:
+            return
+        step, epoch, t, _ = here
+        t = Text("▏ ", style="bold")
+        t.append(f"step {int(step)}", style="bold")
+        if epoch == epoch:
+            t.append(f"  epoch {int(epoch)}")
+        if here[2] == here[2] and t0 is not None:
+            t.append(f"  {fmt_duration(here[2] - t0)} since start")
+        for v in values:
+            t.append(f"  {v}")
+        box.update(t)
 
     def _sync(self, grid: Grid, n: int) -> None:
         have = list(grid.query(ChartView))
@@ -415,23 +530,68 @@ class DetailScreen(Screen):
         self.draw_charts()
 
     def action_xaxis(self) -> None:
-        self.xtime = not self.xtime
+        self.xmode = {"step": "time", "time": "epoch", "epoch": "step"}[self.xmode]
         self.draw_charts()
 
-    def _shown(self) -> int:
-        """The points of the step charts (the newest of them are kept when zoomed)."""
-        return len(self.history.points("loss")) if self.history else 0
+    def _steps(self) -> list[float]:
+        """The steps of the reference curve (the first step metric's: loss, when logged)."""
+        h = self.history
+        names = [n for n in h.metric_names() if not n.startswith("epoch:")] if h is not None else []
+        return [p[0] for p in h.points(names[0])] if names else []
 
     def action_zoom_in(self) -> None:
-        n = self._shown()
+        n = len(self._steps())
         cur = self.last or max(n, 8)
         self.last = max(8, cur // 2)
         self.draw_charts()
 
     def action_zoom_out(self) -> None:
-        n = self._shown()
+        n = len(self._steps())
         if self.last is not None:
             self.last = None if self.last * 2 >= n else self.last * 2
+        if self.last is None:
+            self.pan = 0
+        self.draw_charts()
+
+    def action_reset(self) -> None:
+        self.last, self.pan, self.cursor_step = None, 0, None
+        self.draw_charts()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """The cursor keys are the text's and the log's while one of them has the focus."""
+        if action == "cursor" and isinstance(self.focused, (Input, Log)):
+            return False
+        return True
+
+    def action_cursor(self, by: int) -> None:
+        """Move the value cursor ``by`` moves of a 60th of the curve on screen (the first press puts
+        it on the newest step); at the zoomed view's edge, pan through history."""
+        steps = self._steps()
+        if not steps:
+            return
+        lo, hi = self._window(steps)
+        if self.cursor_step is None:
+            i = hi - 1
+        else:
+            move = max(1, (hi - lo) // 60) * by
+            i = nearest_step(steps, self.cursor_step) + move
+            if self.last and i < lo:
+                self.pan += lo - i
+            elif self.last and i >= hi:
+                self.pan -= i - hi + 1
+            i = min(max(i, 0), len(steps) - 1)
+        self.cursor_step = steps[i]
+        self.draw_charts()
+
+    def action_smooth(self) -> None:
+        if self.smooth_i:
+            self.smooth_last, self.smooth_i = self.smooth_i, 0
+        else:
+            self.smooth_i = self.smooth_last
+        self.draw_charts()
+
+    def action_smooth_by(self, by: int) -> None:
+        self.smooth_i = min(max(self.smooth_i + by, 1), len(WEIGHTS) - 1)
         self.draw_charts()
 
     def action_metric_filter(self) -> None:

@@ -31,6 +31,7 @@ class Series:
     label: str
     points: list[tuple[float, float]]
     color: str = PALETTE[0]
+    faint: bool = False  # drawn dim, behind the others (the raw curve under its smoothed one)
 
 
 def _finite(points, logy):
@@ -38,9 +39,10 @@ def _finite(points, logy):
 
 
 def plot(series: list[Series], width: int, height: int, *, logy: bool = False, title: str = "",
-         last: int | None = None) -> list[Text]:
+         last: int | None = None, cursor: float | None = None) -> list[Text]:
     """The chart's lines: a title line, ``height`` - 3 plot rows with the y range at the left, the
-    x range, the legend. ``last`` keeps the newest points only (zoom)."""
+    x range, the legend. ``last`` keeps the newest points only (zoom); ``cursor``: the x of a
+    vertical cursor line (drawn when it is within the x range)."""
     width, height = max(width, 20), max(height, 5)
     label_w = 9
     cols = width - label_w - 1
@@ -75,7 +77,8 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
         cells[key] = cells.get(key, 0) | _DOTS[(dx % 2, dy % 4)]
         owner[key] = color
 
-    for s, pts in data:
+    for s, pts in sorted(data, key=lambda d: not d[0].faint):  # the faint ones first: the others over them
+        color = f"dim {s.color}" if s.faint else s.color
         prev = None
         for x, y in pts:
             dx = round((x - xlo) / (xhi - xlo) * (dots_w - 1))
@@ -84,20 +87,25 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
                 px, py = prev
                 n = max(abs(dx - px), abs(dy - py), 1)
                 for k in range(1, n):
-                    put(px + (dx - px) * k // n, py + (dy - py) * k // n, s.color)
-            put(dx, dy, s.color)
+                    put(px + (dx - px) * k // n, py + (dy - py) * k // n, color)
+            put(dx, dy, color)
             prev = (dx, dy)
 
     def ylabel(v: float) -> str:
         return fmt_num(10 ** v if logy else v, ".3g")[:label_w].rjust(label_w)
 
+    cursor_c = None
+    if cursor is not None and xlo <= cursor <= xhi:
+        cursor_c = round((cursor - xlo) / (xhi - xlo) * (dots_w - 1)) // 2
     lines = [head]
     for r in range(rows_n):
         line = Text(ylabel(yhi) if r == 0 else ylabel(ylo) if r == rows_n - 1 else " " * label_w, style="dim")
         line.append("│", style="dim")
         for c in range(cols):
             bits = cells.get((c, r))
-            if bits:
+            if c == cursor_c:
+                line.append(chr(0x2800 + bits) if bits else "│", style=f"reverse {owner[(c, r)]}" if bits else "bold")
+            elif bits:
                 line.append(chr(0x2800 + bits), style=owner[(c, r)])
             else:
                 line.append(" ")
@@ -106,6 +114,8 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
     lines.append(Text(" " * (label_w + 1) + lo_s + hi_s.rjust(max(1, cols - len(lo_s))), style="dim"))
     legend = Text()
     for s, _pts in data:
+        if s.faint:
+            continue
         legend.append("━ ", style=s.color)
         legend.append(f"{s.label}  ")
     if logy:
@@ -119,9 +129,11 @@ class Chart:
     """Rich renderable: the chart fills the width it is given, ``height`` rows."""
 
     def __init__(self, series: list[Series], *, height: int = 10, logy: bool = False, title: str = "",
-                 last: int | None = None) -> None:
+                 last: int | None = None, cursor: float | None = None) -> None:
         self.series, self.height, self.logy, self.title, self.last = series, height, logy, title, last
+        self.cursor = cursor
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        lines = plot(self.series, options.max_width, self.height, logy=self.logy, title=self.title, last=self.last)
+        lines = plot(self.series, options.max_width, self.height, logy=self.logy, title=self.title, last=self.last,
+                     cursor=self.cursor)
         yield from lines

@@ -19,7 +19,9 @@ class ChartView(Static):
         super().__init__("", name=name, id=id, classes=classes, disabled=disabled)
         self.series: list[Series] = []
         self.title = ""
+        self.cursor: float | None = None
 
-    def plot(self, series: list[Series], *, title: str, logy: bool = False, last: int | None = None) -> None:
-        self.series, self.title = series, title
-        self.update(Chart(series, height=10, logy=logy, title=title, last=last))
+    def plot(self, series: list[Series], *, title: str, logy: bool = False, last: int | None = None,
+             cursor: float | None = None) -> None:
+        self.series, self.title, self.cursor = series, title, cursor
+        self.update(Chart(series, height=10, logy=logy, title=title, last=last, cursor=cursor))

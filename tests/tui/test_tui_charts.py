@@ -1,0 +1,152 @@
+"""Charts you can read (issue 26, section 1), as a user meets them in the run detail: a value
+cursor with a readout (step, wall time, every chart's value there), smoothing with its factor in
+the title and the raw curve faint behind, zoom with panning back through history at the cursor's
+edge, `0` to reset, and the x axis by step, wall time or epoch. Real run folders, the real app
+through Pilot."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from tui_helpers import ready, until
+
+from trainkit.testing import synthetic_run
+from tui.app import Options, TrainmonApp
+from tui.keys import keys_of
+from tui.model.curves import ema
+from tui.screens.detail import DetailScreen
+from tui.widgets.chart import Series, plot
+
+SIZE = (120, 36)
+T0 = 1000.0
+
+
+def loss_at(i: int) -> float:
+    return 1.0 / (1 + i) + (0.5 if i % 2 else 0.0)  # noisy: every other step 0.5 higher
+
+
+def make_run(root, steps: int = 400, per_epoch: int = 100):
+    paths = synthetic_run(root, "2026-01-01-a", total=4, scores=[0.9, 0.7, 0.5, 0.6], state="finished")
+    with open(paths.metrics, "ab") as f:
+        for i in range(steps):
+            f.write(orjson.dumps({"kind": "step", "step": i, "epoch": i // per_epoch, "loss": loss_at(i), "lr": 1e-3,
+                                  "t": T0 + i}) + b"\n")
+    return paths.root
+
+
+async def open_detail(app, pilot, key: str) -> DetailScreen:
+    await ready(pilot)
+    app.screen.query_one("#runs").select_key(key)
+    await pilot.press("enter")
+    return await until(pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen.history is not None
+                       and app.screen.history.complete and app.screen, what="the detail")
+
+
+def readout(detail) -> str:
+    box = detail.query_one("#readout")
+    return str(box.render()) if box.display else ""
+
+
+def chart(detail, name: str):
+    return next(cv for cv in detail.query("ChartView") if cv.title.split(" (")[0] == name)
+
+
+@pytest.mark.asyncio
+async def test_the_cursor_reads_every_charts_value_at_a_step(tmp_path):
+    run = make_run(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        detail = await open_detail(app, pilot, str(run))
+        assert readout(detail) == ""  # no cursor until asked
+        await pilot.press("right")  # the cursor appears on the newest step
+        text = await until(pilot, lambda: readout(detail), what="the readout")
+        assert "step 399" in text and "epoch 3" in text and "06:39 since start" in text
+        assert f"loss {loss_at(399):.4g}" in text and "lr 0.001" in text and "val_loss 0.6 (epoch 3)" in text
+        assert chart(detail, "loss").cursor == 399.0
+        await pilot.press("left", "left")  # a 60th of the curve a press: 6 steps
+        text = readout(detail)
+        assert "step 387" in text and f"loss {loss_at(387):.4g}" in text
+        await pilot.press(*["shift+left"] * 10)  # 60 steps a press, stopping at the first step
+        assert "step 0 " in readout(detail) + " " and chart(detail, "loss").cursor == 0.0
+        await pilot.press("0")
+        assert readout(detail) == "" and chart(detail, "loss").cursor is None
+
+
+@pytest.mark.asyncio
+async def test_smoothing_draws_the_ema_over_the_faint_raw_curve(tmp_path):
+    run = make_run(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        detail = await open_detail(app, pilot, str(run))
+        await pilot.press("s")
+        cv = chart(detail, "loss")
+        assert cv.title == "loss (x: step)  EMA 0.6"
+        raw, smooth = cv.series
+        assert raw.faint and not smooth.faint and smooth.label == "loss EMA 0.6"
+        want = ema([(float(i), loss_at(i)) for i in range(400)], 0.6)
+        assert smooth.points == pytest.approx(want)
+        assert max(y for _, y in smooth.points[200:]) - min(y for _, y in smooth.points[200:]) < 0.5  # calmer
+        await pilot.press("right")
+        assert f"loss {loss_at(399):.4g} (EMA {want[-1][1]:.4g})" in readout(detail)
+        await pilot.press("greater_than_sign", "greater_than_sign")
+        assert chart(detail, "loss").title == "loss (x: step)  EMA 0.9"
+        await pilot.press("less_than_sign")
+        assert chart(detail, "loss").title == "loss (x: step)  EMA 0.8"
+        await pilot.press("s")  # off, and on again at the same weight
+        assert chart(detail, "loss").title == "loss (x: step)" and len(chart(detail, "loss").series) == 1
+        await pilot.press("s")
+        assert chart(detail, "loss").title == "loss (x: step)  EMA 0.8"
+
+
+@pytest.mark.asyncio
+async def test_zoom_pans_back_at_the_cursors_edge_and_0_resets(tmp_path):
+    run = make_run(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        detail = await open_detail(app, pilot, str(run))
+        await pilot.press("plus", "plus", "plus", "plus", "plus", "plus")  # 400 -> 200 ... -> 8 (at least)
+        xs = [x for x, _ in chart(detail, "loss").series[0].points]
+        assert xs == [float(i) for i in range(392, 400)]  # the newest 8 steps
+        await pilot.press("right", *["left"] * 12)  # past the left edge: the view pans back with it
+        xs = [x for x, _ in chart(detail, "loss").series[0].points]
+        assert xs[0] == 387.0 and len(xs) == 8 and chart(detail, "loss").cursor == 387.0
+        assert "step 387" in readout(detail)
+        await pilot.press("0")
+        xs = [x for x, _ in chart(detail, "loss").series[0].points]
+        assert xs[0] == 0.0 and xs[-1] == 399.0 and readout(detail) == ""
+
+
+@pytest.mark.asyncio
+async def test_the_x_axis_is_step_wall_time_or_epoch(tmp_path):
+    run = make_run(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        detail = await open_detail(app, pilot, str(run))
+        assert chart(detail, "loss").title == "loss (x: step)"
+        await pilot.press("x")
+        cv = chart(detail, "loss")
+        assert cv.title == "loss (x: s since start)" and cv.series[0].points[-1][0] == 399.0  # t - the first t
+        await pilot.press("x")
+        cv = chart(detail, "loss")
+        assert cv.title == "loss (x: epoch)"
+        assert cv.series[0].points[150][0] == pytest.approx(1.5) and cv.series[0].points[-1][0] == pytest.approx(3.99)
+        ve = chart(detail, "val_loss")
+        assert ve.title == "val_loss (x: epochs done)" and [x for x, _ in ve.series[0].points] == [1.0, 2.0, 3.0, 4.0]
+        await pilot.press("x")
+        assert chart(detail, "loss").title == "loss (x: step)"
+
+
+def test_the_help_lists_the_chart_keys():
+    keys = {k.keys: k.text for k in keys_of(DetailScreen)}
+    assert "←" in keys and "→" in keys and "Shift+←" in keys and "0" in keys
+    assert "EMA" in keys["s"] and "<" in keys and ">" in keys
+    assert "section" in keys["["] and "section" in keys["]"]  # the sections keep [ and ] (issue 24)
+    assert "step, wall time" in keys["x"] and "epoch" in keys["x"]
+
+
+def test_a_cursor_is_a_column_through_the_chart():
+    lines = plot([Series("loss", [(0.0, 1.0), (10.0, 0.0)])], 40, 8, cursor=5.0)
+    rows = [line.plain for line in lines[1:6]]
+    col = {row.index("│", 10) for row in rows if "│" in row[10:]}
+    assert len(col) == 1  # the same column on every row without a dot
+    assert plot([Series("loss", [(0.0, 1.0), (10.0, 0.0)])], 40, 8, cursor=50.0)[1].plain.count("│") == 1
