@@ -22,12 +22,22 @@ And on the 1,000-run tree:
   - the bytes written to the terminal per one-run update (median over the appends: everything
     from the append until 150 ms after the value appeared).
 
+The run detail of one long run (``--detail``, and after the trees): a run with a ``metrics.jsonl``
+of 100,000 steps (~10 MB) and one of 2 GB (~21 million steps; ``--quick``: 200 MB), generated once
+into the temp folder; trainmon is started on a ROOT holding that run, Enter opens its detail, and
+printed are the time from Enter to the first chart on screen, to the full history on screen (the
+detail writes ``chart TIME`` and ``full TIME`` to the file named by ``TRAINMON_DETAIL_FILE``; a
+checkout without that marker, a baseline, is timed to the loss chart's title in its terminal
+output: it draws nothing before the whole history is read), and the process's peak RSS; best of
+3 opens and the median (alternating ABBA with a baseline; the 2 GB run: one open, this checkout only:
+a trainmon that reads the whole file needs minutes and several GB for it).
+
 With ``--baseline DIR`` (another checkout of this repository, e.g. a ``git worktree`` of the
 commit before a change) the same trees are measured with that checkout's trainmon too, side by
 side: the first paints alternate between the two (ABBA: best and median of 3 each, and their
 ratio), then each one's other figures, one after the other.
 
-    python benchmarks/tui_scale.py [--quick] [--keep DIR] [--baseline DIR]
+    python benchmarks/tui_scale.py [--quick] [--detail] [--keep DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -75,11 +85,14 @@ def build(root: Path, runs: int, lines: int) -> float:
 class Pty:
     """``trainmon ROOT`` on a pseudo-terminal; a thread reads everything it writes."""
 
-    def __init__(self, root: Path, marker: Path, checkout: str | None = None) -> None:
+    def __init__(self, root: Path, marker: Path, checkout: str | None = None, *,
+                 detail_marker: Path | None = None) -> None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS),
                    TRAINMON_PAINTED_FILE=str(marker))
+        if detail_marker is not None:
+            env["TRAINMON_DETAIL_FILE"] = str(detail_marker)
         env.pop("TEXTUAL", None)
         if checkout is not None:  # that checkout's tui and trainkit come first on the path
             env["PYTHONPATH"] = os.pathsep.join(p for p in (checkout, env.get("PYTHONPATH", "")) if p)
@@ -272,11 +285,92 @@ def other_figures(app: Pty, root: Path, label: str, idle_s: float, appends: int)
           f"{verdict(idle_bytes == 0)})")
 
 
+def long_log(path: Path, steps: int) -> None:
+    """``steps`` step records (an epoch record every 10,000), written in 8 MiB blocks."""
+    t0 = time.time() - steps * 0.01
+    step = b'{"kind":"step","step":%d,"epoch":%d,"loss":%r,"lr":0.001,"t":%r}\n'
+    epoch = b'{"kind":"epoch","epoch":%d,"train_loss":%r,"val_loss":%r,"t":%r}\n'
+    with open(path, "wb") as f:
+        out, size = [], 0
+        for i in range(steps):
+            line = step % (i, i // 10_000, 1.0 / (1 + i / 5000) + (i % 7) * 1e-4, t0 + i * 0.01)
+            if i % 10_000 == 9_999:
+                line += epoch % (i // 10_000, 1.0 / (1 + i / 5000), 1.0 / (1 + i / 4000), t0 + i * 0.01)
+            out.append(line)
+            size += len(line)
+            if size > 8 * 2**20:
+                f.write(b"".join(out))
+                out, size = [], 0
+        f.write(b"".join(out))
+
+
+def open_detail(root: Path, base: Path, checkout: str | None) -> tuple[float, float, float]:
+    """(s from Enter to the first chart, to the full history, peak RSS MB) of one open."""
+    marker, detail = base / "painted-detail", base / "detail-marks"
+    for m in (marker, detail):
+        m.unlink(missing_ok=True)
+    app = Pty(root, marker, checkout, detail_marker=detail)
+    try:
+        first_paint(app, marker)
+        idx = app.mark()
+        t_enter = time.time()
+        os.write(app.master, b"\r")
+        chart = full = None
+        deadline = time.time() + 600
+        while time.time() < deadline and full is None:
+            if detail.exists():
+                marks = dict(line.split() for line in detail.read_text().splitlines() if line.count(" ") == 1)
+                chart = float(marks["chart"]) - t_enter if "chart" in marks else None
+                full = float(marks["full"]) - t_enter if "full" in marks else None
+            elif checkout is not None and b"loss (x: step)" in app.since(idx):
+                chart = full = time.time() - t_enter
+            if app.proc.poll() is not None:
+                raise SystemExit(f"trainmon exited with {app.proc.returncode}")
+            time.sleep(0.005)
+        if full is None:
+            raise SystemExit("the detail's full history was not on screen within 600 s")
+        return chart, full, app.peak_rss / 2**20
+    finally:
+        app.close()
+
+
+def detail_figures(base: Path, steps: int, label: str, goal_s: float, goal_mb: float, baseline: str | None,
+                   rounds: int = 3) -> None:
+    root = base / f"detail-{steps}"
+    run = root / "2026-01-01-long"
+    t0 = time.perf_counter()
+    synthetic_run(root, run.name, total=max(1, steps // 10_000), scores=[0.5], state="finished")
+    long_log(run / METRICS_FILE, steps)
+    size = (run / METRICS_FILE).stat().st_size
+    print(f"\n== the detail of one run of {steps:,} steps ({size / 2**20:,.0f} MiB of metrics.jsonl, "
+          f"written in {time.perf_counter() - t0:.0f} s)")
+    variants = [("", None)] + ([("baseline ", baseline)] if baseline else [])
+    got: dict[str, list[tuple[float, float, float]]] = {v: [] for v, _ in variants}
+    for i in range(rounds):
+        for name, checkout in (variants if i % 2 == 0 else variants[::-1]):
+            got[name].append(open_detail(root, base, checkout))
+    for name, _ in variants:
+        chart = [c for c, _, _ in got[name]]
+        full = [f for _, f, _ in got[name]]
+        rss = max(r for _, _, r in got[name])
+        print(f"{name}{label}: first chart {min(chart):.2f} s best of {rounds} (median {statistics.median(chart):.2f})"
+              f"   full history {min(full):.2f} s (median {statistics.median(full):.2f})   peak RSS {rss:.0f} MB"
+              f"   (goals: on screen <= {goal_s:g} s: {verdict(min(chart) <= goal_s)}, "
+              f"RSS <= {goal_mb:g} MB: {verdict(rss <= goal_mb)})")
+    if baseline:
+        pairs = [a[1] / b[1] for a, b in zip(got[""], got["baseline "], strict=True)]
+        best = min(f for _, f, _ in got[""]) / min(f for _, f, _ in got["baseline "])
+        print(f"{label} full history ratio (this / baseline)  best {best:.2f}, median of pairs "
+              f"{statistics.median(pairs):.2f}")
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="200 x 1,000 and 1,000 x 100; 10 s idle, 50 appends")
     p.add_argument("--keep", metavar="DIR", help="build the trees in DIR and keep them")
     p.add_argument("--baseline", metavar="DIR", help="another checkout whose trainmon is measured side by side")
+    p.add_argument("--detail", action="store_true", help="only the detail of one long run (100k steps, 2 GB)")
     args = p.parse_args()
     if args.baseline and not os.path.isdir(os.path.join(args.baseline, "tui")):
         sys.stderr.write(f"tui_scale: --baseline {args.baseline}: not a checkout of this repository (no tui/)\n")
@@ -285,13 +379,17 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     print(f"trainmon under a {COLS}x{ROWS} pseudo-terminal; trees in {base}; {os.cpu_count()} CPUs")
     try:
-        if args.quick:
+        if args.quick and not args.detail:
             run_tree(base, 200, 1000, full=True, idle_s=10, appends=50, quick=True, baseline=args.baseline)
             run_tree(base, 1000, 100, full=False, idle_s=0, appends=0, quick=True, baseline=args.baseline)
-        else:
+        elif not args.detail:
             run_tree(base, 1000, 5000, full=True, idle_s=30, appends=200, quick=False, baseline=args.baseline)
             shutil.rmtree(base / "tree-1000", ignore_errors=True)
             run_tree(base, 10000, 100, full=False, idle_s=0, appends=0, quick=False, baseline=args.baseline)
+            shutil.rmtree(base / "tree-10000", ignore_errors=True)
+        detail_figures(base, 100_000, "100k-step run", 2.0, 84, args.baseline)
+        big = 2_100_000 if args.quick else 21_000_000  # the baseline read it whole: minutes and GBs, not measured
+        detail_figures(base, big, f"{'200 MB' if args.quick else '2 GB'} run", 2.0, 300, None, rounds=1)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
