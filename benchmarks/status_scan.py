@@ -9,13 +9,21 @@ pid, the rest finished, stopped, failed or early-stopped), then times:
   - `trainkit status ROOT --json` end to end in a fresh process (interpreter start included).
 The page cache is warm (the folders were just written). Goal: 10,000 runs end to end < 2 s.
 
-    python benchmarks/status_scan.py [--runs 10000] [--epochs 20]
+With ``--baseline DIR`` (another checkout of this repository, e.g. ``git worktree add /tmp/cd43
+cd43ba3``), the fast path is also timed side by side on the same folders: each round runs one fresh
+process per checkout (PYTHONPATH at it; one untimed scan, then the timed one), the order reversed
+every other round (ABBA), and it prints the best of N of each, the median of the paired rounds and
+their ratio. Goal: this checkout's fast path <= 0.45 s for 10,000 runs (the floor, reading two
+small JSON files per run, is about 0.39 s).
+
+    python benchmarks/status_scan.py [--runs 10000] [--epochs 20] [--baseline DIR] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +62,44 @@ def refresh_heartbeats(root: Path, runs: list) -> None:
             path.write_bytes(orjson.dumps(status))
 
 
+#: one timed fast-path scan in a fresh process of the checkout on PYTHONPATH (after an untimed one)
+CHILD = """
+import sys, time
+from trainkit import status as S
+S.scan(sys.argv[1])
+t0 = time.perf_counter()
+runs = S.scan(sys.argv[1])
+print(time.perf_counter() - t0, len(runs))
+"""
+
+
+def scan_in(checkout: Path, root: Path, n: int) -> float:
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    out = subprocess.run([sys.executable, "-c", CHILD, str(root.resolve())], capture_output=True, check=True, env=env,
+                         cwd=checkout).stdout.split()
+    assert int(out[1]) == n, (checkout, out)
+    return float(out[0])
+
+
+def side_by_side(root: Path, n: int, baseline: Path, rounds: int) -> None:
+    here = Path(__file__).resolve().parent.parent
+    times: dict[str, list[float]] = {"this": [], "baseline": []}
+    trees = {"this": here, "baseline": baseline}
+    for r in range(rounds):
+        refresh_heartbeats(root, S.scan(root))  # the running runs stay live through the rounds
+        for k in (["this", "baseline"] if r % 2 == 0 else ["baseline", "this"]):
+            times[k].append(scan_in(trees[k], root, n))
+    this, base = times["this"], times["baseline"]
+    paired = statistics.median(a / b for a, b in zip(this, base, strict=True))
+    print(f"fast path side by side, {rounds} rounds ABBA, a fresh process each (load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}):")
+    print(f"  this checkout:        best {min(this):.3f} s  (rounds: {', '.join(f'{t:.3f}' for t in this)})")
+    print(f"  baseline {baseline}: best {min(base):.3f} s  (rounds: {', '.join(f'{t:.3f}' for t in base)})")
+    verdict = "met" if min(this) <= 0.45 * n / 10_000 else "NOT met"
+    print(f"  time ratio this / baseline: best of {rounds} {min(this) / min(base):.3f}, median of paired rounds "
+          f"{paired:.3f}; this checkout's best {min(this):.3f} s (goal <= 0.45 s per 10,000 runs: {verdict})")
+
+
 def timed_scan(root: Path) -> tuple[float, list]:
     t0 = time.perf_counter()
     runs = S.scan(root)
@@ -64,6 +110,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10_000)
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--baseline", type=Path, help="another checkout, timed side by side on the fast path")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of the side-by-side fast path (default 5)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(dir=".") as d:
         root = Path(d) / "experiments"
@@ -92,6 +140,10 @@ def main() -> None:
         assert all(r.progress_source == "recomputed" for r in slow_runs)
         same = [(a.state, a.completed_epochs, a.progress_percentage, a.early_stopped) for a in runs] == \
             [(b.state, b.completed_epochs, b.progress_percentage, b.early_stopped) for b in slow_runs]
+        for r in runs:
+            os.replace(Path(r.path) / "progress.json.bak", Path(r.path) / "progress.json")
+        if args.baseline is not None:
+            side_by_side(root, args.runs, args.baseline.resolve(), args.rounds)
 
     n = args.runs
     print(f"states: {', '.join(f'{v} {k}' for k, v in counts.items() if v)}")
