@@ -6,6 +6,8 @@ through Pilot."""
 
 from __future__ import annotations
 
+import io
+
 import orjson
 import pytest
 from tui_helpers import ready, until
@@ -150,3 +152,43 @@ def test_a_cursor_is_a_column_through_the_chart():
     col = {row.index("│", 10) for row in rows if "│" in row[10:]}
     assert len(col) == 1  # the same column on every row without a dot
     assert plot([Series("loss", [(0.0, 1.0), (10.0, 0.0)])], 40, 8, cursor=50.0)[1].plain.count("│") == 1
+
+
+@pytest.mark.asyncio
+async def test_compare_shows_the_clis_numbers_and_tells_the_curves_apart(real_root, env):
+    """Two real trained runs with real evaluations: the numbers above the charts are the figures
+    `trainkit experiments compare --json` gives (best and its epoch, the run's report with its
+    verdict), each run has its own line style beside its colour, and the legend shows the part of
+    each name that tells them apart, whole."""
+    from helpers import trainkit
+
+    from tui.screens.compare import CompareScreen, numbers_table
+
+    out = trainkit("experiments", "compare", "2026-01-01-base", "2026-01-02-copy", "--root", real_root, "--json",
+                   cwd=real_root.parent, env=env)
+    assert out.returncode == 0, out.stderr
+    cli = {e["name"]: e for e in orjson.loads(out.stdout)["experiments"]}
+    app = TrainmonApp(Options(str(real_root)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("space", "down", "space", "c")
+        cmp = await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None
+                          and all(h.complete for h in app.screen.histories) and app.screen, what="compare")
+        await pilot.pause()
+        from rich.console import Console
+
+        console = Console(width=200, record=True, color_system=None, file=io.StringIO())
+        console.print(numbers_table(cmp.keys, cmp.histories, cmp.comparison, [app.model.runs.get(k) for k in cmp.keys]))
+        rows = console.export_text().splitlines()[1:3]
+        for row, name in zip(rows, ("…01-base", "…02-copy"), strict=True):
+            e = cli[next(n for n in cli if n.endswith(name[1:]))]
+            assert row.split()[1] == name
+            assert f"(epoch {e['best_epoch']})" in row and e["best_metric"] in row
+            rep = e["reports"][e["report"]]
+            assert f"{e['report']}:" in row and f"({rep['verdict']})" in row
+            assert "finished" in row
+        loss = next(cv for cv in cmp.query("ChartView") if cv.title.startswith("loss"))
+        assert [s.style for s in loss.series] == ["solid", "dashed"]
+        assert [s.label for s in loss.series] == ["…01-base", "…02-copy"]
+        legend = "\n".join(line.plain for line in plot(loss.series, 36, 10)[-2:])
+        assert "…01-base" in legend and "…02-copy" in legend  # a narrow chart wraps its legend, never cuts it

@@ -1,5 +1,7 @@
-"""Compare: the marked runs' curves overlaid per metric (legend, stable colours), and their configs
-side by side with the differing keys highlighted (``trainkit.lifecycle.compare``)."""
+"""Compare: the marked runs' numbers (best and its epoch, last, the report and its gates, state: the
+figures ``trainkit experiments compare`` prints), their configs side by side with the differing
+keys highlighted (``trainkit.lifecycle.compare``), and their curves overlaid per metric, each run
+with its own colour and line style, the legend showing the part of each name that tells them apart."""
 
 from __future__ import annotations
 
@@ -17,11 +19,63 @@ from textual.worker import get_current_worker
 
 from trainkit import lifecycle
 from trainkit.errors import UserError
+from trainkit.formatting import fmt_sig
 from trainkit.lifecycle.experiments import MISSING
+from trainkit.runfolder import style_of as style_of_state
 from tui.model.foreign import load_history
 from tui.model.history import History
-from tui.widgets.chart import Series, color_of
+from tui.widgets.chart import GLYPHS, Series, color_of, style_of
 from tui.widgets.chart_view import ChartView
+from tui.widgets.run_row import ELLIPSIS, shared_prefix
+
+
+def short_names(keys: list[str]) -> list[str]:
+    """Each run's name without the prefix they all share (``…02-copy``): what tells them apart."""
+    names = [os.path.basename(k) for k in keys]
+    cut = shared_prefix(names)
+    return [ELLIPSIS + n[cut:] if cut else n for n in names]
+
+
+def _best_and_last(h) -> tuple[str, str]:
+    """The best epoch of the monitored metric and the last epoch's value, from the history."""
+    rows = h.epoch_rows() if hasattr(h, "epoch_rows") else []
+    best = next((r for r in rows if r.best), None)
+    monitor = getattr(h, "monitor", "")
+    best_s = f"{monitor} {fmt_sig(best.values[monitor])} (epoch {best.epoch})" if best and monitor in best.values \
+        else "-"
+    last = rows[-1] if rows else None
+    last_s = f"{fmt_sig(last.values[monitor])} (epoch {last.epoch})" if last and monitor in last.values else "-"
+    return best_s, last_s
+
+
+def numbers_table(keys: list[str], histories: list, cmp, views: list) -> Table:
+    """One row per run: its line, best value and epoch (the checkpoint's, as ``trainkit experiments
+    compare`` prints it; else the epochs'), last epoch's value, last loss, the run's report with
+    its verdict, state."""
+    t = Table(expand=True, box=None, padding=(0, 1))
+    width = max((len(n) for n in short_names(keys)), default=3) + 3
+    t.add_column("run", no_wrap=True, min_width=width)  # a name is never cut
+    for col in ("best", "last", "last loss", "report (gates)", "state"):
+        t.add_column(col, overflow="fold")
+    compared = {e.name: e for e in cmp.experiments} if cmp is not None else {}
+    for i, (key, short) in enumerate(zip(keys, short_names(keys), strict=True)):
+        h = histories[i] if i < len(histories) else None
+        best_s, last_s = _best_and_last(h) if h is not None else ("-", "-")
+        e = compared.get(os.path.basename(key))
+        if e is not None and e.best_epoch is not None and e.best_value is not None:
+            best_s = f"{e.best_metric} {fmt_sig(e.best_value)} (epoch {e.best_epoch})"
+        report = "-"
+        if e is not None and e.report:
+            rep = e.reports.get(e.report) or {}
+            value = f"{rep['metric']} {fmt_sig(rep['value'])}" if rep.get("value") is not None else "-"
+            report = f"{e.report}: {value} ({rep.get('verdict') or '?'})"
+        loss = h.points("loss") if h is not None else []
+        view = views[i]
+        run = Text(GLYPHS[style_of(i)] + " ", style=color_of(i))
+        run.append(short)
+        t.add_row(run, best_s, last_s, fmt_sig(loss[-1][3]) if loss else "-", report,
+                  Text(f"{view.symbol} {view.label}", style=style_of_state(view.state)) if view is not None else "-")
+    return t
 
 
 def config_table(cmp, only_differing: bool = False) -> Table:
@@ -65,6 +119,7 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="chead")
         with VerticalScroll():
+            yield Static(id="numbers")
             yield Static("Configs (≠: differs; d: only those / every key)", classes="section")
             yield Static(id="config-table")
             yield Grid(id="ccharts")
@@ -73,7 +128,7 @@ class CompareScreen(Screen):
     def on_mount(self) -> None:
         legend = Text("Compare: ", style="bold")
         for i, k in enumerate(self.keys):
-            legend.append("━ ", style=color_of(i))
+            legend.append(GLYPHS[style_of(i)] + " ", style=color_of(i))
             legend.append(os.path.basename(k) + "  ")
         self.query_one("#chead", Static).update(legend)
         self.load()
@@ -108,6 +163,7 @@ class CompareScreen(Screen):
     def _loaded(self, histories, cmp, note) -> None:
         self.histories, self.comparison = histories, cmp
         self.draw()
+        self.draw_numbers()
         self.query_one("#config-table", Static).update(config_table(cmp, self.only_diff) if cmp else
                                                   Text(f"configs not compared: {note}", style="yellow"))
 
@@ -115,6 +171,11 @@ class CompareScreen(Screen):
         if history in self.histories:
             history.refine(found, offset)
             self.draw()
+            self.draw_numbers()
+
+    def draw_numbers(self) -> None:
+        views = [self.app.model.runs.get(k) for k in self.keys]
+        self.query_one("#numbers", Static).update(numbers_table(self.keys, self.histories, self.comparison, views))
 
     def draw(self) -> None:
         names: list[str] = []
@@ -129,8 +190,9 @@ class CompareScreen(Screen):
         grid.mount_all(views)
         if not names:
             views[0].plot([], title="no metrics logged yet")
+        labels = short_names(self.keys)
         for cv, name in zip(views, names, strict=False):
-            series = [Series(os.path.basename(h.path), h.series(name), color_of(i))
+            series = [Series(labels[i], h.series(name), color_of(i), style=style_of(i))
                       for i, h in enumerate(self.histories)]
             cv.plot(series, title=name.replace("epoch:", "") + (" (x: epoch)" if name.startswith("epoch:") else
                                                                  " (x: step)") + reading, logy=self.logy)
@@ -142,6 +204,7 @@ class CompareScreen(Screen):
                 self.load()
                 return
             self.draw()
+            self.draw_numbers()
 
     def action_back(self) -> None:
         self.app.pop_screen()

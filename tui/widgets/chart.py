@@ -32,6 +32,46 @@ class Series:
     points: list[tuple[float, float]]
     color: str = PALETTE[0]
     faint: bool = False  # drawn dim, behind the others (the raw curve under its smoothed one)
+    style: str = "solid"  # solid, dashed or dotted: told apart without colour too
+
+
+STYLES = ("solid", "dashed", "dotted")
+GLYPHS = {"solid": "━━", "dashed": "╍╍", "dotted": "┈┈"}  # how a legend draws each style
+_SHOWN = {"solid": lambda k: True, "dashed": lambda k: k % 6 < 4, "dotted": lambda k: k % 3 == 0}
+
+
+def style_of(i: int) -> str:
+    """A line style per index, beside its colour (``color_of``)."""
+    return STYLES[i % len(STYLES)]
+
+
+def legend_lines(series: list[Series], width: int, logy: bool = False) -> list[Text]:
+    """The legend, wrapped to ``width``: each series' style and colour and its whole label (a
+    label wider than the chart is folded, never cut)."""
+    items = []
+    for s in series:
+        if s.faint:
+            continue
+        item = Text(GLYPHS.get(s.style, "━━") + " ", style=s.color)
+        item.append(s.label)
+        items.append(item)
+    if logy:
+        items.append(Text("(log y)", style="dim"))
+    lines: list[Text] = []
+    line = Text()
+    for item in items:
+        if line.cell_len and line.cell_len + 2 + item.cell_len > width:
+            lines.append(line)
+            line = Text()
+        if line.cell_len:
+            line.append("  ")
+        line.append_text(item)
+        while line.cell_len > width:
+            lines.append(line[:width])
+            line = line[width:]
+    if line.cell_len or not lines:
+        lines.append(line)
+    return lines
 
 
 def _finite(points, logy):
@@ -53,7 +93,8 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
             pts = pts[-last:]
         data.append((s, thin(pts, cols * 8)))  # 4 points a dot column: every low and high drawn
     head = Text(title[:width], style="bold")
-    rows_n = height - 3
+    legend = legend_lines([s for s, _ in data], width, logy)
+    rows_n = max(2, height - 2 - len(legend))
     all_pts = [p for _, pts in data for p in pts]
     if not all_pts:
         return [head] + [Text("")] * (rows_n // 2) + [Text("no data yet".center(width), style="dim")] + \
@@ -79,6 +120,8 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
 
     for s, pts in sorted(data, key=lambda d: not d[0].faint):  # the faint ones first: the others over them
         color = f"dim {s.color}" if s.faint else s.color
+        shown = _SHOWN.get(s.style, _SHOWN["solid"])
+        k = 0
         prev = None
         for x, y in pts:
             dx = round((x - xlo) / (xhi - xlo) * (dots_w - 1))
@@ -86,9 +129,13 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
             if prev is not None:
                 px, py = prev
                 n = max(abs(dx - px), abs(dy - py), 1)
-                for k in range(1, n):
-                    put(px + (dx - px) * k // n, py + (dy - py) * k // n, color)
-            put(dx, dy, color)
+                for j in range(1, n):
+                    k += 1
+                    if shown(k):
+                        put(px + (dx - px) * j // n, py + (dy - py) * j // n, color)
+            k += 1
+            if shown(k) or prev is None:
+                put(dx, dy, color)
             prev = (dx, dy)
 
     def ylabel(v: float) -> str:
@@ -112,16 +159,7 @@ def plot(series: list[Series], width: int, height: int, *, logy: bool = False, t
         lines.append(line)
     lo_s, hi_s = fmt_num(xlo, ".6g"), fmt_num(xhi, ".6g")
     lines.append(Text(" " * (label_w + 1) + lo_s + hi_s.rjust(max(1, cols - len(lo_s))), style="dim"))
-    legend = Text()
-    for s, _pts in data:
-        if s.faint:
-            continue
-        legend.append("━ ", style=s.color)
-        legend.append(f"{s.label}  ")
-    if logy:
-        legend.append("(log y)", style="dim")
-    legend.truncate(width)
-    lines.append(legend)
+    lines.extend(legend)
     return lines
 
 
