@@ -85,6 +85,7 @@ class TrainmonApp(App):
         self.watch_mode = self._initial_mode()
         self.model.stat_at_load = options.poll_s is not None or bool(self.network_fs)
         self.watching = False  # True once a change of ROOT shows by itself (the watcher is up, or polling)
+        self.pinned: str | None = None  # the run whose curves every other run's detail overlays (p there)
         self._screen_changed_at = 0.0  # when the screen on view opened (a key typed before goes nowhere)
 
     def _initial_mode(self) -> str:

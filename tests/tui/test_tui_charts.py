@@ -192,3 +192,31 @@ async def test_compare_shows_the_clis_numbers_and_tells_the_curves_apart(real_ro
         assert [s.label for s in loss.series] == ["…01-base", "…02-copy"]
         legend = "\n".join(line.plain for line in plot(loss.series, 36, 10)[-2:])
         assert "…01-base" in legend and "…02-copy" in legend  # a narrow chart wraps its legend, never cuts it
+
+
+@pytest.mark.asyncio
+async def test_a_pinned_run_is_overlaid_in_every_other_runs_detail(tmp_path):
+    root = tmp_path / "experiments"
+    base = make_run(root)
+    other = synthetic_run(root, "2026-01-02-b", total=4, scores=[0.8, 0.6, 0.4, 0.3], state="finished").root
+    with open(other / "metrics.jsonl", "ab") as f:
+        for i in range(200):
+            f.write(orjson.dumps({"kind": "step", "step": i, "epoch": i // 50, "loss": 2.0, "t": T0 + i}) + b"\n")
+    app = TrainmonApp(Options(str(root)))
+    async with app.run_test(size=SIZE) as pilot:
+        detail = await open_detail(app, pilot, str(base))
+        await pilot.press("p")
+        assert app.pinned == str(base) and len(chart(detail, "loss").series) == 1  # no overlay of itself
+        await pilot.press("escape")
+        detail = await open_detail(app, pilot, str(other))
+        cv = await until(pilot, lambda: len(chart(detail, "loss").series) == 2 and chart(detail, "loss"),
+                         what="the pinned curve")
+        mine, pinned = cv.series
+        assert mine.points[0] == (0.0, 2.0) and pinned.label == "2026-01-01-a (pinned)" and pinned.style == "dotted"
+        assert pinned.points == [(float(i), loss_at(i)) for i in range(400)]
+        val = chart(detail, "val_loss").series
+        assert [s.label for s in val] == ["val_loss", "2026-01-01-a (pinned)"] and val[1].points[0] == (0.0, 0.9)
+        await pilot.press("p")  # pinning this one replaces the pin
+        assert app.pinned == str(other)
+        await pilot.press("p")
+        assert app.pinned is None

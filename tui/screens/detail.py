@@ -143,6 +143,8 @@ class DetailScreen(Screen):
         Binding("greater_than_sign", "smooth_by(1)", "More smoothing", key_display=">", show=False,
                 tooltip="a larger EMA weight"),
         Binding("f", "metric_filter", "Metric filter", tooltip="only the charts whose name has ..."),
+        Binding("p", "pin", "Pin", show=False,
+                tooltip="pin this run: its curves overlaid (dotted) in every other run's detail; p again unpins"),
         Binding("l", "log", "Log", tooltip="show / hide the live log (train.log, followed; scroll back in it)"),
         Binding("i", "inspect", "Inspect eval", tooltip="the selected evaluation's conversations"),
         Binding("S", "samples", "All samples", tooltip="every inference sample of the run (live)"),
@@ -179,6 +181,7 @@ class DetailScreen(Screen):
         self.cursor_step: float | None = None  # the value cursor (None: off)
         self.smooth_i = 0  # the EMA weight, an index of WEIGHTS (0: off)
         self.smooth_last = WEIGHTS.index(0.6)  # what s turns on
+        self.pin: History | None = None  # the pinned run's history (another run's, pinned with p)
         self.metric_filter = ""
         self.evals = []
         self._eval_timer = None
@@ -218,6 +221,7 @@ class DetailScreen(Screen):
         self.draw_head()
         self.draw_evals()
         self.load()
+        self.load_pin()
 
     @work(thread=True, exclusive=True, group="history")
     def load(self) -> None:
@@ -238,6 +242,20 @@ class DetailScreen(Screen):
         found = history.scan(report, lambda: worker.is_cancelled)
         if found is not None and not worker.is_cancelled:
             self.app.call_from_thread(self._refined, history, found, history.tail_start)
+
+    @work(thread=True, exclusive=True, group="pin")
+    def load_pin(self) -> None:
+        """The pinned run's whole history (bounded, as this run's), when another run is pinned."""
+        key = self.app.pinned
+        if key is None or key == self.key:
+            return
+        pin = load_history(self.app.model, key, History.load)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._pin_loaded, pin)
+
+    def _pin_loaded(self, pin) -> None:
+        self.pin = pin
+        self.draw_charts()
 
     def _loaded(self, history: History, monitor: MonitorFiles | None) -> None:
         self.history = history
@@ -280,6 +298,11 @@ class DetailScreen(Screen):
                 self.draw_head()
             if MONITOR in ch.what and self.monitor is not None:
                 self.draw_monitor(self.monitor.update())
+            if self.pin is not None and ch.name == self.pin.path and ch.what & {METRICS, ROW} and self.pin.update():
+                if self.pin.reload:
+                    self.load_pin()
+                else:
+                    self.draw_charts()
             if LOG in ch.what and self.query_one("#log").display:
                 self.draw_log()
             if EVALS in ch.what or ROW in ch.what:
@@ -326,10 +349,10 @@ class DetailScreen(Screen):
         ref = h.points(step_names[0]) if step_names else []
         steps = [p[0] for p in ref]
         lo, hi = self._window(steps)
-        s_lo, s_hi = (steps[lo], steps[hi - 1]) if hi > lo else (-math.inf, math.inf)
+        s_lo, s_hi = (steps[lo], steps[hi - 1]) if self.last and hi > lo else (-math.inf, math.inf)  # zoomed
         here = None
         if self.cursor_step is not None and hi > lo:
-            self.cursor_step = min(max(self.cursor_step, s_lo), s_hi)
+            self.cursor_step = min(max(self.cursor_step, steps[lo]), steps[hi - 1])
             here = ref[nearest_step(steps, self.cursor_step)]
         e_lo = ref[lo][1] if self.last and hi > lo and ref[lo][1] == ref[lo][1] else -math.inf
         e_hi = ref[hi - 1][1] if self.last and hi > lo and ref[hi - 1][1] == ref[hi - 1][1] else math.inf
@@ -338,10 +361,16 @@ class DetailScreen(Screen):
             label = name.replace("epoch:", "")
             if name.startswith("epoch:"):
                 series, cursor, value = self._epoch_curve(h, label, t0, (e_lo, e_hi), here)
+                if self.pin is not None:
+                    series += self._pinned(self._epoch_curve(self.pin, label, self.pin.start_time(), (e_lo, e_hi),
+                                                             None)[0])
                 x_label = {"step": "epoch", "epoch": "epochs done", "time": "s since start"}[self.xmode]
                 cv.plot(series, title=f"{label} (x: {x_label}){reading}", logy=self.logy, cursor=cursor)
             else:
                 series, cursor, value = self._step_curve(h, name, t0, (s_lo, s_hi), here, weight)
+                if self.pin is not None:
+                    series += self._pinned(self._step_curve(self.pin, name, self.pin.start_time(), (s_lo, s_hi),
+                                                            None, 0)[0])
                 x_label = {"step": "step", "epoch": "epoch", "time": "s since start"}[self.xmode]
                 cv.plot(series, title=f"{label} (x: {x_label}){smoothing}{reading}", logy=self.logy, cursor=cursor)
             if value:
@@ -391,6 +420,11 @@ class DetailScreen(Screen):
         smooth = [q for q, keep in zip(smooth, inside, strict=True) if keep]
         return [Series(label, raw, color_of(0), faint=True), Series(f"{label} EMA {weight:g}", smooth, color_of(0))], \
             cursor, value
+
+    def _pinned(self, series: list[Series]) -> list[Series]:
+        """The pinned run's curve as an overlay: its own colour, dotted, named as pinned."""
+        name = os.path.basename(self.pin.path)
+        return [Series(f"{name} (pinned)", s.points, color_of(1), style="dotted") for s in series if s.points]
 
     def _epoch_curve(self, h, key: str, t0, epochs, here):
         """An epoch metric's series (within the zoomed epochs), the cursor's x and the readout's
@@ -583,6 +617,15 @@ class DetailScreen(Screen):
             i = min(max(i, 0), len(steps) - 1)
         self.cursor_step = steps[i]
         self.draw_charts()
+
+    def action_pin(self) -> None:
+        name = os.path.basename(self.key)
+        if self.app.pinned == self.key:
+            self.app.pinned = None
+            self.notify(f"{name} unpinned")
+        else:
+            self.app.pinned = self.key
+            self.notify(f"{name} pinned: its curves are overlaid in every other run's detail (p here unpins)")
 
     def action_smooth(self) -> None:
         if self.smooth_i:
