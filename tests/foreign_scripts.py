@@ -20,7 +20,8 @@ def dataset(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return x, x.sum(1)
 
 
-def hf(out: str, max_steps: int, patience: int | None, greater_is_better: bool, crash_at: int | None) -> None:
+def hf(out: str, max_steps: int, patience: int | None, greater_is_better: bool, crash_at: int | None,
+       save_model: bool = False) -> None:
     from transformers import (
         EarlyStoppingCallback,
         PretrainedConfig,
@@ -67,8 +68,12 @@ def hf(out: str, max_steps: int, patience: int | None, greater_is_better: bool, 
     callbacks = [CrashAt()]
     if patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    Trainer(model=Tiny(TinyConfig()), args=args, train_dataset=Rows(400, 0), eval_dataset=Rows(40, 1),
-            callbacks=callbacks).train()
+    trainer = Trainer(model=Tiny(TinyConfig()), args=args, train_dataset=Rows(400, 0), eval_dataset=Rows(40, 1),
+                      callbacks=callbacks)
+    trainer.train()
+    if save_model:  # the model and its config.json in the output folder itself, as most scripts end
+        trainer.save_model()
+        trainer.save_state()
 
 
 def lightning(out: str, max_epochs: int) -> None:
@@ -146,11 +151,12 @@ def main() -> None:
     ap.add_argument("--patience", type=int)
     ap.add_argument("--greater-is-better", action="store_true")
     ap.add_argument("--crash-at", type=int)
+    ap.add_argument("--save-model", action="store_true")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--hold")
     a = ap.parse_args()
     if a.kind == "hf":
-        hf(a.out, a.steps, a.patience, a.greater_is_better, a.crash_at)
+        hf(a.out, a.steps, a.patience, a.greater_is_better, a.crash_at, a.save_model)
     elif a.kind == "lightning":
         lightning(a.out, a.epochs)
     elif a.kind == "live":

@@ -229,3 +229,23 @@ def test_a_foreign_folder_is_archived_and_restored_and_reads_as_before(tmp_path,
     assert (run["state"], run["step"], run["total_steps"]) == ("crashed", 20, 100), run
     assert sorted(p.relative_to(root / "dead") for p in (root / "dead").rglob("*")) == sorted(
         files + [Path("metadata.json")])
+
+
+def test_an_hf_output_folder_with_the_saved_model_is_not_taken_for_a_pending_trainkit_run(tmp_path, env):
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("hf", root / "saved", "--steps", "20", "--save-model", env=env, cwd=tmp_path)
+    assert (root / "saved" / "config.json").is_file()  # the model's config, beside trainer_state.json
+    write_config(root / "mine" / "config.yaml")  # a pending trainkit run: still one
+    runs = status(root, env)
+    assert (runs["saved"]["source"], runs["saved"]["state"], runs["saved"]["step"]) == ("hf", "finished", 20)
+    assert (runs["mine"]["source"], runs["mine"]["state"]) == ("trainkit", "pending")
+    plan = trainkit("launch", root, "--dry-run", cwd=tmp_path, env=env)  # read as pending, it was launched
+    assert plan.returncode == 0 and "saved" not in plan.stdout and "mine" in plan.stdout, plan.stdout
+
+    from tui.model.runs import RunsModel
+
+    model = RunsModel(root)
+    model.refresh(None, budget_s=None)
+    assert {v.name: (v.source, v.state) for v in model.runs.values()} == {"saved": ("hf", "finished"),
+                                                                          "mine": ("trainkit", "pending")}

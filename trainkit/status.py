@@ -506,12 +506,14 @@ def latest_alert(status: dict | None) -> str | None:
 def find_runs(root: str | Path) -> list[str]:
     """Folders directly under ``root`` that hold a config, resolved_config.json, progress.json or
     training_status.json, sorted by name."""
+    from trainkit.foreign import model_config_only  # an HF output folder's config.json is the model's
+
     out = []
     with os.scandir(root) as it:
         for entry in it:
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                 continue
-            if any(path_exists(f"{entry.path}/{m}") for m in RUN_MARKERS):
+            if any(path_exists(f"{entry.path}/{m}") for m in RUN_MARKERS) and not model_config_only(entry.path):
                 out.append(entry.path)
     return sorted(out, key=os.path.basename)
 

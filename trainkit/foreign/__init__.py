@@ -120,6 +120,18 @@ def is_hf(path: str) -> bool:
                                     and os.path.isfile(os.path.join(path, n, HF_STATE)) for n in names)
 
 
+def model_config_only(path: str) -> bool:
+    """A Hugging Face output folder that a trainkit run marker would claim only by its ``config.json``
+    (the model's config, written by ``save_model``): it is not a trainkit run. True when the folder
+    has ``config.json``, no other trainkit marker, and a ``trainer_state.json`` here or in a checkpoint."""
+    from trainkit.runfolder import CONFIG_STEM, RUN_MARKERS
+
+    model_config = CONFIG_STEM + ".json"
+    if not os.path.isfile(os.path.join(path, model_config)):
+        return False
+    return not any(os.path.exists(os.path.join(path, m)) for m in RUN_MARKERS if m != model_config) and is_hf(path)
+
+
 def _lightning_versions(logs: str) -> list[str]:
     return [os.path.join(logs, n) for n in _names(logs)
             if n.startswith(LIGHTNING_VERSION_PREFIX) and _is_dir(os.path.join(logs, n))]

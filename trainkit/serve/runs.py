@@ -70,6 +70,10 @@ def resolve_run(root: str, name: str) -> str | None:
             return None
     except (OSError, ValueError):
         return None
+    from trainkit.foreign import model_config_only  # an HF output folder's config.json is the model's
+
+    if model_config_only(path):
+        return None
     return path if any(os.path.exists(f"{path}/{m}") for m in RUN_MARKERS) else None
 
 

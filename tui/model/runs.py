@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trainkit.foreign import watched_name
+from trainkit.foreign import model_config_only, watched_name
 from trainkit.lifecycle.experiments import flatten
 from trainkit.roots import distinct, unique_name
 from trainkit.runfolder import (
@@ -523,7 +523,7 @@ def run_folders(base: str) -> list[str]:
 
 def is_run_folder(path: str) -> bool:
     if any(os.path.exists(f"{path}/{m}") for m in RUN_MARKERS):
-        return True
+        return not model_config_only(path)  # an HF output folder's config.json is the model's
     return os.path.isdir(path) and folder_problem(path) is not None
 
 
