@@ -143,7 +143,20 @@ async def test_an_hf_output_folder_is_a_finished_row_in_steps_with_trainkits_act
         archived = root.parent / "experiments-archive" / "hf-run"
         await until(pilot, lambda: archived.is_dir() and key not in app.model.runs, timeout=30,
                     what="the HF folder archived")
-    assert (root.parent / "experiments-archive" / "hf-run" / "checkpoint-20" / "trainer_state.json").is_file()
+        assert (archived / "checkpoint-20" / "trainer_state.json").is_file()
+
+        await pilot.press("A")  # the archive shown: the HF folder is a row there, and R restores it
+        await until(pilot, lambda: str(archived) in app.model.runs, timeout=20, what="the archived HF run's row")
+        assert app.model.runs[str(archived)].archived and app.model.runs[str(archived)].state == "finished"
+        app.screen.marked.clear()
+        app.screen.marked.add(str(archived))
+        await pilot.press("R")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", timeout=20, what="the restore modal")
+        await pilot.press("y")
+        await until(pilot, lambda: (root / "hf-run").is_dir() and key in app.model.runs, timeout=30,
+                    what="the HF folder restored")
+        await until(pilot, lambda: "finished" in cell(app, key, "state"), timeout=20, what="the restored row")
+        assert "20/20 steps" in cell(app, key, "progress")
 
 
 @pytest.mark.slow

@@ -113,12 +113,11 @@ class ForeignRuns:
         return [k for k in self.known if signature(k) != self.sigs.get(k)]
 
     def update(self, key: str, view: RunView, now: float) -> None:
+        """Read the run again into ``view``. A TensorBoard run is read from its event files' cached
+        summaries (as ``trainkit status`` reads them: an unchanged file costs a stat) until it is
+        live; from then on through its :class:`EventTail` (an append costs what was appended)."""
         source, base = self.known[key]
-        tail = None
-        if source == F.TENSORBOARD:
-            tail = self.tails.get(key)
-            if tail is None:
-                tail = self.tails[key] = EventTail(key)
+        tail = self.tails.get(key)
         self.sigs[key] = signature(key)
         f = F.read(source, key, root=base, tail=tail)
         pid = self.held.get(key)
@@ -128,6 +127,13 @@ class ForeignRuns:
         f.held_by = pid
         view.name = f.name
         fill(view, f, now)
+        if source == F.TENSORBOARD and tail is None and view.live and not f.warnings:
+            tail = EventTail(key)
+            try:
+                tail.read()  # up to now (as the summary just read); the next change reads only what it appended
+            except Exception:  # another tool's file: the cached summaries go on being used
+                return
+            self.tails[key] = tail
 
 
 def _alive(pid: int) -> bool:
