@@ -220,3 +220,32 @@ async def test_a_pinned_run_is_overlaid_in_every_other_runs_detail(tmp_path):
         assert app.pinned == str(other)
         await pilot.press("p")
         assert app.pinned is None
+
+
+@pytest.mark.asyncio
+async def test_compare_smooths_and_changes_its_x_axis_too(tmp_path):
+    root = tmp_path / "experiments"
+    make_run(root)
+    other = synthetic_run(root, "2026-01-02-b", total=4, scores=[0.8, 0.6, 0.4, 0.3], state="finished").root
+    with open(other / "metrics.jsonl", "ab") as f:
+        for i in range(200):
+            f.write(orjson.dumps({"kind": "step", "step": i, "epoch": i // 50, "loss": 2.0 + i % 2, "t": 5e3 + i})
+                    + b"\n")
+    from tui.screens.compare import CompareScreen
+
+    app = TrainmonApp(Options(str(root)))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("space", "down", "space", "c")
+        cmp = await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None
+                          and app.screen, what="compare")
+        await pilot.press("s")
+        cv = chart(cmp, "loss")
+        assert cv.title == "loss (x: step)  EMA 0.6" and [s.faint for s in cv.series] == [True, False, True, False]
+        assert cv.series[3].points == pytest.approx(ema([(float(i), 2.0 + i % 2) for i in range(200)], 0.6))
+        await pilot.press("x")
+        cv = chart(cmp, "loss")
+        assert cv.title.startswith("loss (x: s since start)") and cv.series[3].points[-1][0] == 199.0  # its own start
+        await pilot.press("x")
+        assert chart(cmp, "loss").title.startswith("loss (x: epoch)")
+        assert [x for x, _ in chart(cmp, "val_loss").series[1].points] == [1.0, 2.0, 3.0, 4.0]

@@ -55,3 +55,26 @@ def epoch_positions(points: list[tuple[float, float, float, float]]) -> list[flo
 def nearest_step(steps: list[float], step: float) -> int:
     """The index of the last of ``steps`` (sorted) at or before ``step`` (0 before the first)."""
     return max(0, bisect_right(steps, step) - 1)
+
+
+def xy(points: list[tuple[float, float, float, float]], mode: str, t0: float | None) -> list[tuple[float, float]]:
+    """(x, value) of a step metric's (step, epoch, t, value) points on an x axis: ``step``, ``time``
+    (seconds since ``t0``; a point without a time is left out) or ``epoch`` (fractional)."""
+    if mode == "epoch":
+        xs = epoch_positions(points)
+    elif mode == "time":
+        zero = t0 if t0 is not None else 0.0
+        xs = [p[2] - zero for p in points]
+    else:
+        xs = [p[0] for p in points]
+    return [(x, p[3]) for x, p in zip(xs, points, strict=True) if x == x]
+
+
+def epoch_x(record: dict, mode: str, t0: float | None) -> float | None:
+    """An epoch record's x: its epoch (``step`` axis), its end (``epoch`` axis: epochs done) or
+    its time since ``t0``; None when it has no time on a time axis."""
+    if mode == "time":
+        t = record.get("t")
+        ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+        return float(t) - (t0 if t0 is not None else 0.0) if ok else None
+    return float(record["epoch"] + (1 if mode == "epoch" else 0))

@@ -5,6 +5,7 @@ with its own colour and line style, the legend showing the part of each name tha
 
 from __future__ import annotations
 
+import math
 import os
 
 from rich.table import Table
@@ -22,11 +23,16 @@ from trainkit.errors import UserError
 from trainkit.formatting import fmt_sig
 from trainkit.lifecycle.experiments import MISSING
 from trainkit.runfolder import style_of as style_of_state
+from tui.model.curves import WEIGHTS, ema, epoch_x, xy
 from tui.model.foreign import load_history
 from tui.model.history import History
 from tui.widgets.chart import GLYPHS, Series, color_of, style_of
 from tui.widgets.chart_view import ChartView
 from tui.widgets.run_row import ELLIPSIS, shared_prefix
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def short_names(keys: list[str]) -> list[str]:
@@ -101,7 +107,15 @@ class CompareScreen(Screen):
     AUTO_FOCUS = ""
     BINDINGS = [Binding("escape", "back", "Back"), Binding("y", "logy", "Log-Y", tooltip="logarithmic y axis"),
                 Binding("d", "differing", "Differing / all keys",
-                        tooltip="the config keys that differ, or every key (it starts with those that differ)")]
+                        tooltip="the config keys that differ, or every key (it starts with those that differ)"),
+                Binding("x", "xaxis", "X axis", show=False, tooltip="x axis: step, wall time since each run's start, "
+                        "or epoch"),
+                Binding("s", "smooth", "Smooth", show=False,
+                        tooltip="smoothing on/off: an EMA over the step curves, the raw ones faint"),
+                Binding("less_than_sign", "smooth_by(-1)", "Less smoothing", key_display="<", show=False,
+                        tooltip="a smaller EMA weight"),
+                Binding("greater_than_sign", "smooth_by(1)", "More smoothing", key_display=">", show=False,
+                        tooltip="a larger EMA weight")]
     DEFAULT_CSS = """
     CompareScreen #chead { height: auto; padding: 0 1; background: $boost; }
     CompareScreen #ccharts { grid-size: 2; grid-gutter: 0 1; height: auto; }
@@ -115,6 +129,9 @@ class CompareScreen(Screen):
         self.logy = False
         self.only_diff = True  # what differs is what a comparison is about (d: every key)
         self.comparison = None
+        self.xmode = "step"  # step, time or epoch
+        self.smooth_i = 0  # the EMA weight, an index of WEIGHTS (0: off)
+        self.smooth_last = WEIGHTS.index(0.6)
 
     def compose(self) -> ComposeResult:
         yield Static(id="chead")
@@ -191,11 +208,26 @@ class CompareScreen(Screen):
         if not names:
             views[0].plot([], title="no metrics logged yet")
         labels = short_names(self.keys)
+        weight = WEIGHTS[self.smooth_i]
         for cv, name in zip(views, names, strict=False):
-            series = [Series(labels[i], h.series(name), color_of(i), style=style_of(i))
-                      for i, h in enumerate(self.histories)]
-            cv.plot(series, title=name.replace("epoch:", "") + (" (x: epoch)" if name.startswith("epoch:") else
-                                                                 " (x: step)") + reading, logy=self.logy)
+            series = []
+            for i, h in enumerate(self.histories):
+                if name.startswith("epoch:"):
+                    key = name[6:]
+                    pts = [(x, float(r[key])) for r in h.epochs if _num(r.get(key))
+                           and (x := epoch_x(r, self.xmode, h.start_time())) is not None]
+                    series.append(Series(labels[i], pts, color_of(i), style=style_of(i)))
+                    continue
+                pts = xy(h.points(name), self.xmode, h.start_time())
+                if weight:
+                    series.append(Series(labels[i], pts, color_of(i), style=style_of(i), faint=True))
+                    pts = ema(pts, weight)
+                series.append(Series(labels[i], pts, color_of(i), style=style_of(i)))
+            epoch = name.startswith("epoch:")
+            x_label = {"step": "epoch" if epoch else "step", "epoch": "epochs done" if epoch else "epoch",
+                       "time": "s since start"}[self.xmode]
+            smoothing = f"  EMA {weight:g}" if weight and not epoch else ""
+            cv.plot(series, title=f"{name.replace('epoch:', '')} (x: {x_label}){smoothing}{reading}", logy=self.logy)
 
     def runs_changed(self, changes) -> None:
         mine = {c.name for c in changes} & set(self.keys)
@@ -211,6 +243,21 @@ class CompareScreen(Screen):
 
     def action_logy(self) -> None:
         self.logy = not self.logy
+        self.draw()
+
+    def action_xaxis(self) -> None:
+        self.xmode = {"step": "time", "time": "epoch", "epoch": "step"}[self.xmode]
+        self.draw()
+
+    def action_smooth(self) -> None:
+        if self.smooth_i:
+            self.smooth_last, self.smooth_i = self.smooth_i, 0
+        else:
+            self.smooth_i = self.smooth_last
+        self.draw()
+
+    def action_smooth_by(self, by: int) -> None:
+        self.smooth_i = min(max(self.smooth_i + by, 1), len(WEIGHTS) - 1)
         self.draw()
 
     def action_differing(self) -> None:
