@@ -249,3 +249,16 @@ def test_an_hf_output_folder_with_the_saved_model_is_not_taken_for_a_pending_tra
     model.refresh(None, budget_s=None)
     assert {v.name: (v.source, v.state) for v in model.runs.values()} == {"saved": ("hf", "finished"),
                                                                           "mine": ("trainkit", "pending")}
+
+    # the summary is cached by the state files' sizes and mtimes: a state written again is read again
+    assert list((Path(env["TRAINKIT_CACHE_DIR"]) / "hf").glob("*.json"))
+    state_file = root / "saved" / "trainer_state.json"
+    state = read_json(state_file)
+    state["global_step"] = 15
+    state_file.write_bytes(orjson.dumps(state))
+    assert status(root, env)["saved"]["step"] == 20  # its newest checkpoint's state says more
+    (root / "saved" / "checkpoint-20" / "trainer_state.json").write_bytes(orjson.dumps(state))
+    for checkpoint in (root / "saved").glob("checkpoint-*"):
+        if checkpoint.name != "checkpoint-20":
+            shutil.rmtree(checkpoint)
+    assert status(root, env)["saved"]["step"] == 15

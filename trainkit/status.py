@@ -537,11 +537,11 @@ def scan(root: str | Path, *, now: float | None = None, repair: bool = False,
     if foreign:
         from trainkit import foreign as F
 
-        found = F.discover(os.fspath(root), skip=set(paths))
-        held = F.writers([path for _, path in found])
-        for source, path in found:
-            f = F.read(source, path, root=os.fspath(root))
-            f.held_by = held.get(path)
+        read = [F.read(source, path, root=os.fspath(root)) for source, path in F.discover(os.fspath(root),
+                                                                                         skip=set(paths))]
+        held = F.writers([f.path for f in read if not (f.finished or f.early_stopped)])  # done: no writer to find
+        for f in read:
+            f.held_by = held.get(f.path)
             runs.append(foreign_status(f, now=now))
         runs.sort(key=lambda r: r.name)
     return runs

@@ -145,7 +145,7 @@ class EventTail:
 def _cache_file(event_file: str) -> str:
     from trainkit.config import default_cache_dir
 
-    key = hashlib.sha1(os.path.realpath(event_file).encode()).hexdigest()
+    key = hashlib.sha1(os.path.abspath(event_file).encode()).hexdigest()  # (realpath: a syscall per part)
     return os.path.join(default_cache_dir(), "tensorboard", f"{key}.json")
 
 

@@ -70,11 +70,11 @@ class ForeignIndex:
                     kept[path] = old
                     continue
                 fresh.append((source, path, sig))
-            held = F.writers([path for _, path, _ in fresh]) if fresh else {}
-            for source, path, sig in fresh:
-                f = F.read(source, path, root=self.root)
-                f.held_by = held.get(path)
-                kept[path] = (sig, now, f)
+            read = [(F.read(source, path, root=self.root), sig) for source, path, sig in fresh]
+            held = F.writers([f.path for f, _ in read if not (f.finished or f.early_stopped)])
+            for f, sig in read:
+                f.held_by = held.get(f.path)
+                kept[f.path] = (sig, now, f)
             self._kept = kept
             out = []
             for _, _, f in kept.values():
