@@ -1,6 +1,7 @@
 """Conversation inspector: the items of an evaluation's ``responses.jsonl`` (live), filters to
-errors (``e``) or wrong answers (``w``), and the selected item's conversation by role, with the
-expected answer beside the model's and the error and traceback of a failed item."""
+errors (``e``) or wrong answers (``w``), a jump to an item by its id (``g``), and the selected
+item's conversation by role, with the expected answer beside the model's and the error and
+traceback of a failed item."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from trainkit.formatting import fmt_fit, fmt_sig
 from tui.model.evals import ALL, ERRORS, WRONG, EvalItems, Item, item_key, latest, shown_in
@@ -81,6 +82,15 @@ def conversation_view(line: Item, rec: dict | None, why: str | None):
     return Group(*parts)
 
 
+def find_item(items: list[Item], text: str) -> Item | None:
+    """The item ``text`` names: ``ID`` (its first sample) or ``ID/SAMPLE``; None when none is."""
+    qid, _, sample = text.strip().partition("/")
+    for it in items:
+        if str(it.question_id) == qid.strip() and (not sample.strip() or str(it.sample) == sample.strip()):
+            return it
+    return None
+
+
 class InspectorScreen(Screen):
     AUTO_FOCUS = "#items"
     BINDINGS = [
@@ -89,12 +99,14 @@ class InspectorScreen(Screen):
         Binding("w", "wrong", "Wrong only", tooltip="only the wrong answers (again: all)"),
         Binding("n", "next", "Next", tooltip="the next item"),
         Binding("p", "previous", "Previous", tooltip="the previous item"),
+        Binding("g", "goto", "Go to id", show=False, tooltip="jump to an item by its question id (ID, or ID/SAMPLE)"),
     ]
     DEFAULT_CSS = """
     InspectorScreen #ihead { height: auto; padding: 0 1; background: $boost; }
     InspectorScreen Horizontal { height: 1fr; }
     InspectorScreen #items { width: 46%; }
     InspectorScreen #conv { width: 1fr; border-left: solid $primary-darken-2; padding: 0 1; }
+    InspectorScreen #goto { margin: 0 1; display: none; }
     """
 
     def __init__(self, eval_dir: str, run_key: str) -> None:
@@ -107,6 +119,7 @@ class InspectorScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="ihead")
+        yield Input(placeholder="item id (ID or ID/SAMPLE), Enter: go, Escape: cancel", id="goto")
         with Horizontal():
             yield ListTable(id="items")
             with VerticalScroll(id="conv"):
@@ -218,7 +231,32 @@ class InspectorScreen(Screen):
 
     # ---------------------------------------------------------------- keys
     def action_back(self) -> None:
+        box = self.query_one("#goto", Input)
+        if box.display:
+            box.display = False
+            self.query_one("#items").focus()
+            return
         self.app.pop_screen()
+
+    def action_goto(self) -> None:
+        box = self.query_one("#goto", Input)
+        box.value = ""
+        box.display = True
+        self.set_focus(box)  # now: the keys typed right after g land in it
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.input.display = False
+        self.query_one("#items").focus()
+        wanted = find_item(self.items.items, event.value)
+        if wanted is None:
+            self.notify(f"no item {event.value.strip()!r} in this evaluation", severity="warning")
+            return
+        if item_key(wanted) not in {item_key(it) for it in self.shown}:
+            self.which = ALL  # filtered out: show every item
+            self.rebuild()
+        keys = [item_key(it) for it in self.shown]
+        self.query_one("#items", DataTable).move_cursor(row=keys.index(item_key(wanted)), animate=False)
+        self.show_current()
 
     def _toggle(self, which: str) -> None:
         self.which = ALL if self.which == which else which
