@@ -135,14 +135,13 @@ def summarize(path: str, f: Foreign) -> None:
     cache = _cache_file(path)
     if stamp is not None:
         try:
-            with open(cache, "rb") as fh:
-                cached = orjson.loads(fh.read(1 * MiB))
+            cached = orjson.loads(read_limited(cache, 1 * MiB))
             if cached.get("stamp") == stamp:
                 for k in CACHED:
                     setattr(f, k, cached["fields"][k])
                 f.pace = tuple(cached["pace"]) if cached.get("pace") else None
                 return
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ReadProblem, ValueError, KeyError, TypeError, AttributeError):
             pass
     _summarize(path, f, seen)
     if stamp is not None and not f.warnings and f.step is not None:
