@@ -41,12 +41,17 @@ lint: $(STAMP)  ## ruff over the tree (make test runs it first)
 
 # as root on a Debian-like machine, `make test` first installs chromium and tmux with apt-get
 # (system-deps); otherwise the tests that need them skip with the reason
-test: $(STAMP) system-deps lint  ## lint + the whole suite, as CI runs it (as root: apt-get installs chromium, tmux)
-	$(BIN)/python -m pytest -q
+# The files run on 3 workers (pytest-xdist; a file's tests stay together on one worker, so a
+# module's trained fixture is made once); PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 3
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
-# the suite without the slow tests (those that train real models in subprocesses)
+test: $(STAMP) system-deps lint  ## lint + the whole suite, as CI runs it (as root: apt-get installs chromium, tmux)
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
+
+# the suite without the slow tests (marked slow: they train real models, drive tmux or a browser)
 test-fast: $(STAMP)  ## the suite without the slow tests (no training in subprocesses, no tmux, no browser)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 # The Slurm tests on a one-node cluster that the tests start and stop themselves in a temp folder
 # (tests/slurm_cluster.py): slurm-wlm is installed where it can be (root + apt-get); without it this

@@ -192,6 +192,7 @@ def test_prompts_for_the_monitor():
 
 # ------------------------------------------------------------------------------------ learning
 
+@pytest.mark.slow
 def test_a_short_run_fits_its_training_conversations():
     """300 steps in-process on 60 one-digit sums: the loss on them falls below a fifth and the model
     answers most of them by generation (the model, its place embedding, the loss mask and greedy

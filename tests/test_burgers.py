@@ -101,6 +101,7 @@ def test_generate_shapes():
     assert out["u0"].shape == out["uT"].shape == (6, 16) and out["u0"].dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_default_questions_are_the_same_bits_in_every_process():
     """The evaluation's plan is identified by the hash of its questions and answers: a resume in another
     process must find the same hash. torch's vectorized float64 ``sin`` and MKL FFT gave other last bits in

@@ -47,6 +47,7 @@ def test_every_state_that_is_not_live_is_refused_by_every_request():
 # the commands on a real run
 
 
+@pytest.mark.slow
 def test_pause_resume_checkpoint_stop_a_real_run_from_the_command_line(tmp_path, env):
     root = tmp_path / "experiments"
     cfg = write_config(tmp_path / "long.yaml", epochs=500)

@@ -284,6 +284,7 @@ def test_a_nan_loss_raises_the_alert_and_fails_the_run(tmp_path, env):
     assert row["state"] == "failed" and row["alert"]
 
 
+@pytest.mark.slow
 @needs_hf
 def test_the_example_script_runs_and_shows_up(tmp_path, env):
     run = tmp_path / "experiments" / "2026-12-02-example"

@@ -18,8 +18,9 @@ import pytest
 from helpers import ROOT, read_json, records, trainkit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-pytestmark = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("transformers", "accelerate")),
-                                reason="transformers/accelerate not installed (pip install 'trainkit[hf]')")
+pytestmark = [pytest.mark.slow,  # each test trains a real model (a user's Trainer script)
+              pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("transformers", "accelerate")),
+                                 reason="transformers/accelerate not installed (pip install '.[hf]')")]
 
 
 # ------------------------------------------------------------------------------------------------

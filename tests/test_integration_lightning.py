@@ -253,6 +253,7 @@ def test_a_nan_loss_raises_the_alert_and_fails_the_run(tmp_path, env):
     assert status_of(run.parent, env, run.name)["state"] == "failed"
 
 
+@pytest.mark.slow
 def test_the_example_script_runs_and_shows_up(tmp_path, env):
     run = tmp_path / "experiments" / "2026-12-02-example"
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "lightning_tiny.py"), str(run)], cwd=tmp_path,

@@ -482,6 +482,7 @@ def dump_dom(port: int, profile: Path) -> str:
     return res.stdout
 
 
+@pytest.mark.slow  # a browser
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: apt-get install -y chromium")
 def test_the_page_in_headless_chromium(tmp_path):
     root = tmp_path / "experiments"

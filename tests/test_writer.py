@@ -24,6 +24,7 @@ def hold_lock(run) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow
 def test_train_takes_the_runs_lock_before_it_reads_the_run(tmp_path, env):
     """`trainkit train RUN` while another process holds RUN (an archive moving it): refused with
     one line about the lock, before the run's files are read (its checkpoint is not even looked
@@ -46,6 +47,7 @@ def test_train_takes_the_runs_lock_before_it_reads_the_run(tmp_path, env):
     assert after == before  # the holder's lock aside, nothing touched
 
 
+@pytest.mark.slow
 def test_a_trainer_whose_folder_vanished_stops_with_one_line(tmp_path, env):
     """The run folder is moved away while it trains (by hand: nothing of trainkit's moves a locked
     run): the trainer stops with one line and never creates the folder again where it was."""
@@ -79,6 +81,7 @@ def test_claiming_a_run_folder_that_is_gone_never_creates_it(tmp_path):
     assert not (gone / ".trainkit.lock").exists()
 
 
+@pytest.mark.slow
 def test_every_trainer_writes_one_meta_schema(tmp_path, env):
     """``resolved_config.json``'s ``_meta`` has the same keys whoever trained: trainkit's engine,
     a callback of another trainer, a synthetic run."""

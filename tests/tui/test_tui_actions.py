@@ -32,6 +32,7 @@ async def open_modal(pilot, key: str) -> str:
     return modal_text(pilot.app)
 
 
+@pytest.mark.slow
 async def test_a_just_finished_run_is_archived_from_trainmon_with_its_class_and_reason(real_root):
     """Trained a minute ago: the 7-day rule called it active and trainmon refused it, always. Named
     with `a` it is archived whenever it is not live; the modal says how it is classified and why."""

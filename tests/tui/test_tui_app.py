@@ -67,6 +67,7 @@ async def test_corrupt_status_shows_a_warning_mark_not_a_crash(real_root):
         assert "finished" in row_text(app, k)  # the last good value stays
 
 
+@pytest.mark.slow
 async def test_every_workspace_key_and_screens(real_root):
     app = app_for(real_root)
     async with app.run_test(size=SIZE) as pilot:
@@ -213,6 +214,7 @@ async def test_promote_shows_checks_threshold_and_holder(real_root):
         assert "threshold" in text and "current holder" in text and "accuracy" in text
 
 
+@pytest.mark.slow
 async def test_stop_writes_the_request_and_a_real_run_stops(tmp_path, env):
     from helpers import write_config
 

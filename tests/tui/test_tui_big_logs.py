@@ -126,6 +126,7 @@ async def test_the_detail_of_a_long_run_shows_the_whole_history_with_its_spike(t
         assert detail.query_one("#epochs").row_count == EPOCHS
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_compare_of_two_long_runs_reads_both_histories(tmp_path):
     root = tmp_path / "experiments"

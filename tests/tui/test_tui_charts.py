@@ -154,6 +154,7 @@ def test_a_cursor_is_a_column_through_the_chart():
     assert plot([Series("loss", [(0.0, 1.0), (10.0, 0.0)])], 40, 8, cursor=50.0)[1].plain.count("│") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_compare_shows_the_clis_numbers_and_tells_the_curves_apart(real_root, env):
     """Two real trained runs with real evaluations: the numbers above the charts are the figures

@@ -6,20 +6,18 @@ key under ``--readonly``; the help page and the command palette generated from t
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 from textual import events
-from tui_helpers import CpuBurners, Tmux, age_tree, ready, until
+from tui_helpers import CpuBurners, Tmux, age_tree, in_tmux, ready, until
 
 from trainkit.testing import synthetic_run
 from tui.app import Options, TrainmonApp
 
 SIZES = [(80, 24), (120, 36)]
-needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (make system-deps)")
 TRAINMON = Path(sys.executable).with_name("trainmon")
 
 
@@ -40,7 +38,7 @@ def folders(root: Path) -> list[str]:
 # --------------------------------------------------------------------------------------------- bursts
 
 
-@needs_tmux
+@in_tmux
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x36"])
 def test_keys_typed_in_a_burst_after_slash_land_in_the_filter_under_load(tmp_path, size):
     """`tmux send-keys -l '/stale'` then Enter, 12 times with different words and two CPU burners

@@ -5,13 +5,12 @@ its value, states drawn dark grey under NO_COLOR, and what an 80x24 terminal sho
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import orjson
 import pytest
-from tui_helpers import Tmux, ready, until
+from tui_helpers import Tmux, in_tmux, ready, until
 
 from trainkit.runfolder import STATES
 from trainkit.runfolder.files import write_json
@@ -139,7 +138,7 @@ def test_summary_text_names_every_state_queued_included():
 
 
 @pytest.mark.asyncio
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (make system-deps)")
+@in_tmux
 async def test_at_80x24_open_and_help_are_in_the_footer_and_each_row_says_eta_or_why(tmp_path):
     root = tmp_path / "experiments"
     synthetic_run(root, "2026-01-01-live", total=4, scores=[1.0], state="running", pid=os.getpid())

@@ -5,7 +5,6 @@ a deterministic demo ROOT); a tmux session at 80x24."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tui_helpers import ready, until
+from tui_helpers import in_tmux, ready, until
 
 from trainkit.testing import synthetic_run
 from tui.app import Options, TrainmonApp
@@ -152,7 +151,7 @@ def test_snapshot_without_colour(snap_compare, monkeypatch, size):
     assert snap_compare(demo_app(), run_before=at_workspace, terminal_size=size)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install -y tmux)")
+@in_tmux
 def test_tmux_80x24(tmp_path):
     root = tmp_path / "experiments"
     synthetic_run(root, "2026-01-01-tmux-run", total=4, scores=[1.0, 0.5, 0.4, 0.3], state="finished")

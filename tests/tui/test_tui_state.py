@@ -82,6 +82,7 @@ def _no_dac_works() -> bool:
     return subprocess.run([*NO_DAC, "true"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _no_dac_works(), reason="needs tmux and setpriv (a user without the permission to read)")
 def test_a_run_folder_trainmon_cannot_read_is_a_row_with_the_reason(tmp_path):
     """A run folder this user cannot read vanished from the list. Now it is a row with ⚠ and the

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
+
+import pytest
 
 
 async def until(pilot, predicate, timeout: float = 5.0, what: str = "condition"):
@@ -55,6 +58,13 @@ def cell(app, key: str, column: str) -> str:
 
 def columns(app) -> list[str]:
     return [c.key.value for c in app.screen.query_one("#runs").ordered_columns]
+
+
+def in_tmux(test):
+    """Mark a test that drives trainmon in a real terminal (tmux): slow (`make test-fast` leaves it
+    out), and skipped with the reason where tmux is not installed."""
+    test = pytest.mark.slow(test)
+    return pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (make system-deps)")(test)
 
 
 class Tmux:

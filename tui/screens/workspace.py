@@ -77,7 +77,10 @@ class WorkspaceScreen(Screen):
         self.refresh_summary()
 
     def runs_changed(self, changes: list[RunChange]) -> None:
-        table = self.query_one(RunsTable)
+        found = self.query(RunsTable)
+        if not found:  # the app is shutting down (its widgets already gone): nothing to draw
+            return
+        table = found.first()
         model = self.app.model
         rebuild = False
         for ch in changes:
