@@ -44,7 +44,11 @@ def build(root: Path, n: int, epochs: int) -> None:
     for i in range(n):
         state = STATES[i % len(STATES)]
         if state == "early_stopped":
-            scores = [1.0 - 0.05 * k for k in range(epochs - 3)] + [0.9] * 3
+            # the best, then `patience` (3) epochs worse than it: early stopping's replay stops there
+            # at any --epochs (a plateau at 0.9 was an improvement below 6 epochs, and the slow
+            # path rightly disagreed with the synthetic progress.json)
+            falling = [1.0 - 0.05 * k for k in range(epochs - 3)]
+            scores = falling + [falling[-1] + 0.1] * 3
             synthetic_run(root, f"run-{i:05d}", total=epochs * 5, scores=scores, early_stopping=ES, state=state)
         else:
             synthetic_run(root, f"run-{i:05d}", total=epochs if state == "finished" else epochs * 2,
@@ -113,6 +117,8 @@ def main() -> None:
     p.add_argument("--baseline", type=Path, help="another checkout, timed side by side on the fast path")
     p.add_argument("--rounds", type=int, default=5, help="rounds of the side-by-side fast path (default 5)")
     args = p.parse_args()
+    if args.epochs < 4:
+        p.error("--epochs must be at least 4 (an early-stopped run needs its best epoch and 3 worse ones)")
     with tempfile.TemporaryDirectory(dir=".") as d:
         root = Path(d) / "experiments"
         t0 = time.perf_counter()
