@@ -172,29 +172,29 @@ class ProgressiveWriter:
         dir_fd = self._dir_fd
         fd = os.open(name, _IN_PLACE, 0o666, dir_fd=dir_fd)
         try:
-            try:
-                _write_all(fd, data)
-                if self.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._fill(fd, data)
         except BaseException:
             _unlink_quietly(name, dir_fd)  # no half file stays for the line that follows
             raise
         if self.durable:
             os.fsync(dir_fd)
 
+    def _fill(self, fd: int, data: bytes) -> None:
+        """``data`` into the opened file ``fd`` (synced when durable), which is closed; the caller
+        removes what a failure leaves."""
+        try:
+            _write_all(fd, data)
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def _replace(self, name: str, data: bytes) -> None:
         tmp = "." + name + self._suffix
         dir_fd = self._dir_fd
         fd = os.open(tmp, _CREATE, 0o666, dir_fd=dir_fd)
         try:
-            try:
-                _write_all(fd, data)
-                if self.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._fill(fd, data)
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             _unlink_quietly(tmp, dir_fd)

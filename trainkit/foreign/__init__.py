@@ -175,13 +175,9 @@ def discover(root: str, skip: set[str] | None = None) -> list[tuple[str, str]]:
     return sorted(out, key=lambda x: x[1])
 
 
-def newest_write(path: str, depth: int = 2) -> float | None:
-    """The newest modification time of the files under ``path`` (``depth`` levels; links not followed),
-    the tool's own: trainkit's lifecycle record (``metadata.json``, written by an archive or a
-    restore) is not a sign of training."""
-    from trainkit.runfolder import METADATA_FILE
-
-    newest = None
+def _files(path: str, depth: int):
+    """(level, DirEntry) of every entry under ``path`` that is not a folder, ``depth`` levels down
+    (0: ``path`` itself); links are not followed, unreadable folders and entries are skipped."""
     stack = [(path, 0)]
     while stack:
         d, level = stack.pop()
@@ -192,16 +188,30 @@ def newest_write(path: str, depth: int = 2) -> float | None:
         with it:
             for e in it:
                 try:
-                    if e.is_dir(follow_symlinks=False):
-                        if level < depth:
-                            stack.append((e.path, level + 1))
-                        continue
-                    if level == 0 and e.name == METADATA_FILE:
-                        continue
-                    t = e.stat(follow_symlinks=False).st_mtime
+                    is_dir = e.is_dir(follow_symlinks=False)
                 except OSError:
                     continue
-                newest = t if newest is None or t > newest else newest
+                if not is_dir:
+                    yield level, e
+                elif level < depth:
+                    stack.append((e.path, level + 1))
+
+
+def newest_write(path: str, depth: int = 2) -> float | None:
+    """The newest modification time of the files under ``path`` (``depth`` levels; links not followed),
+    the tool's own: trainkit's lifecycle record (``metadata.json``, written by an archive or a
+    restore) is not a sign of training."""
+    from trainkit.runfolder import METADATA_FILE
+
+    newest = None
+    for level, e in _files(path, depth):
+        if level == 0 and e.name == METADATA_FILE:
+            continue
+        try:
+            t = e.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        newest = t if newest is None or t > newest else newest
     return newest
 
 
@@ -210,24 +220,13 @@ def signature(path: str) -> tuple:
     two levels down, never the checkpoints' weights: a reader that keeps its last summary compares
     it to know whether to read the run again."""
     out = []
-    stack = [(path, 0)]
-    while stack:
-        d, level = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for e in it:
-                try:
-                    if e.is_dir(follow_symlinks=False):
-                        if level < 2:
-                            stack.append((e.path, level + 1))
-                    elif watched_name(e.name):
-                        st = e.stat(follow_symlinks=False)
-                        out.append((e.path, st.st_size, st.st_mtime_ns))
-                except OSError:
-                    continue
+    for _, e in _files(path, 2):
+        if watched_name(e.name):
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            out.append((e.path, st.st_size, st.st_mtime_ns))
     return tuple(sorted(out))
 
 
