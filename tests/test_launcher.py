@@ -91,7 +91,9 @@ def test_launch_detached_runs_with_max_parallel_and_wait(tmp_path, env):
         (root / name).mkdir(parents=True)
         (root / name / "config.yaml").write_text(cfg.read_text())
     crashing = start_trainkit("train", root / "b" / "config.yaml", cwd=tmp_path, env=env)
-    wait_for(lambda: (root / "b" / "progress.json").exists(), timeout=120, what="b's first epoch")
+    # progress.json exists from the claim on: wait for the epoch it records
+    wait_for(lambda: (root / "b" / "progress.json").exists()
+             and read_json(root / "b" / "progress.json")["completed_epochs"] >= 1, timeout=120, what="b's first epoch")
     crashing.kill()  # kill -9 after epoch 0: b is crashed with 1 of 2 epochs done
     crashing.wait()
     synthetic_run(root, "done", total=1, scores=[1.0], state="finished")

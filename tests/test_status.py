@@ -227,7 +227,10 @@ def test_every_state_from_real_runs(tmp_path, env):
              for name in ("running", "paused", "stopped", "crashed")}
     try:
         for name in procs:
-            wait_for(lambda n=name: (root / n / "progress.json").exists(), timeout=120, what=f"{name} training")
+            # training_status.json, not progress.json: a run writes progress.json when it claims its
+            # folder, before its first status (a kill between the two read crashed for another reason)
+            wait_for(lambda n=name: (root / n / "training_status.json").exists(), timeout=120,
+                     what=f"{name} training")
         from trainkit.runfolder.control import request
 
         request(root / "paused", "pause")
