@@ -17,6 +17,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from tui.messages import ModelLoaded, RunsChanged, WatchMode
 from tui.model.mounts import network_filesystem
 from tui.model.runs import RunsModel
+from tui.model.system import HostSampler
 from tui.watcher import watch_root
 
 LIVENESS_S = 5.0
@@ -35,6 +36,9 @@ class Options:
     archived: bool = False
     clock: Callable[[], float] = time.time
     watch: bool = True  # False: no watcher at all (snapshots, benchmarks that drive refresh themselves)
+    # the header's host figures: a factory of a sampler (``.sample()`` -> HostFigures); None: this
+    # host's (HostSampler) while watching, none in a static app (watch=False)
+    system: Callable[[], object] | None = None
 
 
 class ActionsProvider(Provider):
@@ -86,6 +90,7 @@ class TrainmonApp(App):
         self.model.stat_at_load = options.poll_s is not None or bool(self.network_fs)
         self.watching = False  # True once a change of ROOT shows by itself (the watcher is up, or polling)
         self.pinned: str | None = None  # the run whose curves every other run's detail overlays (p there)
+        self.system_sampler = options.system if options.system is not None else HostSampler if options.watch else None
         self._screen_changed_at = 0.0  # when the screen on view opened (a key typed before goes nowhere)
 
     def _initial_mode(self) -> str:

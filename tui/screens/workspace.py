@@ -1,28 +1,51 @@
-"""The runs workspace (main screen): header, the runs table, filter/group inputs, the footer."""
+"""The runs workspace (main screen): header (with the host's CPU, memory and GPUs), the runs table,
+filter/group inputs, the footer; on a wide terminal the highlighted run's loss chart (the marked
+runs' overlaid) beside the table."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
+from textual.worker import get_current_worker
 
 from tui import actions
+from tui.model.beside import WIDE, Histories, loss_points, overlaid
+from tui.model.foreign import load_history
+from tui.model.history import History
 from tui.model.query import SORTS, FilterError, arrange, group_value, matches, parse_filter
 from tui.model.runs import METRICS, ROW, RunChange
+from tui.model.system import HostFigures, steady
 from tui.model.views import RunView
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.beside_chart import BesideChart
+from tui.widgets.chart import Series, color_of, style_of
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.summary import SummaryBar, summary_text
 
 WRITES = {"archive", "promote", "stop", "pause", "relaunch", "restore"}
 ROOT_ACTIONS = {"archive", "promote", "relaunch", "restore"}  # they name runs under the first ROOT
+HOST_S = 3.0  # how often the header's host figures are sampled (in a thread)
+BESIDE_DEBOUNCE_S = 0.15  # the cursor rests this long before the chart beside the table reads a history
 
 
 class WorkspaceScreen(Screen):
+    class HostSampled(Message):
+        """New host figures for the header (posted by the sampling thread only when they changed)."""
+
+        bubble = False
+
+        def __init__(self, figures: HostFigures) -> None:
+            super().__init__()
+            self.figures = figures
+
     AUTO_FOCUS = "#runs"
     BINDINGS = [
         Binding("question_mark", "app.help", "Help", tooltip="every key of every screen"),
@@ -51,13 +74,19 @@ class WorkspaceScreen(Screen):
         self.marked: set[str] = set()
         self._input_mode: str | None = None
         self._shown = 0
+        self.histories = Histories(lambda key: load_history(self.app.model, key, History.open))
+        self._beside_timer = None
+        self._host_stop = threading.Event()
 
     def compose(self) -> ComposeResult:
         model = self.app.model
         yield SummaryBar(id="summary")
         yield Input(placeholder="filter: name words, or lr>=1e-3 model.width=256 state=running", id="query")
-        yield RunsTable(clock=model.clock, id="runs")
-        yield Static("loading runs…", id="empty")
+        with Horizontal(id="body"):
+            with Vertical(id="list"):
+                yield RunsTable(clock=model.clock, id="runs")
+                yield Static("loading runs…", id="empty")
+            yield BesideChart(id="beside")
         if self.app.readonly:
             yield Static("read-only: actions are off (no key writes anything)", id="readonly-note")
         yield Footer()
@@ -66,8 +95,32 @@ class WorkspaceScreen(Screen):
         self.query_one("#query", Input).display = False
         self.query_one(RunsTable).focus()
         self.refresh_summary()
+        self._layout_beside(self.app.size.width)
+        if self.app.system_sampler is not None:
+            self.sample_host(self.app.system_sampler)
         if self.app.model.loaded:
             self.model_loaded()
+
+    def on_unmount(self) -> None:
+        self._host_stop.set()
+
+    @work(thread=True, exclusive=True, group="host")
+    def sample_host(self, make_sampler) -> None:
+        """The host's figures every ``HOST_S`` seconds (the first after one second: the CPU % is
+        over that time), steadied, and posted only when they changed: an idle host repaints nothing."""
+        worker = get_current_worker()
+        sampler = make_sampler()  # NVML's start can take a while: here, never on the event loop
+        shown = None
+        wait = min(1.0, HOST_S)
+        while not self._host_stop.wait(wait) and not worker.is_cancelled:
+            wait = HOST_S
+            figures = steady(shown, sampler.sample())
+            if figures != shown:
+                shown = figures
+                self.post_message(self.HostSampled(figures))
+
+    def on_workspace_screen_host_sampled(self, message: HostSampled) -> None:
+        self.query_one(SummaryBar).host = message.figures
 
     # ---------------------------------------------------------------- model hooks (called by the app)
     def model_loaded(self) -> None:
@@ -97,6 +150,7 @@ class WorkspaceScreen(Screen):
         if rebuild:
             self.rebuild()
         self.refresh_summary()
+        self._follow_beside(changes)
 
     # ---------------------------------------------------------------- drawing
     def views(self) -> list[RunView]:
@@ -123,6 +177,7 @@ class WorkspaceScreen(Screen):
         table.display = bool(views)
         self._shown = len(views)
         self.refresh_summary()
+        self._beside_soon()
 
     def refresh_summary(self) -> None:
         model = self.app.model
@@ -130,6 +185,103 @@ class WorkspaceScreen(Screen):
             model.summary(), root=model.root, mode=self.app.watch_mode, readonly=self.app.readonly,
             shown=self._shown, filt=self.filter_text, sort=self.sort, group=self.group,
             pending=model.pending, archived=model.show_archived))
+
+    # ---------------------------------------------------------------- the chart beside the table (wide)
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout_beside(event.size.width)
+
+    def on_screen_resume(self) -> None:
+        self._layout_beside(self.app.size.width)  # resized while another screen was on view
+
+    def _layout_beside(self, width: int) -> None:
+        """Wide: the chart beside the table, drawn; narrow: hidden, nothing read or kept for it."""
+        wide = width >= WIDE
+        if wide == self.has_class("-wide"):
+            return
+        self.set_class(wide, "-wide")
+        if wide:
+            self._beside_soon()
+            return
+        if self._beside_timer is not None:
+            self._beside_timer.stop()
+            self._beside_timer = None
+        self.workers.cancel_group(self, "beside")
+        self.histories.clear()
+        self.query_one(BesideChart).plot([], title="")
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        self._beside_soon()
+
+    def beside_keys(self) -> list[str]:
+        """The runs the chart beside the table draws: the highlighted one, then the marked ones."""
+        table = self.query_one(RunsTable)
+        return overlaid(table.current_key(), self.marked, [v.path for v in table.visible_views()])
+
+    def _beside_soon(self) -> None:
+        """Draw the chart once the cursor rests (holding an arrow key reads no file per row)."""
+        if not self.has_class("-wide"):
+            return
+        if self._beside_timer is not None:
+            self._beside_timer.stop()
+        self._beside_timer = self.set_timer(BESIDE_DEBOUNCE_S, self._beside_due)
+
+    def _beside_due(self) -> None:
+        self._beside_timer = None
+        if not self.has_class("-wide"):
+            return
+        keys = self.beside_keys()
+        missing = self.histories.missing(keys)
+        if missing:
+            self.load_beside(keys, missing)
+        self.draw_beside()
+
+    @work(thread=True, exclusive=True, group="beside")
+    def load_beside(self, keys: list[str], missing: list[str]) -> None:
+        """Open the histories the chart lacks (the detail's bounded first read: the tail and an
+        overview of the rest), off the event loop."""
+        worker = get_current_worker()
+        found = {}
+        for key in missing:
+            if worker.is_cancelled:
+                return
+            try:
+                found[key] = self.histories.open(key)
+            except Exception:  # a folder that vanished or cannot be read: its curve is left out
+                continue
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self._beside_loaded, keys, found)
+
+    def _beside_loaded(self, keys: list[str], found: dict) -> None:
+        if not self.has_class("-wide"):
+            return
+        for key, history in found.items():
+            self.histories.put(key, history, keep=keys)
+        self.draw_beside()
+
+    def draw_beside(self) -> None:
+        """The loss of the runs :meth:`beside_keys` names that are read, each in its own colour and
+        line style (the highlighted one solid), named by what tells them apart."""
+        from tui.screens.compare import short_names
+
+        keys = [k for k in self.beside_keys() if k in self.histories]
+        names = short_names(keys) if len(keys) > 1 else [k.rsplit("/", 1)[-1] for k in keys]
+        series = [Series(name, loss_points(self.histories.get(k)), color_of(i), style=style_of(i))
+                  for i, (k, name) in enumerate(zip(keys, names, strict=True))]
+        self.query_one(BesideChart).plot(series, title="loss (x: step)" + (f"  ·  {len(keys)} runs" if len(keys) > 1
+                                                                           else ""))
+
+    def _follow_beside(self, changes: list[RunChange]) -> None:
+        """A drawn run's new records: read what it appended (bounded) and draw them."""
+        if not self.has_class("-wide"):
+            return
+        drawn = set(self.beside_keys())
+        grew = [ch.name for ch in changes if ch.kind == "updated" and METRICS in ch.what and ch.name in drawn]
+        if not any([self.histories.follow(k) for k in grew]):
+            return
+        if self.histories.missing(list(drawn)):
+            self._beside_soon()  # a log replaced: opened again
+        else:
+            self.draw_beside()
 
     # ---------------------------------------------------------------- keys
     def check_action(self, action: str, parameters) -> bool | None:
@@ -238,6 +390,7 @@ class WorkspaceScreen(Screen):
         table.update_run(self.app.model.runs[key])
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1, animate=False)
+        self._beside_soon()
 
     def action_open(self) -> None:
         from tui.screens.detail import DetailScreen

@@ -1,0 +1,257 @@
+"""System at a glance (issue 26, section 5): the host's CPU, memory and GPUs in the workspace
+header (steadied so an idle screen never repaints for noise; nothing about GPUs without NVML),
+and the GPUs a run's system.jsonl names in its detail. Words and rounding as tables; the header
+through Pilot with an injected sampler and with this host's real one."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import orjson
+import pytest
+from rich.text import Text
+from tui_helpers import ready, until
+
+from trainkit.testing import synthetic_run
+from tui.app import Options, TrainmonApp
+from tui.model.system import (
+    GiB,
+    GpuFigures,
+    HostFigures,
+    HostSampler,
+    gpu_figures,
+    gpus_text,
+    host_lines,
+    run_gpus,
+    steady,
+)
+from tui.widgets.summary import with_right
+
+NO_NVML = importlib.util.find_spec("pynvml") is None
+
+
+def host(cpu: float, used_gib: float, total_gib: float = 16.0, gpus=()) -> HostFigures:
+    return HostFigures(cpu, used_gib * GiB, total_gib * GiB, tuple(gpus))
+
+
+def gpu(i: int, util: float, used_gib: float, total_gib: float = 80.0) -> GpuFigures:
+    return GpuFigures(i, util, used_gib * GiB, total_gib * GiB)
+
+
+# ---------------------------------------------------------------- rounding that does not flicker
+@pytest.mark.parametrize("shown_cpu, new_cpu, expected", [
+    (None, 37.2, 35.0),  # to 5 % steps
+    (None, 37.6, 40.0),
+    (35.0, 38.9, 35.0),  # within a step of what is shown: kept (no repaint)
+    (35.0, 31.1, 35.0),
+    (35.0, 40.0, 40.0),  # a whole step: shown
+    (35.0, 62.4, 60.0),
+    (0.0, 4.9, 0.0),
+    (0.0, 100.0, 100.0),
+    (None, math.nan, math.nan),
+])
+def test_the_cpu_moves_in_whole_steps_only(shown_cpu, new_cpu, expected):
+    shown = None if shown_cpu is None else host(shown_cpu, 5.0)
+    got = steady(shown, host(new_cpu, 5.0)).cpu_percent
+    assert got == expected or (math.isnan(expected) and math.isnan(got))
+
+
+@pytest.mark.parametrize("shown_gib, new_gib, expected", [
+    (None, 5.14, 5.1),
+    (5.1, 5.19, 5.1),  # 90 MiB more: the same tenth shown
+    (5.1, 5.01, 5.1),
+    (5.1, 5.21, 5.2),
+    (5.1, 7.96, 8.0),
+])
+def test_memory_moves_in_tenths_of_a_gib(shown_gib, new_gib, expected):
+    shown = None if shown_gib is None else host(10, shown_gib)
+    assert steady(shown, host(10, new_gib)).mem_used_bytes / GiB == pytest.approx(expected)
+
+
+def test_each_gpu_is_steadied_on_its_own_and_a_noisy_host_settles():
+    shown = steady(None, host(12, 3.0, gpus=[gpu(0, 87, 20.13), gpu(1, 3, 0.5)]))
+    assert [(g.util_percent, round(g.mem_used_bytes / GiB, 3)) for g in shown.gpus] == [(85, 20.1), (5, 0.5)]
+    again = steady(shown, host(14.9, 3.04, gpus=[gpu(0, 89.9, 20.19), gpu(1, 2, 0.55)]))
+    assert again == shown  # noise within a step: equal figures, the header repaints nothing
+    moved = steady(shown, host(14.9, 3.04, gpus=[gpu(0, 99, 20.19), gpu(1, 2, 0.55)]))
+    assert moved.gpus[0].util_percent == 100 and moved.gpus[1] == shown.gpus[1] and moved.cpu_percent == 10
+
+
+# ---------------------------------------------------------------- the words
+@pytest.mark.parametrize("figures, expected", [
+    (host(35, 5.1, 15.6), ("CPU 35 %  mem 5.1/15.6 GiB", "")),
+    (host(0, 120, 503.7), ("CPU 0 %  mem 120/504 GiB", "")),
+    (host(35, 5.0, 16, [gpu(0, 85, 20.1)]), ("CPU 35 %  mem 5/16 GiB", "GPU0 85 % 20.1/80 GiB")),
+    (host(35, 5.0, 16, [gpu(0, 85, 20.1), gpu(1, 90, 40)]),
+     ("CPU 35 %  mem 5/16 GiB", "GPU0 85 % 20.1/80 GiB  GPU1 90 % 40/80 GiB")),
+    (host(35, 5.0, 16, [gpu(i, 10 * i, i) for i in range(4)]),
+     ("CPU 35 %  mem 5/16 GiB", "GPU 0 10 20 30 %  mem 0 1 2 3 /80 GiB")),
+    (host(35, 5.0, 16, [gpu(0, 0, 1, 24), gpu(1, 5, 2, 24), gpu(2, 100, 70, 80)]),
+     ("CPU 35 %  mem 5/16 GiB", "GPU 0 5 100 %  mem 1/24 2/24 70/80 GiB")),
+    (HostFigures(math.nan, math.nan, 16 * GiB), ("CPU ? %  mem ?/16 GiB", "")),
+])
+def test_host_lines(figures, expected):
+    assert host_lines(figures) == expected
+
+
+@pytest.mark.parametrize("left, right, width, expected", [
+    ("trainmon /r  ·  inotify", "CPU 35 %", 60, "trainmon /r  ·  inotify" + " " * 29 + "CPU 35 %"),
+    ("x" * 50, "CPU 35 %", 60, "x" * 48 + "…" + " " * 3 + "CPU 35 %"),  # the left cut to make room
+    ("x" * 50, "CPU 35 %", 30, "x" * 50),  # too narrow: the figures go, the left stays
+    ("sort: name", "", 60, "sort: name"),
+])
+def test_figures_at_the_right_edge(left, right, width, expected):
+    assert with_right(Text(left), Text(right), width).plain == expected
+
+
+def test_a_runs_gpus_from_its_system_records():
+    records = [
+        {"t": 1.0, "cpu_percent": 90.0, "gpus": [{"index": 0, "util_percent": 50, "mem_used_bytes": 2 * GiB,
+                                                  "mem_total_bytes": 80 * GiB}]},
+        {"t": 2.0, "cpu_percent": 90.0, "gpus": [
+            {"index": 0, "util_percent": 99, "mem_used_bytes": 30 * GiB, "mem_total_bytes": 80 * GiB},
+            {"index": 3, "util_percent": 97, "mem_used_bytes": 31 * GiB, "mem_total_bytes": 80 * GiB},
+            {"index": True, "util_percent": 1}, "not a gpu", {"util_percent": 5}]},
+        {"t": 3.0, "cpu_percent": 90.0},  # a record without GPUs: the latest that has them counts
+    ]
+    gpus = run_gpus(records)
+    assert [g.index for g in gpus] == [0, 3]
+    assert gpus_text(gpus) == "GPU 0, 3 (latest: GPU0 99 % 30/80 GiB, GPU3 97 % 31/80 GiB)"
+    assert run_gpus([{"t": 1.0, "cpu_percent": 3.0}]) == [] and gpus_text([]) == ""
+    assert gpu_figures([{"index": 1}])[0].util_percent != gpu_figures([{"index": 1}])[0].util_percent  # NaN
+
+
+# ---------------------------------------------------------------- this host, for real
+def test_this_hosts_sampler_reads_cpu_and_memory():
+    import psutil
+
+    sampler = HostSampler()
+    f = sampler.sample()
+    mem = psutil.virtual_memory()
+    assert 0.0 <= f.cpu_percent <= 100.0
+    assert f.mem_total_bytes == mem.total and 0 < f.mem_used_bytes <= mem.total
+    if NO_NVML:
+        assert f.gpus == ()
+
+
+# ---------------------------------------------------------------- the header, through the app
+class Fixed:
+    """A sampler that reads the figures it is given (the app calls the class: a factory)."""
+
+    figures = host(37.2, 5.14, 15.6)
+
+    def sample(self) -> HostFigures:
+        return self.figures
+
+
+class WithGpus(Fixed):
+    figures = host(37.2, 5.14, 15.6, [gpu(0, 86.9, 20.13)])
+
+
+def header(app) -> str:
+    return app.screen.query_one("#summary").render().plain
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(120, 36), (160, 40)], ids=["120x36", "160x40"])
+async def test_the_header_shows_the_hosts_cpu_and_memory(tmp_path, size):
+    root = tmp_path / "experiments"
+    synthetic_run(root, "2026-01-01-one", total=3, scores=[1.0, 0.5], state="finished")
+    app = TrainmonApp(Options(str(root), watch=False, system=Fixed))
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: "CPU" in header(app), what="the host's figures")
+        first = header(app).splitlines()[0]
+        assert first.startswith("trainmon ") and first.endswith("CPU 35 %  mem 5.1/15.6 GiB")
+        assert len(first) == size[0] - 2  # at the right edge (the bar's padding is 1 each side)
+        assert "GPU" not in header(app)
+        assert header(app).splitlines()[1].endswith("1 run: ■ 1 stopped")  # the counts' line is the summary's alone
+
+
+@pytest.mark.asyncio
+async def test_the_header_shows_each_gpu(tmp_path):
+    root = tmp_path / "experiments"
+    root.mkdir()
+    app = TrainmonApp(Options(str(root), watch=False, system=WithGpus))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: "GPU" in header(app), what="the GPU's figures")
+        assert header(app).splitlines()[2].endswith("GPU0 85 % 20.1/80 GiB")
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(not NO_NVML, reason="nvidia-ml-py is installed here")
+async def test_with_this_hosts_sampler_and_no_nvml_nothing_about_gpus(tmp_path):
+    root = tmp_path / "experiments"
+    root.mkdir()
+    app = TrainmonApp(Options(str(root)))  # watching: this host's sampler
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: "CPU" in header(app), what="the host's figures")
+        assert " mem " in header(app) and "GPU" not in header(app)
+
+
+@pytest.mark.asyncio
+async def test_a_static_app_samples_nothing(tmp_path):
+    """watch=False (the snapshots): no sampling thread, no figures."""
+    root = tmp_path / "experiments"
+    root.mkdir()
+    app = TrainmonApp(Options(str(root), watch=False))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.pause(1.5)
+        assert "CPU" not in header(app) and not [w for w in app.screen.workers if w.group == "host"]
+
+
+class Noisy:
+    """Figures that wander within a step, then one that moves by a whole step."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def sample(self) -> HostFigures:
+        self.n += 1
+        return host(61.0 if self.n > 6 else 36.0 + (self.n % 3), 5.14 + 0.01 * (self.n % 4), 15.6)
+
+
+@pytest.mark.asyncio
+async def test_figures_that_wander_within_a_step_post_nothing(tmp_path, monkeypatch):
+    import tui.screens.workspace as ws
+
+    monkeypatch.setattr(ws, "HOST_S", 0.05)
+    sampler = Noisy()
+    posted = []
+    root = tmp_path / "experiments"
+    root.mkdir()
+    app = TrainmonApp(Options(str(root), watch=False, system=lambda: sampler))
+
+    def hook(message):  # (the hook sees a message once per dispatch: counted once by identity)
+        if isinstance(message, ws.WorkspaceScreen.HostSampled) and all(m is not message for m in posted):
+            posted.append(message)
+    async with app.run_test(size=(120, 36), message_hook=hook) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: sampler.n >= 10, what="ten samples")
+        await until(pilot, lambda: "CPU 60 %" in header(app), what="the step up shown")
+    assert [m.figures.cpu_percent for m in posted] == [35.0, 60.0]  # ten samples, two changes: two messages
+
+
+# ---------------------------------------------------------------- the run detail's GPUs
+@pytest.mark.asyncio
+async def test_the_detail_names_the_gpus_the_run_uses(tmp_path):
+    root = tmp_path / "experiments"
+    paths = synthetic_run(root, "2026-01-01-gpu", total=3, scores=[1.0], state="finished")
+    with open(paths.system, "ab") as f:
+        for t, util in ((1.0, 40), (2.0, 91)):
+            f.write(orjson.dumps({"t": t, "cpu_percent": 101.0, "rss_bytes": 2 * GiB, "host_cpu_percent": 30.0,
+                                  "host_mem_percent": 40.0, "gpus": [
+                                      {"index": 1, "util_percent": util, "mem_used_bytes": 12 * GiB,
+                                       "mem_total_bytes": 24 * GiB}]}) + b"\n")
+    app = TrainmonApp(Options(str(root), watch=False))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await ready(pilot)
+        await pilot.press("enter")
+        await until(pilot, lambda: getattr(app.screen, "history", None) is not None, what="the detail")
+        title = app.screen.query_one("#system-title")
+        await until(pilot, lambda: "GPU" in str(title.render()), what="the system title")
+        assert str(title.render()) == "System  ·  GPU 1 (latest: GPU1 91 % 12/24 GiB)"
