@@ -27,6 +27,7 @@ from tui.model.foreign import load_history
 from tui.model.history import History, LogTail
 from tui.model.monitor import MonitorFiles
 from tui.model.runs import CONFIG, EVALS, LOG, METRICS, MONITOR, ROW, SYSTEM, RunChange
+from tui.model.system import gpus_text, run_gpus
 from tui.widgets.chart import Series, color_of
 from tui.widgets.chart_view import ChartView
 from tui.widgets.glyphs import bar
@@ -110,13 +111,15 @@ def progress_line(history: History | None) -> str:
     return out
 
 
-def system_title(info: dict) -> str:
-    """The system section's title: under DDP the samples are one rank's process, and it says so."""
+def system_title(info: dict, gpus: list | None = None) -> str:
+    """The system section's title: under DDP the samples are one rank's process, and it says so;
+    then the GPUs the run's samples name (index, latest utilisation and memory)."""
     ws = info.get("world_size")
+    title = "System"
     if isinstance(ws, int) and ws > 1:
         rank = info.get("rank", 0)
-        return f"System (rank {rank} of {ws}: CPU and memory of rank {rank}'s process)"
-    return "System"
+        title = f"System (rank {rank} of {ws}: CPU and memory of rank {rank}'s process)"
+    return f"{title}  ·  {gpus_text(gpus)}" if gpus else title
 
 
 class DetailScreen(Screen):
@@ -389,7 +392,7 @@ class DetailScreen(Screen):
             pts = [(x - zero, y / 2 ** 20 if name.endswith("_bytes") else y) for x, y in pts]
             cv.plot([Series(name.replace("_bytes", " MiB"), pts, color_of(i + 2))],
                     title=f"{name.replace('_bytes', ' (MiB)')} (x: s since start)", last=self.last)
-        self.query_one("#system-title", Static).update(system_title(h.system_info()))
+        self.query_one("#system-title", Static).update(system_title(h.system_info(), run_gpus(h.system)))
 
     def _step_curve(self, h, name: str, t0, window, here, weight: float):
         """A step metric's series within the window of steps (raw, and smoothed over the whole
