@@ -21,7 +21,7 @@ from trainkit.slurm import JobView, Options
 # pure
 
 
-def test_job_script_is_requeue_safe_and_appends_to_train_log(tmp_path):
+def test_job_script_is_requeue_safe_and_appends_to_console_log(tmp_path):
     run = tmp_path / "exp" / "2026-12-01-lr 3e-4"
     text = slurm.job_script(run, python="/venv/bin/python", cwd=tmp_path,
                             options=Options(partition="gpu", time="4:00:00", gpus="1", sbatch_args=["--mem=8G"]))
@@ -31,7 +31,7 @@ def test_job_script_is_requeue_safe_and_appends_to_train_log(tmp_path):
               "#SBATCH --partition=gpu", "#SBATCH --time=4:00:00", "#SBATCH --gpus=1", "#SBATCH --mem=8G",
               "#SBATCH --job-name=2026-12-01-lr_3e-4", f"#SBATCH --chdir={tmp_path}"):
         assert d in lines, d
-    assert f"#SBATCH '--output={run}/train.log'" in lines  # quoted: the path has a space
+    assert f"#SBATCH '--output={run}/console.log'" in lines  # quoted: the path has a space
     assert f"/venv/bin/python -m trainkit train '{run}' --run-dir '{run}' &" in lines
     assert 'scontrol requeue "$SLURM_JOB_ID"' in text and "trap on_usr1 USR1" in text
     # the directives come before the first command (sbatch stops reading them there)
@@ -41,7 +41,7 @@ def test_job_script_is_requeue_safe_and_appends_to_train_log(tmp_path):
 
 def test_percent_in_a_path_is_not_a_pattern(tmp_path):
     text = slurm.job_script(tmp_path / "r%j", python="py", cwd=tmp_path, options=Options())
-    assert "--output=" + str(tmp_path / "r%%j" / "train.log") in text
+    assert "--output=" + str(tmp_path / "r%%j" / "console.log") in text
 
 
 @pytest.mark.parametrize("out,job", [("123\n", 123), ("456;cluster\n", 456), ("warning: x\n789\n", 789)])
@@ -231,7 +231,7 @@ def test_jobs_complete_and_the_runs_are_finished(tmp_path, senv, cluster):
         run = root / name
         assert len(read_history(run)["launches"]) == 1
         assert_each_step_once(run)
-        log = (run / "train.log").read_text()
+        log = (run / "console.log").read_text()
         assert log.count("trainkit: Slurm job") == 1 and "restart 0" in log
 
 
@@ -256,7 +256,7 @@ def test_requeue_from_outside_and_self_requeue_resume_the_same_run(tmp_path, sen
     def restarted() -> bool:  # meanwhile the run is never "stopped" while Slurm holds its job (completing...)
         [r] = S.scan(root)
         seen.add(r.state)
-        return "restart 1" in (run / "train.log").read_text()
+        return "restart 1" in (run / "console.log").read_text()
 
     wait_for(restarted, timeout=120, interval=0.1, what="the requeued job to start again")
     assert "stopped" not in seen and seen <= {"running", "queued"}, seen
@@ -264,10 +264,10 @@ def test_requeue_from_outside_and_self_requeue_resume_the_same_run(tmp_path, sen
     wait_for(lambda: step() > mid + 20, timeout=120, interval=0.2, what="training after the requeue")
     # Slurm's warning signal (time limit near, preemption) to the batch shell: checkpoint, requeue itself
     cluster.run("scancel", "--batch", "--signal=USR1", str(job))
-    wait_for(lambda: "restart 2" in (run / "train.log").read_text(), timeout=120, interval=0.5,
+    wait_for(lambda: "restart 2" in (run / "console.log").read_text(), timeout=120, interval=0.5,
              what="the self-requeued job to start again")
     wait_for(lambda: S.run_status(run).state == "finished", timeout=300, interval=0.5, what="finished")
-    log = (run / "train.log").read_text()
+    log = (run / "console.log").read_text()
     assert "got USR1" in log and log.count("trainkit: Slurm job") == 3
     assert_each_step_once(run)
     hist = read_history(run)

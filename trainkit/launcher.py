@@ -144,6 +144,17 @@ def relaunch_command(run_dir: Path, python: str, torchrun: str | None = None, *,
     return list(argv), cwd
 
 
+def output_of(paths: RunPaths) -> Path:
+    """Where a launched child's stdout and stderr go: ``console.log`` for trainkit's own trainer
+    (which caps and rotates it, and recognises it as its terminal: nothing is written twice;
+    ``train.log`` stays the run's own log); ``train.log`` for the recorded command of another
+    trainer, whose callback writes ``console.log`` itself (its logging and warnings)."""
+    cfg = readers.load(paths.resolved_config, readers.RESOLVED_CONFIG, []) or {}
+    meta = cfg.get("_meta") if isinstance(cfg.get("_meta"), dict) else {}
+    trainer = meta.get("trainer")
+    return paths.console if not isinstance(trainer, str) or trainer == "trainkit" else paths.log
+
+
 def give_up(action: Action) -> None:
     """Mark the run ``failed`` with the reason (status file and launch.json)."""
     paths = RunPaths(Path(action.path))
@@ -180,7 +191,8 @@ class Launched:
 
 @dataclass
 class Launcher:
-    """Starts runs detached (own session, stdin closed, output appended to ``train.log``)."""
+    """Starts runs detached (own session, stdin closed, output appended to ``console.log``, see
+    :func:`output_of`)."""
 
     root: Path
     max_parallel: int = 1
@@ -225,10 +237,11 @@ class Launcher:
                 lock.release()
                 return None
             argv, cwd = command
+            out_path = output_of(paths)
             try:  # the child appends to it; our copy closes below (a FIFO or a link is never opened)
-                log = open_append(paths.log)
+                log = open_append(out_path)
             except ReadProblem as e:
-                self.report(f"skip {action.name}: {paths.log.name}: {e}")
+                self.report(f"skip {action.name}: {out_path.name}: {e}")
                 lock.release()
                 return None
             try:

@@ -12,6 +12,10 @@ itself (``scontrol requeue``); the requeued job runs ``trainkit train RUN_DIR`` 
 the same run folder from that checkpoint. SIGTERM (``scancel``, an outside ``scontrol requeue``, a
 preemption with PreemptMode=REQUEUE: Slurm signals every process of the job) is forwarded the same
 way and waited for, without requeueing (Slurm requeues or ends the job itself).
+
+The job's output goes to the run's ``console.log`` (``--output``, appended): the trainer caps and
+rotates it (:mod:`trainkit.console`), and the script's own lines are appended to the current file
+(so that none lands in the part the trainer rotated away); ``train.log`` stays the run's own log.
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ def job_script(run_dir: Path, *, python: str, cwd: Path, options: Options, torch
     _control_free(python, "the Python interpreter")
     lines = ["#!/bin/bash",
              _directive(f"--job-name={job_name(paths.name)}"),
-             _directive(f"--output={_escape_pattern(str(paths.log))}"),
+             _directive(f"--output={_escape_pattern(str(paths.console))}"),
              "#SBATCH --open-mode=append",
              _directive(f"--chdir={cwd}"),
              "#SBATCH --requeue",
@@ -158,19 +162,20 @@ def job_script(run_dir: Path, *, python: str, cwd: Path, options: Options, torch
     lines += [
         f"# trainkit: run {shlex.quote(paths.name)} (requeue-safe: a requeued job resumes the same run folder)",
         "export PYTHONUNBUFFERED=1",
-        'echo "trainkit: Slurm job $SLURM_JOB_ID on $(hostname), restart ${SLURM_RESTART_COUNT:-0}"',
+        f"say() {{ echo \"$*\" >>{shlex.quote(str(paths.console))}; }}  # into the current console.log",
+        'say "trainkit: Slurm job $SLURM_JOB_ID on $(hostname), restart ${SLURM_RESTART_COUNT:-0}"',
         "stop_child() {  # graceful stop = checkpoint; wait until the trainer has saved and exited",
         '  kill -TERM "$child" 2>/dev/null',
         '  while kill -0 "$child" 2>/dev/null; do wait "$child"; done',
         "}",
         "on_usr1() {  # the time limit is near: checkpoint, then requeue this job",
-        '  echo "trainkit: got USR1 (time limit near): checkpoint, then requeue job $SLURM_JOB_ID"',
+        '  say "trainkit: got USR1 (time limit near): checkpoint, then requeue job $SLURM_JOB_ID"',
         "  stop_child",
         '  scontrol requeue "$SLURM_JOB_ID"',
         "  exit 0",
         "}",
         "on_term() {  # scancel, a requeue from outside, a preemption: checkpoint and end (Slurm requeues)",
-        '  echo "trainkit: got TERM: stopping with a checkpoint"',
+        '  say "trainkit: got TERM: stopping with a checkpoint"',
         "  stop_child",
         "  exit 143",
         "}",

@@ -23,7 +23,7 @@ examples:
 Launched: pending runs; relaunched (resumed through 'trainkit train RUN'): failed and crashed runs.
 Never: finished, early_stopped, running, paused or stopped runs (a user's stop is respected).
 Runs are detached (they survive the launcher and the SSH session) and append their output to
-train.log. A run that crashed --max-crashes times in a row without progress is marked failed.
+console.log. A run that crashed --max-crashes times in a row without progress is marked failed.
 
 Shared folders (sshd's StrictModes rule): a run starts only when its folder, its config file and
 resolved_config.json are yours and writable by nobody else (your private group may); any other run
@@ -31,7 +31,7 @@ is skipped with the reason. A run of another trainer (the HF or Lightning callba
 with the command it recorded in its folder only with --run-recorded-commands.
 
 With --slurm each run becomes one job running 'python -m trainkit train RUN' (submitted with
---requeue, --signal=B:USR1@90, output appended to train.log); near its time limit or when preempted
+--requeue, --signal=B:USR1@90, output appended to console.log); near its time limit or when preempted
 it checkpoints and requeues itself, and resumes the same run folder. The job id is recorded in
 launch.json; a run whose job is pending or running is never submitted again (one squeue call per
 launch). --max-parallel does not apply: Slurm schedules the jobs.

@@ -38,4 +38,4 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainkit.train.run import run_job  # torch is imported only when training
 
     return run_job(args.config, run_dir=args.run_dir, epochs=args.epochs, overrides=args.set, fresh=args.fresh,
-                   cache_dir=args.cache_dir).exit_code
+                   cache_dir=args.cache_dir, console=True).exit_code

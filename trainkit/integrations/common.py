@@ -9,8 +9,10 @@ aside, ``fresh=True``), ``resolved_config.json`` (``_meta.trainer`` names the tr
 ``progress.json``, the live status and its heartbeat; per optimizer step the monitor and the
 control requests, per logged step a record; every evaluation at its step; each epoch's record and
 ``progress.json`` at its end; the best so far in ``checkpoints/current.meta.json`` (the BEST
-column); at the end the final state. The callbacks translate their trainer's hooks into these calls
-and the requests back into their trainer's flags.
+column); at the end the final state. Python ``logging`` (the root's and the trainer's own loggers)
+and warnings are copied into ``console.log`` (capped and rotated as the engine's; the process's
+stdout is the user's, never taken over) from the start to the end. The callbacks translate their
+trainer's hooks into these calls and the requests back into their trainer's flags.
 
 One process, one writer per folder: a session of this process that never ended on the same folder
 (a ``train()`` that raised where no hook saw it, in a notebook) is closed as ``failed`` before a new
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from trainkit.config import MonitorConfig, build
+from trainkit.console import LogCapture
 from trainkit.early_stopping import is_better
 from trainkit.errors import first_line
 from trainkit.interrupts import Interrupts
@@ -57,6 +60,11 @@ from trainkit.runfolder.control import Controls
 from trainkit.runfolder.writer import EVAL, HEARTBEAT_S, STEP, SYSTEM_EVERY_S, RunWriter, resolved_meta
 
 log = logging.getLogger("trainkit")
+
+# the loggers of each trainer that do not hand their records to the root logger (console.log takes
+# the root's and these: see trainkit.console.LogCapture)
+CONSOLE_LOGGERS = {"hf": ("transformers", "trainkit"),
+                   "lightning": ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "trainkit")}
 
 __all__ = ["HEARTBEAT_S", "SYSTEM_EVERY_S", "ForeignRun", "RunRefused", "default_run_dir", "epoch_of",
            "generate_sampler", "jsonable", "monitor_config", "numbers", "prompts_of", "resolve_profile"]
@@ -285,6 +293,8 @@ class ForeignRun:
         self.best_checkpoint: str | None = None
         self.trimmed = 0  # records newer than the checkpoint cut on a resume
         self.moved_aside: Path | None = None  # where fresh=True put an earlier training's files
+        # the trainer's logging and warnings into console.log (its stdout is the user's process's own)
+        self.console = LogCapture(self.paths.console, loggers=CONSOLE_LOGGERS.get(trainer, ("trainkit",)))
 
     # ---------------------------------------------------------------- the start
     def begin(self, settings: dict, *, total_epochs: int, steps_per_epoch: int, total_steps: int, batch_size: int,
@@ -315,6 +325,7 @@ class ForeignRun:
         self.writer.go_live(system_every_s=self.system_every_s, on_beat=self.monitor.check_stall)
         if self.writes:
             self.monitor.open()
+            self.console.attach()
         self.interrupts.__enter__()
         self._epoch_t0, self._paused0 = time.monotonic(), self.controls.paused_s
         self.began = True
@@ -586,3 +597,4 @@ class ForeignRun:
         self._leave_slot()
         if self.writer.gone is not None:
             log.error("trainkit: %s", self.writer.gone)
+        self.console.detach()

@@ -44,6 +44,8 @@ ALERTS_FILE = "alerts.jsonl"  # the monitor's alerts
 LAYERS_FILE = "layers.jsonl"  # the monitor's per-layer health
 CONTROL_FILE = "control.json"
 LOG_FILE = "train.log"
+CONSOLE_FILE = "console.log"  # what the process printed (stdout/stderr), capped: see trainkit.console
+CONSOLE_OLD_FILE = CONSOLE_FILE + ".1"  # the one older part kept when console.log passed its cap
 LAUNCH_FILE = "launch.json"
 LOCK_FILE = ".trainkit.lock"
 EPOCHS_DIR = "epochs"
@@ -125,6 +127,8 @@ FILES: tuple[FileInfo, ...] = (
     _f(LAYERS_FILE, JSONL, True, MONITOR_VIEW),
     _f(CONTROL_FILE, JSON, True),
     _f(LOG_FILE, TEXT, True, HISTORY_VIEW),
+    _f(CONSOLE_FILE, TEXT, True, HISTORY_VIEW),
+    _f(CONSOLE_OLD_FILE, TEXT, True),
     _f(LAUNCH_FILE, JSON, False, STATE_VIEW, LIFECYCLE_VIEW),
     _f(LOCK_FILE, JSON, False, STATE_VIEW),
     _f(EPOCHS_DIR, FOLDER, True, STATE_VIEW),
@@ -220,6 +224,7 @@ class RunPaths:
     layers = property(lambda self: self._(LAYERS_FILE))
     control = property(lambda self: self._(CONTROL_FILE))
     log = property(lambda self: self._(LOG_FILE))
+    console = property(lambda self: self._(CONSOLE_FILE))
     launch = property(lambda self: self._(LAUNCH_FILE))
     lock = property(lambda self: self._(LOCK_FILE))
     notes = property(lambda self: self._(NOTES_FILE))

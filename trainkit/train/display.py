@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from trainkit.console import original_stat
 from trainkit.formatting import fmt_duration, fmt_num
 from trainkit.terminal import TerminalStream
 
@@ -98,13 +99,14 @@ def setup_logging(display: ProgressDisplay, log_path: Path | None, *,
 
 
 def _stderr_is(path: Path) -> bool:
-    """True when stderr already goes to ``path`` (a launcher redirected it to train.log): the file
-    must not get every line twice."""
+    """True when stderr already goes to ``path`` (a restart redirected it to train.log; behind
+    the console capture, where it went before, see :func:`trainkit.console.original_stat`): the
+    file must not get every line twice."""
     try:
-        a, b = os.fstat(sys.stderr.fileno()), os.stat(path)
+        a, b = original_stat(sys.stderr.fileno()), os.stat(path)
     except (OSError, ValueError, AttributeError):
         return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    return a is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def teardown_logging(handlers: list[logging.Handler]) -> None:

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainkit.console import capture
 from trainkit.errors import EXIT_OK
 from trainkit.runfolder import EARLY_STOPPED, FINISHED, readers
 from trainkit.train import session
@@ -36,16 +37,18 @@ class RunResult:
 
 def run_job(config: str | Path | dict, *, run_dir: str | Path | None = None, epochs: int | None = None,
             overrides: dict | list[str] | None = None, fresh: bool = False, cache_dir: str | Path | None = None,
-            display: ProgressDisplay | None = None) -> RunResult:
+            display: ProgressDisplay | None = None, console: bool = False) -> RunResult:
     """Train (or resume) exactly as ``trainkit train`` does: ``config`` is a config file, a run
     folder, or the config as a mapping; ``overrides`` are ``--set`` values (``{"lr": 3e-4,
-    "model.width": 128}`` or ``["lr=3e-4"]``). Bad input raises :class:`~trainkit.errors.UserError`."""
+    "model.width": 128}`` or ``["lr=3e-4"]``). Bad input raises :class:`~trainkit.errors.UserError`.
+    ``console``: copy what this process prints into the run's ``console.log`` from the moment the
+    folder is claimed until the process exits (the command does; see :mod:`trainkit.console`)."""
     if isinstance(overrides, dict):
         overrides = [f"{k}={_cli_text(v)}" for k, v in overrides.items()]
     req = TrainRequest(config if isinstance(config, dict) else str(config),
                        run_dir=str(run_dir) if run_dir is not None else None, epochs=epochs,
                        sets=list(overrides or []), fresh=fresh, cache_dir=Path(cache_dir) if cache_dir else None)
-    return train(req, display)
+    return train(req, display, console=console)
 
 
 def _cli_text(value) -> str:
@@ -59,10 +62,12 @@ def _result(prep: session.Prepared, state: str, exit_code: int) -> RunResult:
     return RunResult(state, prep.paths.root, meta.get("best_metric"), meta.get("best_loss"), exit_code)
 
 
-def train(req: TrainRequest, display: ProgressDisplay | None = None) -> RunResult:
+def train(req: TrainRequest, display: ProgressDisplay | None = None, *, console: bool = False) -> RunResult:
     """Train or resume (the ``trainkit train`` command's body)."""
     display = display or ProgressDisplay()
     with session.claim(req) as prep:
+        if console and prep.writes:  # the writing rank (rank 0 under DDP); after --fresh moved the old one aside
+            capture(prep.paths.console)
         if prep.complete is not None:
             display.console.print(prep.complete, markup=False)
             if session.finish_complete_run(prep):
