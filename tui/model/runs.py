@@ -24,6 +24,7 @@ from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     COMPLETE,
     CONFIG_FILES,
+    CONSOLE_FILE,
     CURRENT_META_FILE,
     EPOCHS_DIR,
     EVALS_DIR,
@@ -59,7 +60,7 @@ MONITOR = "monitor"  # the training monitor's samples, alerts or layer health
 MONITOR_FILES = {SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE}
 ROW_FILES = {STATUS_FILE, PROGRESS_FILE, LOCK_FILE, LAUNCH_FILE}
 POLLED = (STATUS_FILE, PROGRESS_FILE, LOCK_FILE, METRICS_FILE, RESOLVED_CONFIG_FILE, SYSTEM_FILE, LOG_FILE,
-          f"{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE)
+          CONSOLE_FILE, f"{CHECKPOINTS_DIR}/{CURRENT_META_FILE}", SAMPLES_FILE, ALERTS_FILE, LAYERS_FILE)
 
 
 def is_step(rec: dict) -> bool:
@@ -294,7 +295,7 @@ class RunsModel:
                 kinds.add(ROW)
             elif len(parts) == 1 and base == SYSTEM_FILE:
                 kinds.add(SYSTEM)
-            elif len(parts) == 1 and base == LOG_FILE:
+            elif len(parts) == 1 and base in (LOG_FILE, CONSOLE_FILE):
                 kinds.add(LOG)
             elif len(parts) == 1 and base in MONITOR_FILES:
                 kinds.add(MONITOR)

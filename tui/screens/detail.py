@@ -1,7 +1,8 @@
 """Run detail: config summary, live status (with the best epoch and the early-stopping counter),
 a chart per metric (filter, log-Y, step/time, zoom), system metrics, the training monitor (latest
 inference samples, alerts, layer health; ``S`` for every sample), the epochs table, the run's
-evaluations (``i``) and the live log (``l``: a real tail). PgUp/PgDn scroll the page, ``[``/``]``
+evaluations (``i``) and the live log panel (``l``: ``train.log``, then ``console.log``, then hidden; a
+real tail, ``/`` searches it). PgUp/PgDn scroll the page, ``[``/``]``
 and ``1``-``7`` jump between sections, Home/End work in every list."""
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ from textual.widgets import DataTable, Footer, Input, Log, Static
 from textual.worker import get_current_worker
 
 from trainkit.formatting import fmt_duration, fmt_num, fmt_sig
-from trainkit.runfolder import style_of
+from trainkit.runfolder import CONSOLE_FILE, LOG_FILE, style_of
+from tui.model.console import ConsoleTail
 from tui.model.curves import WEIGHTS, at, ema, epoch_positions, nearest_step
 from tui.model.evals import RUNNING, list_evals
 from tui.model.foreign import load_history
-from tui.model.history import History, LogTail
+from tui.model.history import History
 from tui.model.monitor import MonitorFiles
 from tui.model.runs import CONFIG, EVALS, LOG, METRICS, MONITOR, ROW, SYSTEM, RunChange
 from tui.model.system import gpus_text, run_gpus
 from tui.widgets.chart import Series, color_of
 from tui.widgets.chart_view import ChartView
+from tui.widgets.console_log import ConsoleLog
 from tui.widgets.glyphs import bar
 from tui.widgets.list_table import ListTable
 from tui.widgets.monitor_rows import (
@@ -49,6 +52,7 @@ EVAL_LIVENESS_S = 2.0  # while an evaluation runs, how often to check that its p
 CONFIG_KEYS = ("task", "epochs", "lr", "batch_size", "optimizer", "lr_schedule.name", "early_stopping.metric",
                "early_stopping.patience", "device")
 SYSTEM_SHOWN = ("cpu_percent", "rss_bytes", "host_cpu_percent", "host_mem_percent")
+LOG_FILES = (LOG_FILE, CONSOLE_FILE)  # what the log panel shows, in the order l goes through them
 DETAIL_ENV = "TRAINMON_DETAIL_FILE"  # benchmarks: "chart TIME" and "full TIME" lines once each is on screen
 
 
@@ -148,7 +152,12 @@ class DetailScreen(Screen):
         Binding("f", "metric_filter", "Metric filter", tooltip="only the charts whose name has ..."),
         Binding("p", "pin", "Pin", show=False,
                 tooltip="pin this run: its curves overlaid (dotted) in every other run's detail; p again unpins"),
-        Binding("l", "log", "Log", tooltip="show / hide the live log (train.log, followed; scroll back in it)"),
+        Binding("l", "log", "Log",
+                tooltip="the live log: train.log, then console.log (what the run printed), then hidden"),
+        Binding("slash", "log_search", "Search log", show=False,
+                tooltip="search the log (while it has the focus): matches highlighted, n / N next / previous"),
+        Binding("n", "log_match(1)", "Next match", show=False, tooltip="the log panel's next match"),
+        Binding("N", "log_match(-1)", "Previous match", show=False, tooltip="the log panel's previous match"),
         Binding("i", "inspect", "Inspect eval", tooltip="the selected evaluation's conversations"),
         Binding("S", "samples", "All samples", tooltip="every inference sample of the run (live)"),
         Binding("right_square_bracket", "section(1)", "Next section", key_display="]",
@@ -169,6 +178,7 @@ class DetailScreen(Screen):
     DetailScreen #eval-list { height: auto; max-height: 10; }
     DetailScreen .monitor { height: auto; max-height: 14; }
     DetailScreen #log { dock: bottom; height: 12; border: round $secondary; display: none; }
+    DetailScreen #log-search { dock: bottom; display: none; }
     DetailScreen #mfilter { margin: 0 1; display: none; }
     DetailScreen #readout { padding: 0 1; height: auto; }
     """
@@ -189,7 +199,9 @@ class DetailScreen(Screen):
         self.evals = []
         self._eval_timer = None
         self.monitor: MonitorFiles | None = None
-        self.log_tail = LogTail(key)
+        # the log panel: which file it shows (an index of LOG_FILES; None: hidden) and its tails
+        self.log_shown: int | None = None
+        self.log_tails = [ConsoleTail(os.path.join(key, name)) for name in LOG_FILES]
 
     @property
     def view(self):
@@ -214,9 +226,8 @@ class DetailScreen(Screen):
             yield ListTable(id="layers", classes="monitor")
             yield Static("[6] Evaluations (i: inspect)", classes="section", id="evals-title")
             yield ListTable(id="eval-list")
-        log = Log(id="log", highlight=False, max_lines=5000, auto_scroll=False)
-        log.border_title = "[7] train.log (l: hide)"
-        yield log
+        yield Input(placeholder="search the log (Enter: keep the highlights, n / N: next / previous)", id="log-search")
+        yield ConsoleLog(id="log", max_lines=5000)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -306,7 +317,7 @@ class DetailScreen(Screen):
                     self.load_pin()
                 else:
                     self.draw_charts()
-            if LOG in ch.what and self.query_one("#log").display:
+            if LOG in ch.what and self.log_shown is not None:
                 self.draw_log()
             if EVALS in ch.what or ROW in ch.what:
                 self.draw_evals()
@@ -544,19 +555,26 @@ class DetailScreen(Screen):
             table.add_row(*row)
 
     def draw_log(self) -> None:
-        """Append what train.log gained; follow the newest line unless the user scrolled back."""
-        log = self.query_one("#log", Log)
-        lines, reset = self.log_tail.read()
+        """Append what the shown file gained (its line in progress as the newest line); follow the
+        newest line unless the user scrolled back."""
+        if self.log_shown is None:
+            return
+        log = self.query_one("#log", ConsoleLog)
+        tail = self.log_tails[self.log_shown]
+        lines, reset = tail.read()
         if reset:
             log.clear()
-            if not lines:
-                lines = [self.log_tail.problem or "(train.log is empty or missing)"]
-        if lines:
-            follow = reset or log.scroll_y >= log.max_scroll_y - 1
-            log.write_lines(lines, scroll_end=follow)
+            if not lines and not tail.partial:
+                lines = [tail.problem or f"({LOG_FILES[self.log_shown]} is empty or missing)"]
+        follow = reset or log.scroll_y >= log.max_scroll_y - 1
+        log.show(lines, tail.partial, follow=follow)
 
     # ---------------------------------------------------------------- keys
     def action_back(self) -> None:
+        if self.query_one("#log-search").display:  # Escape in the log's search: back to the log
+            self.query_one("#log-search").display = False
+            self.set_focus(self.query_one("#log"))
+            return
         if self.query_one("#mfilter").display:
             self.query_one("#mfilter").display = False
             self.query_one("#eval-list").focus()
@@ -599,6 +617,8 @@ class DetailScreen(Screen):
         """The cursor keys are the text's and the log's while one of them has the focus."""
         if action == "cursor" and isinstance(self.focused, (Input, Log)):
             return False
+        if action in ("log_search", "log_match"):  # the log panel's keys, while it has the focus
+            return isinstance(self.focused, ConsoleLog)
         return True
 
     def action_cursor(self, by: int) -> None:
@@ -647,22 +667,52 @@ class DetailScreen(Screen):
         self.set_focus(box)  # now: the keys typed right after f land in it
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "log-search":
+            found = self.query_one("#log", ConsoleLog).find(event.value)
+            self._log_title(f"{found} line(s) match" if event.value else "")
+            return
         self.metric_filter = event.value.strip()
         self.draw_charts()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.input.display = False
+        if event.input.id == "log-search":
+            self.set_focus(self.query_one("#log"))
+            return
         self.query_one("#eval-list").focus()
 
     def action_log(self) -> None:
-        box = self.query_one("#log", Log)
-        box.display = not box.display
-        if box.display:
-            self.log_tail.offset = None  # read the tail again: it was not followed while hidden
-            self.draw_log()
-            self.set_focus(box)
-        else:
+        """``l``: train.log, then console.log, then the panel hidden."""
+        box = self.query_one("#log", ConsoleLog)
+        shown = 0 if self.log_shown is None else self.log_shown + 1
+        self.log_shown = shown if shown < len(LOG_FILES) else None
+        box.display = self.log_shown is not None
+        self.query_one("#log-search").display = False
+        if self.log_shown is None:
             self.set_focus(self.query_one("#eval-list"))
+            return
+        box.clear()
+        box.find("")
+        self.log_tails[self.log_shown].restart()  # read its end again: it was not followed while hidden
+        self._log_title()
+        self.draw_log()
+        self.set_focus(box)
+
+    def _log_title(self, note: str = "") -> None:
+        name = LOG_FILES[self.log_shown] if self.log_shown is not None else ""
+        after = "hide" if self.log_shown == len(LOG_FILES) - 1 else LOG_FILES[(self.log_shown or 0) + 1]
+        self.query_one("#log").border_title = f"[7] {name} (l: {after} · /: search)" + (f"  {note}" if note else "")
+
+    def action_log_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.display = True
+        box.value = self.query_one("#log", ConsoleLog).search.query
+        self.set_focus(box)
+
+    def action_log_match(self, direction: int) -> None:
+        log = self.query_one("#log", ConsoleLog)
+        if log.jump(direction) is None and log.search.query:
+            self.notify(f"no line of {LOG_FILES[self.log_shown or 0]} has {log.search.query!r}", severity="warning")
 
     def action_page(self, direction: int) -> None:
         """PgUp/PgDn scroll the page (the log when it has the focus), never a nested table."""
@@ -684,7 +734,7 @@ class DetailScreen(Screen):
     def action_goto(self, index: int) -> None:
         name, selector = SECTIONS[index]
         if name == "log":
-            if not self.query_one("#log").display:
+            if self.log_shown is None:
                 self.action_log()
             else:
                 self.set_focus(self.query_one("#log"))
