@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 
 from trainkit.formatting import fmt_duration, fmt_num, fmt_sig
 from trainkit.runfolder import CONSOLE_FILE, LOG_FILE, style_of
+from tui.model.chart_window import ChartWindow
 from tui.model.console import ConsoleTail
 from tui.model.curves import WEIGHTS, at, ema, epoch_positions, nearest_step
 from tui.model.evals import RUNNING, list_evals
@@ -189,9 +190,7 @@ class DetailScreen(Screen):
         self.history: History | None = None
         self.logy = False
         self.xmode = "step"  # the x axis: step, time or epoch
-        self.last: int | None = None  # zoom: the step charts show this many points of the reference curve
-        self.pan = 0  # zoomed, the points of the reference curve hidden to the right (panned back)
-        self.cursor_step: float | None = None  # the value cursor (None: off)
+        self.win = ChartWindow()  # zoom, pan and the value cursor, over the reference curve's steps
         self.smooth_i = 0  # the EMA weight, an index of WEIGHTS (0: off)
         self.smooth_last = WEIGHTS.index(0.6)  # what s turns on
         self.pin: History | None = None  # the pinned run's history (another run's, pinned with p)
@@ -332,15 +331,10 @@ class DetailScreen(Screen):
     def xtime(self) -> bool:
         return self.xmode == "time"
 
-    def _window(self, steps: list[float]) -> tuple[int, int]:
-        """The indices of the reference curve's points on screen (zoomed: ``last`` of them, ``pan``
-        from the newest)."""
-        n = len(steps)
-        if not self.last or not n:
-            return 0, n
-        self.pan = min(max(self.pan, 0), max(0, n - self.last))
-        end = n - self.pan
-        return max(0, end - self.last), end
+    @property
+    def last(self) -> int | None:
+        """Zoomed: the step charts show this many points of the reference curve."""
+        return self.win.last
 
     def draw_charts(self) -> None:
         h = self.history
@@ -362,12 +356,10 @@ class DetailScreen(Screen):
         step_names = [n for n in h.metric_names() if not n.startswith("epoch:")]
         ref = h.points(step_names[0]) if step_names else []
         steps = [p[0] for p in ref]
-        lo, hi = self._window(steps)
-        s_lo, s_hi = (steps[lo], steps[hi - 1]) if self.last and hi > lo else (-math.inf, math.inf)  # zoomed
-        here = None
-        if self.cursor_step is not None and hi > lo:
-            self.cursor_step = min(max(self.cursor_step, steps[lo]), steps[hi - 1])
-            here = ref[nearest_step(steps, self.cursor_step)]
+        lo, hi = self.win.window(steps)
+        s_lo, s_hi = self.win.bounds(steps) or (-math.inf, math.inf)  # zoomed
+        at_cursor = self.win.here(steps)
+        here = ref[at_cursor] if at_cursor is not None else None
         e_lo = ref[lo][1] if self.last and hi > lo and ref[lo][1] == ref[lo][1] else -math.inf
         e_hi = ref[hi - 1][1] if self.last and hi > lo and ref[hi - 1][1] == ref[hi - 1][1] else math.inf
         readout = []
@@ -596,21 +588,15 @@ class DetailScreen(Screen):
         return [p[0] for p in h.points(names[0])] if names else []
 
     def action_zoom_in(self) -> None:
-        n = len(self._steps())
-        cur = self.last or max(n, 8)
-        self.last = max(8, cur // 2)
+        self.win.zoom_in(len(self._steps()))
         self.draw_charts()
 
     def action_zoom_out(self) -> None:
-        n = len(self._steps())
-        if self.last is not None:
-            self.last = None if self.last * 2 >= n else self.last * 2
-        if self.last is None:
-            self.pan = 0
+        self.win.zoom_out(len(self._steps()))
         self.draw_charts()
 
     def action_reset(self) -> None:
-        self.last, self.pan, self.cursor_step = None, 0, None
+        self.win.reset()
         self.draw_charts()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
@@ -624,22 +610,8 @@ class DetailScreen(Screen):
     def action_cursor(self, by: int) -> None:
         """Move the value cursor ``by`` moves of a 60th of the curve on screen (the first press puts
         it on the newest step); at the zoomed view's edge, pan through history."""
-        steps = self._steps()
-        if not steps:
-            return
-        lo, hi = self._window(steps)
-        if self.cursor_step is None:
-            i = hi - 1
-        else:
-            move = max(1, (hi - lo) // 60) * by
-            i = nearest_step(steps, self.cursor_step) + move
-            if self.last and i < lo:
-                self.pan += lo - i
-            elif self.last and i >= hi:
-                self.pan -= i - hi + 1
-            i = min(max(i, 0), len(steps) - 1)
-        self.cursor_step = steps[i]
-        self.draw_charts()
+        if self.win.move(self._steps(), by):
+            self.draw_charts()
 
     def action_pin(self) -> None:
         name = os.path.basename(self.key)
