@@ -15,6 +15,8 @@ from tui_helpers import ready, until
 from trainkit.testing import synthetic_run
 from tui.app import Options, TrainmonApp
 from tui.keys import keys_of
+from tui.model.alignment import Plan, fraction_of_epoch, positions, step_total
+from tui.model.chart_window import ChartWindow
 from tui.model.curves import ema
 from tui.screens.detail import DetailScreen
 from tui.widgets.chart import Series, plot
@@ -250,3 +252,187 @@ async def test_compare_smooths_and_changes_its_x_axis_too(tmp_path):
         await pilot.press("x")
         assert chart(cmp, "loss").title.startswith("loss (x: epoch)")
         assert [x for x, _ in chart(cmp, "val_loss").series[1].points] == [1.0, 2.0, 3.0, 4.0]
+
+
+# --------------------------------------------------------------------------------------------
+# compare: the value cursor, zoom, alignment by fraction of training, the config diff
+
+
+def compare_runs(root, short: int = 100, long: int = 400):
+    """Two finished runs of 4 epochs: ``short`` steps (loss 2 + step / 1000, 25 steps an epoch) and
+    ``long`` steps (loss = loss_at(step), 100 an epoch), each with its plan in training_status.json."""
+    from trainkit.runfolder.files import read_json_object, write_json
+
+    a = synthetic_run(root, "2026-01-01-a", total=4, scores=[0.9, 0.7, 0.5, 0.6], state="finished",
+                      early_stopping={"metric": "val_loss", "patience": 2})
+    b = synthetic_run(root, "2026-01-02-b", total=4, scores=[0.8, 0.6, 0.4, 0.3], state="finished")
+    for paths, steps in ((a, short), (b, long)):
+        status = read_json_object(paths.root / "training_status.json")
+        write_json(paths.root / "training_status.json", {**status, "steps_per_epoch": steps // 4})
+        per_epoch = steps // 4
+        with open(paths.metrics, "ab") as f:
+            for i in range(steps):
+                loss = 2.0 + i / 1000 if paths is a else loss_at(i)
+                f.write(orjson.dumps({"kind": "step", "step": i, "epoch": i // per_epoch, "loss": loss, "t": T0 + i})
+                        + b"\n")
+    return a.root, b.root
+
+
+async def open_compare(app, pilot):
+    from tui.screens.compare import CompareScreen
+
+    await ready(pilot)
+    await pilot.press("space", "down", "space", "c")
+    return await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None
+                       and app.screen.histories and all(h.complete for h in app.screen.histories) and app.screen,
+                       what="compare")
+
+
+def compare_readout(cmp) -> str:
+    box = cmp.query_one("#creadout")
+    return str(box.render()) if box.display else ""
+
+
+@pytest.mark.asyncio
+async def test_the_compare_cursor_reads_every_runs_value_at_a_step(tmp_path):
+    make_a, make_b = compare_runs(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        cmp = await open_compare(app, pilot)
+        assert compare_readout(cmp) == ""
+        await pilot.press("right")  # on the newest step of any run: only the long run has one there
+        lines = (await until(pilot, lambda: compare_readout(cmp), what="the readout")).splitlines()
+        assert lines[0] == "▏ step 399"
+        assert "…01-a" in lines[1] and "no value here" in lines[1]
+        assert "…02-b" in lines[2] and f"loss {loss_at(399):.4g}" in lines[2] and "val_loss 0.3 (epoch 3)" in lines[2]
+        assert chart(cmp, "loss").cursor == 399.0
+        await pilot.press(*["shift+left"] * 5)  # 6 steps a move, 60 a Shift move: step 99
+        lines = compare_readout(cmp).splitlines()
+        assert lines[0] == "▏ step 99"
+        assert f"loss {2.0 + 99 / 1000:.4g}" in lines[1] and "val_loss 0.6 (epoch 3)" in lines[1]
+        assert f"loss {loss_at(99):.4g}" in lines[2] and "val_loss 0.8 (epoch 0)" in lines[2]
+        await pilot.press("s")  # smoothed: the EMA's value beside the raw one
+        want = ema([(float(i), loss_at(i)) for i in range(400)], 0.6)
+        assert f"(EMA {want[99][1]:.4g})" in compare_readout(cmp).splitlines()[2]
+        await pilot.press("0")
+        assert compare_readout(cmp) == "" and chart(cmp, "loss").cursor is None
+
+
+@pytest.mark.asyncio
+async def test_compare_zooms_pans_at_the_cursors_edge_and_resets(tmp_path):
+    compare_runs(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        cmp = await open_compare(app, pilot)
+        await pilot.press(*["plus"] * 6)  # 400 places -> 200 ... -> 8 (at least)
+        a, b = chart(cmp, "loss").series
+        assert a.points == [] and [x for x, _ in b.points] == [float(i) for i in range(392, 400)]
+        await pilot.press("right", *["left"] * 12)  # past the left edge: the view pans back with it
+        a, b = chart(cmp, "loss").series
+        assert [x for x, _ in b.points] == [float(i) for i in range(387, 395)]
+        assert chart(cmp, "loss").cursor == 387.0 and compare_readout(cmp).startswith("▏ step 387")
+        await pilot.press("minus")
+        assert len(chart(cmp, "loss").series[1].points) == 16
+        await pilot.press("0")
+        a, b = chart(cmp, "loss").series
+        assert len(a.points) == 100 and len(b.points) == 400 and compare_readout(cmp) == ""
+
+
+@pytest.mark.asyncio
+async def test_compare_aligns_runs_of_different_lengths_by_fraction_of_training(tmp_path):
+    compare_runs(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        cmp = await open_compare(app, pilot)
+        await pilot.press("x", "x", "x")  # step -> time -> epoch -> fraction
+        cv = chart(cmp, "loss")
+        assert cv.title == "loss (x: fraction of training)"
+        a, b = cv.series
+        assert a.points[-1][0] == b.points[-1][0] == 1.0  # 100 and 400 steps, end to end
+        assert a.points[49][0] == b.points[199][0] == 0.5 and a.points[0][0] == 0.01 and b.points[0][0] == 0.0025
+        va, vb = chart(cmp, "val_loss").series
+        assert [x for x, _ in va.points] == [x for x, _ in vb.points] == [0.25, 0.5, 0.75, 1.0]
+        await pilot.press("right", *["shift+left"] * 3)  # some way back through the 500 places of both runs
+        text = compare_readout(cmp)
+        place = chart(cmp, "loss").cursor
+        assert text.startswith(f"▏ {place:.1%} of training")
+        lines = text.splitlines()
+        step_a, step_b = int(place * 100 + 1e-9) - 1, int(place * 400 + 1e-9) - 1  # each one's last step there
+        assert 0.3 < place < 0.9
+        assert f"step {step_a}  loss {2.0 + step_a / 1000:.4g}" in lines[1]
+        assert f"step {step_b}  loss {loss_at(step_b):.4g}" in lines[2]
+        await pilot.press("x")
+        assert chart(cmp, "loss").title == "loss (x: step)" and compare_readout(cmp) == ""
+
+
+@pytest.mark.asyncio
+async def test_the_config_diff_hides_a_key_no_run_sets(tmp_path):
+    compare_runs(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        cmp = await open_compare(app, pilot)
+        from rich.console import Console
+
+        def keys_shown() -> list[str]:
+            console = Console(width=200, record=True, color_system=None, file=io.StringIO())
+            console.print(cmp.query_one("#config-table").render())
+            return [line.split()[1] if line.startswith("≠") else line.split()[0]
+                    for line in console.export_text().splitlines()[1:] if line.strip()]
+
+        # early_stopping: missing in one run, None in the other (differing, yet set in none)
+        assert cmp.comparison.value(1, "early_stopping") is None and "early_stopping" in cmp.comparison.differing
+        assert keys_shown() == ["early_stopping.metric", "early_stopping.patience"]
+        await pilot.press("d")  # every key: still not the one no run sets
+        assert keys_shown() == ["early_stopping.metric", "early_stopping.patience", "epochs", "task"]
+
+
+@pytest.mark.parametrize("plan, last_step, total", [
+    (Plan(4, 400), 399.0, 400.0),  # finished as planned
+    (Plan(4, 400), 199.0, 400.0),  # half way: it ends at 0.5
+    (Plan(4, 40), 399.0, 400.0),  # past its plan (resumed longer): what it did
+    (Plan(None, None), 99.0, 100.0),  # no plan: its last step
+    (Plan(None, None), None, None),
+])
+def test_a_runs_whole_training_is_its_plan_else_what_it_did(plan, last_step, total):
+    assert step_total(plan, last_step) == total
+
+
+def test_fractions_place_steps_and_epochs_of_the_whole_training():
+    pts = [(float(s), float(s // 25), T0 + s, 1.0) for s in range(100)]
+    xs = positions(pts, "fraction", T0, Plan(4, 200))
+    assert xs[0] == 0.005 and xs[-1] == 0.5  # half of a 200-step plan done
+    assert positions(pts, "fraction", T0, Plan())[-1] == 1.0
+    assert positions(pts, "time", T0, Plan())[-1] == 99.0 and positions(pts, "step", None, Plan())[3] == 3.0
+    assert fraction_of_epoch(1, Plan(4, 200), 1) == 0.5 and fraction_of_epoch(1, Plan(), 3) == 0.5
+
+
+@pytest.mark.parametrize("keys, by, want_cursor, want_pan", [
+    ([], 1, 99.0, 0),  # the first press: the newest point
+    (["in"] * 4, -1, 99.0, 0),  # zoomed to 12 points (100 -> 50 -> 25 -> 12 -> 8): the newest still
+])
+def test_a_chart_window_starts_its_cursor_at_the_newest_point(keys, by, want_cursor, want_pan):
+    win = ChartWindow()
+    xs = [float(i) for i in range(100)]
+    for _ in keys:
+        win.zoom_in(len(xs))
+    assert win.move(xs, by) and win.cursor == want_cursor and win.pan == want_pan
+
+
+def test_a_chart_window_zooms_pans_and_resets():
+    win = ChartWindow()
+    xs = [float(i) for i in range(100)]
+    assert win.window(xs) == (0, 100) and win.bounds(xs) is None and not win.move([], 1)
+    win.zoom_in(100)
+    win.zoom_in(100)
+    assert win.last == 25 and win.window(xs) == (75, 100) and win.bounds(xs) == (75.0, 99.0)
+    win.move(xs, 1)
+    for _ in range(30):  # one point a move (25 on screen): past the left edge the view pans back
+        win.move(xs, -1)
+    assert win.cursor == 69.0 and win.window(xs) == (69, 94) and win.pan == 6
+    win.cursor = 200.0  # a cursor outside the view is kept within it
+    assert win.here(xs) == 93 and win.cursor == 93.0
+    win.zoom_out(100)
+    win.zoom_out(100)
+    assert win.last is None and win.pan == 0 and win.window(xs) == (0, 100)
+    win.reset()
+    assert win.cursor is None and win.here(xs) is None

@@ -1,7 +1,11 @@
 """Compare: the marked runs' numbers (best and its epoch, last, the report and its gates, state: the
 figures ``trainkit experiments compare`` prints), their configs side by side with the differing
-keys highlighted (``trainkit.lifecycle.compare``), and their curves overlaid per metric, each run
-with its own colour and line style, the legend showing the part of each name that tells them apart."""
+keys highlighted (``trainkit.lifecycle.compare``; a key unset in every run is left out), and their
+curves overlaid per metric, each run with its own colour and line style, the legend showing the
+part of each name that tells them apart. The x axis is the step, wall time, epoch or the fraction
+of each run's training (runs of different lengths end to end); a value cursor reads every run's
+value at a place, and ``+``/``-`` zoom, panning at the cursor's edge (the detail's
+:class:`~tui.model.chart_window.ChartWindow`)."""
 
 from __future__ import annotations
 
@@ -20,10 +24,12 @@ from textual.worker import get_current_worker
 
 from trainkit import lifecycle
 from trainkit.errors import UserError
-from trainkit.formatting import fmt_sig
+from trainkit.formatting import fmt_duration, fmt_sig
 from trainkit.lifecycle.experiments import MISSING
 from trainkit.runfolder import style_of as style_of_state
-from tui.model.curves import WEIGHTS, ema, epoch_x, xy
+from tui.model.alignment import Plan, fraction_of_epoch, positions, read_plan
+from tui.model.chart_window import ChartWindow
+from tui.model.curves import WEIGHTS, at, ema, epoch_x, nearest_step
 from tui.model.foreign import load_history
 from tui.model.history import History
 from tui.widgets.chart import GLYPHS, Series, color_of, style_of
@@ -84,6 +90,11 @@ def numbers_table(keys: list[str], histories: list, cmp, views: list) -> Table:
     return t
 
 
+def unset_everywhere(cmp, key: str) -> bool:
+    """No compared run sets ``key`` (missing or None in every one): not a row of the diff."""
+    return all(cmp.value(i, key) in (MISSING, None) for i in range(len(cmp.experiments)))
+
+
 def config_table(cmp, only_differing: bool = False) -> Table:
     t = Table(expand=True, show_lines=False, box=None, padding=(0, 1))
     t.add_column("key", style="bold", no_wrap=True)
@@ -91,7 +102,7 @@ def config_table(cmp, only_differing: bool = False) -> Table:
         t.add_column(Text(e.name, style=color_of(i)), overflow="fold")
     differing = set(cmp.differing)
     for key in cmp.keys:
-        if key.startswith("_meta") or (only_differing and key not in differing):
+        if key.startswith("_meta") or (only_differing and key not in differing) or unset_everywhere(cmp, key):
             continue
         diff = key in differing
         vals = []
@@ -103,35 +114,77 @@ def config_table(cmp, only_differing: bool = False) -> Table:
     return t
 
 
+X_MODES = ("step", "time", "epoch", "fraction")  # the order x goes through them
+STEP_X = {"step": "step", "time": "s since start", "epoch": "epoch", "fraction": "fraction of training"}
+EPOCH_X = {"step": "epoch", "time": "s since start", "epoch": "epochs done", "fraction": "fraction of training"}
+
+
+def place_words(x: float, mode: str) -> str:
+    """The readout's words for the cursor's place on an x axis."""
+    if mode == "fraction":
+        return f"{x:.1%} of training"
+    if mode == "time":
+        return f"{fmt_duration(x)} since start"
+    if mode == "epoch":
+        return f"epoch {x:.2f}"
+    return f"step {int(x)}"
+
+
+def _at_cursor(curve: list[tuple[float, tuple]], xs: list[float], cursor: float | None):
+    """A run's reference point at the cursor (the last at or before it); None before its first
+    point or after its last (a shorter run has no value there)."""
+    if cursor is None or not curve or not curve[0][0] <= cursor <= curve[-1][0]:
+        return None
+    return curve[nearest_step(xs, cursor)]
+
+
 class CompareScreen(Screen):
     AUTO_FOCUS = ""
     BINDINGS = [Binding("escape", "back", "Back"), Binding("y", "logy", "Log-Y", tooltip="logarithmic y axis"),
                 Binding("d", "differing", "Differing / all keys",
-                        tooltip="the config keys that differ, or every key (it starts with those that differ)"),
+                        tooltip="the config keys that differ, or every key (it starts with those that differ; "
+                        "a key no run sets is never listed)"),
                 Binding("x", "xaxis", "X axis", show=False, tooltip="x axis: step, wall time since each run's start, "
-                        "or epoch"),
+                        "epoch, or the fraction of each run's training (runs of different lengths end to end)"),
                 Binding("s", "smooth", "Smooth", show=False,
                         tooltip="smoothing on/off: an EMA over the step curves, the raw ones faint"),
                 Binding("less_than_sign", "smooth_by(-1)", "Less smoothing", key_display="<", show=False,
                         tooltip="a smaller EMA weight"),
                 Binding("greater_than_sign", "smooth_by(1)", "More smoothing", key_display=">", show=False,
-                        tooltip="a larger EMA weight")]
+                        tooltip="a larger EMA weight"),
+                Binding("plus,equals_sign", "zoom_in", "Zoom +", key_display="+", show=False,
+                        tooltip="zoom in (the newest kept)"),
+                Binding("minus", "zoom_out", "Zoom -", show=False, tooltip="zoom out"),
+                Binding("0", "reset", "Reset view", show=False,
+                        tooltip="whole history, no cursor (zoom, pan and cursor off)"),
+                Binding("left", "cursor(-1)", "Cursor ←", priority=True, show=False,
+                        tooltip="the value cursor back a 60th of the curves on screen (at a zoomed view's edge it "
+                        "pans back)"),
+                Binding("right", "cursor(1)", "Cursor →", priority=True, show=False,
+                        tooltip="the value cursor on (the readout above the charts: every run's values there)"),
+                Binding("shift+left", "cursor(-10)", "Cursor ← ×10", priority=True, show=False,
+                        tooltip="the value cursor back ten times as far"),
+                Binding("shift+right", "cursor(10)", "Cursor → ×10", priority=True, show=False,
+                        tooltip="the value cursor on ten times as far")]
     DEFAULT_CSS = """
     CompareScreen #chead { height: auto; padding: 0 1; background: $boost; }
     CompareScreen #ccharts { grid-size: 2; grid-gutter: 0 1; height: auto; }
     CompareScreen .section { text-style: bold; padding: 1 1 0 1; }
+    CompareScreen #creadout { padding: 0 1; height: auto; display: none; }
     """
 
     def __init__(self, keys: list[str]) -> None:
         super().__init__()
         self.keys = sorted(keys, key=os.path.basename)
         self.histories: list[History] = []
+        self.plans: list[Plan] = [Plan() for _ in self.keys]  # each run's planned length (x: fraction)
         self.logy = False
         self.only_diff = True  # what differs is what a comparison is about (d: every key)
         self.comparison = None
-        self.xmode = "step"  # step, time or epoch
+        self.xmode = "step"  # one of X_MODES
         self.smooth_i = 0  # the EMA weight, an index of WEIGHTS (0: off)
         self.smooth_last = WEIGHTS.index(0.6)
+        self.win = ChartWindow()  # zoom, pan and the value cursor over every run's reference curve
 
     def compose(self) -> ComposeResult:
         yield Static(id="chead")
@@ -139,6 +192,7 @@ class CompareScreen(Screen):
             yield Static(id="numbers")
             yield Static("Configs (≠: differs; d: only those / every key)", classes="section")
             yield Static(id="config-table")
+            yield Static(id="creadout")
             yield Grid(id="ccharts")
         yield Footer()
 
@@ -156,13 +210,16 @@ class CompareScreen(Screen):
         full, the charts refined as it loads."""
         worker = get_current_worker()
         histories = [load_history(self.app.model, k, History.open) for k in self.keys]
+        views = [self.app.model.runs.get(k) for k in self.keys]
+        plans = [read_plan(k, getattr(v, "total", None), getattr(v, "total_steps", None))
+                 for k, v in zip(self.keys, views, strict=True)]
         root = self.app.model.root
         try:
             cmp = lifecycle.compare([os.path.basename(k) for k in self.keys], root=root)
             note = None
         except (UserError, OSError) as e:
             cmp, note = None, str(e)
-        self.app.call_from_thread(self._loaded, histories, cmp, note)
+        self.app.call_from_thread(self._loaded, histories, plans, cmp, note)
         for h in histories:
             if h.complete:
                 continue
@@ -177,8 +234,8 @@ class CompareScreen(Screen):
                 return
             self.app.call_from_thread(self._refined, h, found, h.tail_start)
 
-    def _loaded(self, histories, cmp, note) -> None:
-        self.histories, self.comparison = histories, cmp
+    def _loaded(self, histories, plans, cmp, note) -> None:
+        self.histories, self.plans, self.comparison = histories, plans, cmp
         self.draw()
         self.draw_numbers()
         self.query_one("#config-table", Static).update(config_table(cmp, self.only_diff) if cmp else
@@ -194,40 +251,114 @@ class CompareScreen(Screen):
         views = [self.app.model.runs.get(k) for k in self.keys]
         self.query_one("#numbers", Static).update(numbers_table(self.keys, self.histories, self.comparison, views))
 
-    def draw(self) -> None:
+    # ---------------------------------------------------------------- the curves
+    def _names(self) -> list[str]:
         names: list[str] = []
         for h in self.histories:
             names.extend(n for n in h.metric_names() if n not in names)
+        return names
+
+    def _curve(self, i: int, name: str) -> list[tuple[float, tuple]]:
+        """Run ``i``'s step metric as (x, point) on the x axis, in x order."""
+        h = self.histories[i]
+        pts = h.points(name)
+        xs = positions(pts, self.xmode, h.start_time(), self.plans[i])
+        return [(x, p) for x, p in zip(xs, pts, strict=False) if x == x]
+
+    def _epoch_x(self, i: int, record: dict) -> float | None:
+        h = self.histories[i]
+        if self.xmode == "fraction":
+            return fraction_of_epoch(record["epoch"], self.plans[i], h.epochs[-1]["epoch"] if h.epochs else None)
+        return epoch_x(record, self.xmode, h.start_time())
+
+    def _reference(self) -> tuple[list[list], list[float]]:
+        """Every run's reference curve (the first step metric: loss, when logged) and the sorted
+        places of all of them: what zoom, pan and the cursor move over."""
+        name = next((n for n in self._names() if not n.startswith("epoch:")), None)
+        curves = [self._curve(i, name) if name else [] for i in range(len(self.histories))]
+        return curves, sorted({x for c in curves for x, _ in c})
+
+    def draw(self) -> None:
+        names = self._names()
         done = min((h.progress() for h in self.histories), default=1.0)
         reading = "" if done >= 1.0 else f"  reading history {done:.0%}"
         grid = self.query_one("#ccharts", Grid)
-        for cv in list(grid.query(ChartView)):
+        have = list(grid.query(ChartView))
+        for cv in have[max(len(names), 1):]:
             cv.remove()
-        views = [ChartView() for _ in names] or [ChartView()]
-        grid.mount_all(views)
+        views = have[:max(len(names), 1)] + [ChartView() for _ in range(max(len(names), 1) - len(have))]
+        grid.mount_all(views[len(have):])
         if not names:
             views[0].plot([], title="no metrics logged yet")
         labels = short_names(self.keys)
         weight = WEIGHTS[self.smooth_i]
+        refs, xs = self._reference()
+        bounds = self.win.bounds(xs) or (-math.inf, math.inf)
+        k = self.win.here(xs)
+        cursor = xs[k] if k is not None else None
+        here = [_at_cursor(c, [x for x, _ in c], cursor) for c in refs]
+        # each run's epochs within the view (the epochs of its reference points on screen)
+        spans = []
+        for c in refs:
+            inside = [p[1] for x, p in c if bounds[0] <= x <= bounds[1] and p[1] == p[1]]
+            spans.append((min(inside), max(inside)) if inside and bounds[0] > -math.inf else (-math.inf, math.inf))
+        values: list[list[str]] = [[] for _ in self.histories]
         for cv, name in zip(views, names, strict=False):
             series = []
-            for i, h in enumerate(self.histories):
-                if name.startswith("epoch:"):
-                    key = name[6:]
-                    pts = [(x, float(r[key])) for r in h.epochs if _num(r.get(key))
-                           and (x := epoch_x(r, self.xmode, h.start_time())) is not None]
-                    series.append(Series(labels[i], pts, color_of(i), style=style_of(i)))
-                    continue
-                pts = xy(h.points(name), self.xmode, h.start_time())
-                if weight:
-                    series.append(Series(labels[i], pts, color_of(i), style=style_of(i), faint=True))
-                    pts = ema(pts, weight)
-                series.append(Series(labels[i], pts, color_of(i), style=style_of(i)))
             epoch = name.startswith("epoch:")
-            x_label = {"step": "epoch" if epoch else "step", "epoch": "epochs done" if epoch else "epoch",
-                       "time": "s since start"}[self.xmode]
+            chart_cursor = None
+            for i, h in enumerate(self.histories):
+                if epoch:
+                    key = name[6:]
+                    recs = [r for r in h.epochs if _num(r.get(key)) and spans[i][0] <= r["epoch"] <= spans[i][1]]
+                    pts = [(x, float(r[key])) for r in recs if (x := self._epoch_x(i, r)) is not None]
+                    series.append(Series(labels[i], pts, color_of(i), style=style_of(i)))
+                    before = [r for r in recs if here[i] is not None and r["epoch"] <= here[i][1][1]]
+                    if before:
+                        values[i].append(f"{key} {fmt_sig(float(before[-1][key]))} (epoch {before[-1]['epoch']})")
+                        if chart_cursor is None:
+                            chart_cursor = cursor if self.xmode in ("time", "fraction") else \
+                                self._epoch_x(i, before[-1])
+                    continue
+                raw = [(x, p[3]) for x, p in self._curve(i, name)]
+                smooth = ema(raw, weight) if weight else None
+                if here[i] is not None and raw and raw[0][0] <= cursor <= raw[-1][0]:
+                    near = at(raw, cursor)
+                    words = f"{name} {fmt_sig(near[1])}"
+                    if smooth:
+                        words += f" (EMA {fmt_sig(at(smooth, cursor)[1])})"
+                    values[i].append(words)
+                    chart_cursor = cursor
+                shown = [q for q in raw if bounds[0] <= q[0] <= bounds[1]]
+                if smooth is not None:
+                    series.append(Series(labels[i], shown, color_of(i), style=style_of(i), faint=True))
+                    shown = [q for q in smooth if bounds[0] <= q[0] <= bounds[1]]
+                series.append(Series(labels[i], shown, color_of(i), style=style_of(i)))
+            x_label = (EPOCH_X if epoch else STEP_X)[self.xmode]
             smoothing = f"  EMA {weight:g}" if weight and not epoch else ""
-            cv.plot(series, title=f"{name.replace('epoch:', '')} (x: {x_label}){smoothing}{reading}", logy=self.logy)
+            cv.plot(series, title=f"{name.replace('epoch:', '')} (x: {x_label}){smoothing}{reading}", logy=self.logy,
+                    cursor=chart_cursor)
+        self._draw_readout(cursor, here, values, labels)
+
+    def _draw_readout(self, cursor, here, values: list[list[str]], labels: list[str]) -> None:
+        """The cursor's place, then a line per run: its step there and every chart's value."""
+        box = self.query_one("#creadout", Static)
+        box.display = cursor is not None
+        if cursor is None:
+            return
+        t = Text("▏ " + place_words(cursor, self.xmode), style="bold")
+        for i, label in enumerate(labels):
+            t.append("\n")
+            t.append(GLYPHS[style_of(i)] + " ", style=color_of(i))
+            t.append(label, style="bold")
+            if here[i] is None:
+                t.append("  no value here", style="dim")
+                continue
+            if self.xmode != "step":
+                t.append(f"  step {int(here[i][1][0])}")
+            for v in values[i]:
+                t.append(f"  {v}")
+        box.update(t)
 
     def runs_changed(self, changes) -> None:
         mine = {c.name for c in changes} & set(self.keys)
@@ -238,6 +369,7 @@ class CompareScreen(Screen):
             self.draw()
             self.draw_numbers()
 
+    # ---------------------------------------------------------------- keys
     def action_back(self) -> None:
         self.app.pop_screen()
 
@@ -246,7 +378,8 @@ class CompareScreen(Screen):
         self.draw()
 
     def action_xaxis(self) -> None:
-        self.xmode = {"step": "time", "time": "epoch", "epoch": "step"}[self.xmode]
+        self.xmode = X_MODES[(X_MODES.index(self.xmode) + 1) % len(X_MODES)]
+        self.win.cursor = None  # a place on the old axis means nothing on the new one
         self.draw()
 
     def action_smooth(self) -> None:
@@ -259,6 +392,24 @@ class CompareScreen(Screen):
     def action_smooth_by(self, by: int) -> None:
         self.smooth_i = min(max(self.smooth_i + by, 1), len(WEIGHTS) - 1)
         self.draw()
+
+    def action_zoom_in(self) -> None:
+        self.win.zoom_in(len(self._reference()[1]))
+        self.draw()
+
+    def action_zoom_out(self) -> None:
+        self.win.zoom_out(len(self._reference()[1]))
+        self.draw()
+
+    def action_reset(self) -> None:
+        self.win.reset()
+        self.draw()
+
+    def action_cursor(self, by: int) -> None:
+        """Move the value cursor (the first press puts it on the newest place); at a zoomed view's
+        edge, pan through history."""
+        if self.win.move(self._reference()[1], by):
+            self.draw()
 
     def action_differing(self) -> None:
         self.only_diff = not self.only_diff
