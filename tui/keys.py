@@ -72,6 +72,7 @@ def sections(app_class) -> list[tuple[str, list[KeyHelp]]]:
     from tui.screens.inspector import InspectorScreen
     from tui.screens.promote import PromoteScreen
     from tui.screens.samples import SamplesScreen
+    from tui.screens.side_by_side import SideBySideScreen
     from tui.screens.workspace import WorkspaceScreen
     from tui.widgets.list_table import ListTable
     from tui.widgets.runs_table import RunsTable
@@ -80,6 +81,7 @@ def sections(app_class) -> list[tuple[str, list[KeyHelp]]]:
         ("Runs workspace", keys_of(WorkspaceScreen, RunsTable)),
         ("Run detail", keys_of(DetailScreen, ListTable)),
         ("Conversation inspector", keys_of(InspectorScreen, ListTable)),
+        ("Side by side (c in the inspector)", keys_of(SideBySideScreen)),
         ("All samples", keys_of(SamplesScreen, ListTable)),
         ("Compare", keys_of(CompareScreen)),
         ("Confirmation", keys_of(ConfirmScreen)),

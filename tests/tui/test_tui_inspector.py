@@ -54,7 +54,7 @@ async def test_g_jumps_to_an_item_by_its_id(tmp_path):
         assert insp.current().question_id == 25  # nowhere to go: it stays, and says so
         assert any("no item '999'" in str(n.message) for n in app._notifications)
         await pilot.press("g", "escape")
-        assert not insp.query_one("#goto").display and isinstance(app.screen, InspectorScreen)
+        assert not insp.query_one("#ask").display and isinstance(app.screen, InspectorScreen)
 
 
 def test_an_item_is_named_by_its_id_or_id_and_sample():

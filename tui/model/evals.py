@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainkit.errors import first_line
-from trainkit.evaluation.plan import conversation_name
+from trainkit.evaluation.plan import conversation_name, read_precheck_header
 from trainkit.evaluation.scoring import score_dir
 from trainkit.formatting import fmt_sig
 from trainkit.lifecycle.verdicts import read_run_reports, the_report, verdict_line
@@ -255,6 +255,9 @@ class EvalItems:
         self.reset = False
         self.replaced: set[tuple[str, int]] = set()
         self.appended: list[Item] = []
+        self._plan_sig: tuple | None = None
+        self._planned: int | None = None
+        self.metric: str | None = None  # the plan's (after :meth:`progress`)
 
     def update(self) -> bool:
         recs = self.tail.read()
@@ -287,6 +290,22 @@ class EvalItems:
 
     def filtered(self, which: str) -> list[Item]:
         return [i for i in self.items if shown_in(i, which)]
+
+    def progress(self) -> tuple[str, int | None]:
+        """(what the evaluation is doing: :func:`activity`'s state, the items its plan holds: the
+        header of ``precheck.jsonl``, None while it is missing or unusable), the header re-read only
+        when the file changed."""
+        summary = readers.load(self.paths.summary, readers.SUMMARY, [])
+        state, _ = activity(self.paths, summary)
+        sig = _sig(self.paths.precheck)
+        if sig != self._plan_sig:
+            self._plan_sig = sig
+            try:
+                header = read_precheck_header(self.paths.precheck)
+                self._planned, self.metric = header["planned"], header["metric"]
+            except (FileNotFoundError, FileFormatError, OSError):
+                self._planned = None
+        return state, self._planned
 
     def conversation(self, item: Item) -> tuple[dict | None, str | None]:
         """The conversation file of ``item`` (None with why, when missing or unreadable)."""
