@@ -66,8 +66,6 @@ def train(req: TrainRequest, display: ProgressDisplay | None = None, *, console:
     """Train or resume (the ``trainkit train`` command's body)."""
     display = display or ProgressDisplay()
     with session.claim(req) as prep:
-        if console and prep.writes:  # the writing rank (rank 0 under DDP); after --fresh moved the old one aside
-            capture(prep.paths.console)
         if prep.complete is not None:
             display.console.print(prep.complete, markup=False)
             if session.finish_complete_run(prep):
@@ -75,6 +73,8 @@ def train(req: TrainRequest, display: ProgressDisplay | None = None, *, console:
                                       markup=False)
             early = prep.resume.state.early_stopped_at_epoch is not None
             return _result(prep, EARLY_STOPPED if early else FINISHED, EXIT_OK)
+        if console and prep.writes:  # the writing rank (rank 0 under DDP); after --fresh moved the old one aside
+            capture(prep.paths.console)  # (a complete run is left untouched: not a file written)
         handlers = setup_logging(display, prep.paths.log, file_enabled=prep.writes)
         if not prep.writes:  # DDP: rank 0 tells the story; the others speak up only for problems
             for h in handlers:
