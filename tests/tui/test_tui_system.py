@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from dataclasses import replace
 
 import orjson
 import pytest
-from rich.text import Text
 from tui_helpers import ready, until
 
 from trainkit.testing import synthetic_run
@@ -20,13 +20,15 @@ from tui.model.system import (
     GpuFigures,
     HostFigures,
     HostSampler,
+    Shown,
     gpu_figures,
     gpus_text,
     host_lines,
+    mean,
+    mem_step,
     run_gpus,
     steady,
 )
-from tui.widgets.summary import with_right
 
 NO_NVML = importlib.util.find_spec("pynvml") is None
 
@@ -57,52 +59,68 @@ def test_the_cpu_moves_in_whole_steps_only(shown_cpu, new_cpu, expected):
     assert got == expected or (math.isnan(expected) and math.isnan(got))
 
 
-@pytest.mark.parametrize("shown_gib, new_gib, expected", [
-    (None, 5.14, 5.1),
-    (5.1, 5.19, 5.1),  # 90 MiB more: the same tenth shown
-    (5.1, 5.01, 5.1),
-    (5.1, 5.21, 5.2),
-    (5.1, 7.96, 8.0),
+@pytest.mark.parametrize("shown_gib, new_gib, total_gib, expected", [
+    (None, 5.14, 8, 5.1),  # a tenth of a GiB below 10 GiB of memory
+    (5.1, 5.19, 8, 5.1),  # 90 MiB more: the same tenth shown
+    (5.1, 5.01, 8, 5.1),
+    (5.1, 5.21, 8, 5.2),
+    (5.1, 7.96, 8, 8.0),
+    (None, 100.3, 500, 100.0),  # 1 % of the total above: 5 GiB steps of 500 GiB
+    (100.0, 104.9, 500, 100.0),
+    (100.0, 105.2, 500, 105.0),
 ])
-def test_memory_moves_in_tenths_of_a_gib(shown_gib, new_gib, expected):
-    shown = None if shown_gib is None else host(10, shown_gib)
-    assert steady(shown, host(10, new_gib)).mem_used_bytes / GiB == pytest.approx(expected)
+def test_memory_moves_in_steps_of_its_total(shown_gib, new_gib, total_gib, expected):
+    shown = None if shown_gib is None else host(10, shown_gib, total_gib)
+    assert steady(shown, host(10, new_gib, total_gib)).mem_used_bytes / GiB == pytest.approx(expected)
+
+
+def test_mem_step():
+    assert mem_step(4 * GiB) == 0.1 * GiB and mem_step(64 * GiB) == pytest.approx(0.64 * GiB)
+
+
+def test_the_mean_of_samples_gpu_by_gpu():
+    m = mean([host(30, 4, gpus=[gpu(0, 10, 1), gpu(1, 50, 2)]), host(50, 6, gpus=[gpu(1, 70, 4), gpu(2, 5, 1)])])
+    assert (m.cpu_percent, m.mem_used_bytes / GiB) == (40, 5)
+    assert [(g.index, g.util_percent, g.mem_used_bytes / GiB) for g in m.gpus] == [(1, 60, 3), (2, 5, 1)]
+
+
+def test_what_is_shown_of_a_noisy_host_changes_only_when_it_moves():
+    shown = Shown(window=4)
+    noise = [36, 39, 33, 37, 38, 34, 36, 37]  # within a step of 35 (and its mean even more)
+    assert [shown.add(host(c, 5.0)) for c in noise] == [True] + [False] * 7
+    assert shown.figures.cpu_percent == 35
+    jumped = [shown.add(host(90, 5.0)) for _ in range(6)]  # a real change: shown within 4 samples, then still
+    assert shown.figures.cpu_percent == 90 and jumped[-2:] == [False, False] and sum(jumped) <= 4
 
 
 def test_each_gpu_is_steadied_on_its_own_and_a_noisy_host_settles():
-    shown = steady(None, host(12, 3.0, gpus=[gpu(0, 87, 20.13), gpu(1, 3, 0.5)]))
-    assert [(g.util_percent, round(g.mem_used_bytes / GiB, 3)) for g in shown.gpus] == [(85, 20.1), (5, 0.5)]
-    again = steady(shown, host(14.9, 3.04, gpus=[gpu(0, 89.9, 20.19), gpu(1, 2, 0.55)]))
+    shown = steady(None, host(12, 3.0, gpus=[gpu(0, 87, 20.13), gpu(1, 3, 0.5, 8)]))
+    assert [(g.util_percent, round(g.mem_used_bytes / GiB, 3)) for g in shown.gpus] == [(85, 20.0), (5, 0.5)]
+    again = steady(shown, host(14.9, 3.04, gpus=[gpu(0, 89.9, 20.7), gpu(1, 2, 0.55, 8)]))
     assert again == shown  # noise within a step: equal figures, the header repaints nothing
-    moved = steady(shown, host(14.9, 3.04, gpus=[gpu(0, 99, 20.19), gpu(1, 2, 0.55)]))
+    moved = steady(shown, host(14.9, 3.04, gpus=[gpu(0, 99, 20.19), gpu(1, 2, 0.55, 8)]))
     assert moved.gpus[0].util_percent == 100 and moved.gpus[1] == shown.gpus[1] and moved.cpu_percent == 10
 
 
 # ---------------------------------------------------------------- the words
 @pytest.mark.parametrize("figures, expected", [
-    (host(35, 5.1, 15.6), ("CPU 35 %  mem 5.1/15.6 GiB", "")),
-    (host(0, 120, 503.7), ("CPU 0 %  mem 120/504 GiB", "")),
-    (host(35, 5.0, 16, [gpu(0, 85, 20.1)]), ("CPU 35 %  mem 5/16 GiB", "GPU0 85 % 20.1/80 GiB")),
+    (host(35, 5.1, 15.6), ("CPU  35 %  mem  5.1/15.6 GiB", "")),
+    (host(100, 12.5, 15.6), ("CPU 100 %  mem 12.5/15.6 GiB", "")),
+    (host(0, 120, 503.7), ("CPU   0 %  mem 120/504 GiB", "")),
+    (host(35, 5.0, 16, [gpu(0, 85, 20.1)]), ("CPU  35 %  mem  5.0/16 GiB", "GPU0  85 % 20.1/80 GiB")),
     (host(35, 5.0, 16, [gpu(0, 85, 20.1), gpu(1, 90, 40)]),
-     ("CPU 35 %  mem 5/16 GiB", "GPU0 85 % 20.1/80 GiB  GPU1 90 % 40/80 GiB")),
+     ("CPU  35 %  mem  5.0/16 GiB", "GPU0  85 % 20.1/80 GiB  GPU1  90 % 40.0/80 GiB")),
     (host(35, 5.0, 16, [gpu(i, 10 * i, i) for i in range(4)]),
-     ("CPU 35 %  mem 5/16 GiB", "GPU 0 10 20 30 %  mem 0 1 2 3 /80 GiB")),
+     ("CPU  35 %  mem  5.0/16 GiB", "GPU   0  10  20  30 %  mem  0.0  1.0  2.0  3.0 /80 GiB")),
     (host(35, 5.0, 16, [gpu(0, 0, 1, 24), gpu(1, 5, 2, 24), gpu(2, 100, 70, 80)]),
-     ("CPU 35 %  mem 5/16 GiB", "GPU 0 5 100 %  mem 1/24 2/24 70/80 GiB")),
-    (HostFigures(math.nan, math.nan, 16 * GiB), ("CPU ? %  mem ?/16 GiB", "")),
+     ("CPU  35 %  mem  5.0/16 GiB", "GPU   0   5 100 %  mem  1.0/24  2.0/24 70.0/80 GiB")),
+    (HostFigures(math.nan, math.nan, 16 * GiB), ("CPU   ? %  mem    ?/16 GiB", "")),
 ])
-def test_host_lines(figures, expected):
+def test_host_lines_keep_their_width_for_a_host(figures, expected):
     assert host_lines(figures) == expected
-
-
-@pytest.mark.parametrize("left, right, width, expected", [
-    ("trainmon /r  ·  inotify", "CPU 35 %", 60, "trainmon /r  ·  inotify" + " " * 29 + "CPU 35 %"),
-    ("x" * 50, "CPU 35 %", 60, "x" * 48 + "…" + " " * 3 + "CPU 35 %"),  # the left cut to make room
-    ("x" * 50, "CPU 35 %", 30, "x" * 50),  # too narrow: the figures go, the left stays
-    ("sort: name", "", 60, "sort: name"),
-])
-def test_figures_at_the_right_edge(left, right, width, expected):
-    assert with_right(Text(left), Text(right), width).plain == expected
+    other = HostFigures(3.0, 1.0 * GiB, figures.mem_total_bytes,
+                        tuple(replace(g, util_percent=3.0, mem_used_bytes=1.0 * GiB) for g in figures.gpus))
+    assert [len(x) for x in host_lines(other)] == [len(x) for x in expected]  # new figures, the same cells
 
 
 def test_a_runs_gpus_from_its_system_records():
@@ -150,7 +168,7 @@ class WithGpus(Fixed):
 
 
 def header(app) -> str:
-    return app.screen.query_one("#summary").render().plain
+    return app.screen.query_one("#summary").text()
 
 
 @pytest.mark.asyncio
@@ -163,8 +181,10 @@ async def test_the_header_shows_the_hosts_cpu_and_memory(tmp_path, size):
         await ready(pilot)
         await until(pilot, lambda: "CPU" in header(app), what="the host's figures")
         first = header(app).splitlines()[0]
-        assert first.startswith("trainmon ") and first.endswith("CPU 35 %  mem 5.1/15.6 GiB")
-        assert len(first) == size[0] - 2  # at the right edge (the bar's padding is 1 each side)
+        assert first.startswith("trainmon ") and first.endswith("CPU  35 %  mem  5.1/15.6 GiB")
+        bar = app.screen.query_one("#summary")
+        figures = bar.query(".host").first()
+        assert figures.region.right == bar.region.right - 1 and figures.region.y == bar.region.y  # top right
         assert "GPU" not in header(app)
         assert header(app).splitlines()[1].endswith("1 run: ■ 1 stopped")  # the counts' line is the summary's alone
 
@@ -177,7 +197,7 @@ async def test_the_header_shows_each_gpu(tmp_path):
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
         await until(pilot, lambda: "GPU" in header(app), what="the GPU's figures")
-        assert header(app).splitlines()[2].endswith("GPU0 85 % 20.1/80 GiB")
+        assert header(app).splitlines()[2].endswith("GPU0  85 % 20.0/80 GiB")  # 80 GiB: in steps of 0.8
 
 
 @pytest.mark.asyncio
@@ -205,14 +225,14 @@ async def test_a_static_app_samples_nothing(tmp_path):
 
 
 class Noisy:
-    """Figures that wander within a step, then one that moves by a whole step."""
+    """Figures that wander within a step."""
 
     def __init__(self) -> None:
         self.n = 0
 
     def sample(self) -> HostFigures:
         self.n += 1
-        return host(61.0 if self.n > 6 else 36.0 + (self.n % 3), 5.14 + 0.01 * (self.n % 4), 15.6)
+        return host(36.0 + 3 * (self.n % 3) - 3, 5.14 + 0.03 * (self.n % 4), 15.6)
 
 
 @pytest.mark.asyncio
@@ -232,8 +252,9 @@ async def test_figures_that_wander_within_a_step_post_nothing(tmp_path, monkeypa
     async with app.run_test(size=(120, 36), message_hook=hook) as pilot:
         await ready(pilot)
         await until(pilot, lambda: sampler.n >= 10, what="ten samples")
-        await until(pilot, lambda: "CPU 60 %" in header(app), what="the step up shown")
-    assert [m.figures.cpu_percent for m in posted] == [35.0, 60.0]  # ten samples, two changes: two messages
+        await pilot.pause()
+        assert "CPU  35 %  mem  5.1/15.6 GiB" in header(app)
+    assert [m.figures.cpu_percent for m in posted] == [35.0]  # ten samples, the figures shown once
 
 
 # ---------------------------------------------------------------- the run detail's GPUs

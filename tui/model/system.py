@@ -15,7 +15,9 @@ from dataclasses import dataclass, replace
 
 GiB = 1024 ** 3
 CPU_STEP = 5.0  # percent: the CPU and GPU utilisation are shown in steps of 5
-MEM_STEP = 0.1 * GiB  # memory in tenths of a GiB
+MEM_STEP = 0.1 * GiB  # memory in tenths of a GiB at least, and in 1 % of the total (MEM_SHARE)
+MEM_SHARE = 0.01
+WINDOW = 4  # samples averaged (every 3 s: the last 12 s)
 
 
 @dataclass(frozen=True)
@@ -98,19 +100,59 @@ def _steady(shown: float | None, new: float, step: float) -> float:
     return round(new / step) * step
 
 
+def mem_step(total: float) -> float:
+    """Memory moves in 1 % of the total, 0.1 GiB at least (a busy host's page churn stays still)."""
+    return max(MEM_STEP, total * MEM_SHARE) if math.isfinite(total) else MEM_STEP
+
+
 def steady(shown: HostFigures | None, new: HostFigures) -> HostFigures:
-    """The figures to show: ``new`` rounded (CPU and GPU utilisation to 5 %, memory to 0.1 GiB),
-    each one kept as ``shown`` had it while it moved by less than a step. Equal figures mean an
-    unchanged header."""
+    """The figures to show: ``new`` rounded (CPU and GPU utilisation to 5 %, memory to
+    :func:`mem_step`), each one kept as ``shown`` had it while it moved by less than a step. Equal
+    figures mean an unchanged header."""
     old = {g.index: g for g in shown.gpus} if shown is not None else {}
     gpus = []
     for g in new.gpus:
         o = old.get(g.index)
         gpus.append(replace(g, util_percent=_steady(o and o.util_percent, g.util_percent, CPU_STEP),
-                            mem_used_bytes=_steady(o and o.mem_used_bytes, g.mem_used_bytes, MEM_STEP)))
+                            mem_used_bytes=_steady(o and o.mem_used_bytes, g.mem_used_bytes,
+                                                   mem_step(g.mem_total_bytes))))
     return HostFigures(_steady(shown and shown.cpu_percent, new.cpu_percent, CPU_STEP),
-                       _steady(shown and shown.mem_used_bytes, new.mem_used_bytes, MEM_STEP),
+                       _steady(shown and shown.mem_used_bytes, new.mem_used_bytes, mem_step(new.mem_total_bytes)),
                        new.mem_total_bytes, tuple(gpus))
+
+
+def mean(samples: list[HostFigures]) -> HostFigures:
+    """The samples averaged, figure by figure (the GPUs of the latest sample, each averaged over
+    the samples that have it; the totals the latest's)."""
+    last = samples[-1]
+
+    def avg(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    gpus = []
+    for g in last.gpus:
+        same = [h for s in samples for h in s.gpus if h.index == g.index]
+        gpus.append(replace(g, util_percent=avg([h.util_percent for h in same]),
+                            mem_used_bytes=avg([h.mem_used_bytes for h in same])))
+    return HostFigures(avg([s.cpu_percent for s in samples]), avg([s.mem_used_bytes for s in samples]),
+                       last.mem_total_bytes, tuple(gpus))
+
+
+class Shown:
+    """What the header shows of a stream of samples: the mean of the last ``window`` samples,
+    steadied (:func:`steady`). :meth:`add` says whether the figures shown changed."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self.window = window
+        self.samples: list[HostFigures] = []
+        self.figures: HostFigures | None = None
+
+    def add(self, sample: HostFigures) -> bool:
+        self.samples = (self.samples + [sample])[-self.window:]
+        figures = steady(self.figures, mean(self.samples))
+        changed = figures != self.figures
+        self.figures = figures
+        return changed
 
 
 def gib(n: float) -> str:
@@ -122,26 +164,44 @@ def gib(n: float) -> str:
 
 
 def pct(v: float) -> str:
-    return f"{v:.0f} %" if math.isfinite(v) else "? %"
+    """A percentage three cells wide (`` 5 %``, ``100 %``): a line of figures keeps its width."""
+    return f"{v:3.0f} %" if math.isfinite(v) else "  ? %"
+
+
+def used_text(used: float, total: float) -> str:
+    """``used`` in GiB as wide as ``total`` would be (one decimal below 100 GiB of total, whole
+    above): a line of figures keeps its width whatever they are."""
+    if not math.isfinite(total):
+        return gib(used)
+    decimals = 1 if total / GiB < 100 else 0
+    shown = f"{used / GiB:.{decimals}f}" if math.isfinite(used) else "?"
+    return shown.rjust(len(f"{total / GiB:.{decimals}f}"))
+
+
+def used_of(used: float, total: float) -> str:
+    """``used/total`` in GiB (:func:`used_text`, then the total)."""
+    return f"{used_text(used, total)}/{gib(total)}"
 
 
 def host_lines(f: HostFigures) -> tuple[str, str]:
-    """The header's words: ``CPU 35 %  mem 5.1/15.6 GiB``, and the GPUs in index order (empty
-    without): ``GPU0 87 % 20.1/80 GiB  GPU1 90 % 40/80 GiB`` for one or two, for more
-    ``GPU 87 90 5 0 %  mem 20.1 40 0.5 0 /80 GiB`` (the total once when every GPU has the same)."""
-    host = f"CPU {pct(f.cpu_percent)}  mem {gib(f.mem_used_bytes)}/{gib(f.mem_total_bytes)} GiB"
+    """The header's words, each of a width that depends on the host only (so a change of figures
+    repaints the figures alone): ``CPU  35 %  mem  5.1/15.6 GiB``, and the GPUs in index order
+    (empty without): ``GPU0  87 % 20.1/80 GiB  GPU1  90 %   40/80 GiB`` for one or two, for more
+    ``GPU  87  90   5   0 %  mem 20.1 40 0.5 0 /80 GiB`` (the total once when every GPU has the same)."""
+    host = f"CPU {pct(f.cpu_percent)}  mem {used_of(f.mem_used_bytes, f.mem_total_bytes)} GiB"
     gpus = f.gpus
     if not gpus:
         return host, ""
     if len(gpus) <= 2:
-        return host, "  ".join(f"GPU{g.index} {pct(g.util_percent)} {gib(g.mem_used_bytes)}/{gib(g.mem_total_bytes)} "
+        return host, "  ".join(f"GPU{g.index} {pct(g.util_percent)} {used_of(g.mem_used_bytes, g.mem_total_bytes)} "
                                "GiB" for g in gpus)
     util = "GPU " + " ".join(pct(g.util_percent)[:-2] for g in gpus) + " %"
     totals = {gib(g.mem_total_bytes) for g in gpus}
     if len(totals) == 1:
-        return host, f"{util}  mem " + " ".join(gib(g.mem_used_bytes) for g in gpus) + f" /{totals.pop()} GiB"
-    return host, f"{util}  mem " + " ".join(f"{gib(g.mem_used_bytes)}/{gib(g.mem_total_bytes)}" for g in gpus) \
-        + " GiB"
+        total = totals.pop()
+        return host, f"{util}  mem " + " ".join(used_text(g.mem_used_bytes, g.mem_total_bytes) for g in gpus) + \
+            f" /{total} GiB"
+    return host, f"{util}  mem " + " ".join(used_of(g.mem_used_bytes, g.mem_total_bytes) for g in gpus) + " GiB"
 
 
 def run_gpus(records: list[dict], look_back: int = 50) -> list[GpuFigures]:
@@ -159,6 +219,6 @@ def gpus_text(gpus: list[GpuFigures]) -> str:
     """``GPU 0, 1 (latest: GPU0 87 % 20.1/80 GiB, GPU1 ...)``; empty without GPUs."""
     if not gpus:
         return ""
-    each = ", ".join(f"GPU{g.index} {pct(g.util_percent)} {gib(g.mem_used_bytes)}/{gib(g.mem_total_bytes)} GiB"
-                     for g in gpus)
+    each = ", ".join(f"GPU{g.index} {pct(g.util_percent).lstrip()} {gib(g.mem_used_bytes)}/{gib(g.mem_total_bytes)} "
+                     "GiB" for g in gpus)
     return f"GPU {', '.join(str(g.index) for g in gpus)} (latest: {each})"

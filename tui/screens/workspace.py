@@ -22,7 +22,7 @@ from tui.model.foreign import load_history
 from tui.model.history import History
 from tui.model.query import SORTS, FilterError, arrange, group_value, matches, parse_filter
 from tui.model.runs import METRICS, ROW, RunChange
-from tui.model.system import HostFigures, steady
+from tui.model.system import HostFigures, Shown
 from tui.model.views import RunView
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.beside_chart import BesideChart
@@ -107,20 +107,19 @@ class WorkspaceScreen(Screen):
     @work(thread=True, exclusive=True, group="host")
     def sample_host(self, make_sampler) -> None:
         """The host's figures every ``HOST_S`` seconds (the first after one second: the CPU % is
-        over that time), steadied, and posted only when they changed: an idle host repaints nothing."""
+        over that time), averaged over the last few and steadied, posted only when what is shown
+        changes: an idle host repaints nothing."""
         worker = get_current_worker()
         sampler = make_sampler()  # NVML's start can take a while: here, never on the event loop
-        shown = None
+        shown = Shown()
         wait = min(1.0, HOST_S)
         while not self._host_stop.wait(wait) and not worker.is_cancelled:
             wait = HOST_S
-            figures = steady(shown, sampler.sample())
-            if figures != shown:
-                shown = figures
-                self.post_message(self.HostSampled(figures))
+            if shown.add(sampler.sample()):
+                self.post_message(self.HostSampled(shown.figures))
 
     def on_workspace_screen_host_sampled(self, message: HostSampled) -> None:
-        self.query_one(SummaryBar).host = message.figures
+        self.query_one(SummaryBar).show_host(message.figures)
 
     # ---------------------------------------------------------------- model hooks (called by the app)
     def model_loaded(self) -> None:

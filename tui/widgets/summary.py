@@ -4,8 +4,9 @@ the host's CPU, memory and GPUs at the right."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual.reactive import reactive
+from textual.app import ComposeResult
 from textual.widget import Widget
+from textual.widgets import Static
 
 from trainkit.formatting import fmt_num
 from trainkit.runfolder import STATES, label_of, style_of, symbol_of
@@ -54,46 +55,33 @@ def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: 
     return t
 
 
-def host_text(words: str) -> Text:
-    """A line of :func:`~tui.model.system.host_lines`: the labels dim, the figures plain."""
-    t = Text()
-    for j, word in enumerate(words.split(" ")):
-        if j:
-            t.append(" ")
-        t.append(word, style="dim" if word[:1].isalpha() else "")
-    return t
-
-
-def with_right(left: Text, right: Text, width: int, gap: int = 3) -> Text:
-    """``left`` with ``right`` at the right edge of ``width`` cells: ``left`` is cut (…) to make
-    room while it keeps 20 cells; below that ``right`` goes (``left`` matters more)."""
-    if not right.cell_len or width < right.cell_len + gap + 20:
-        return left
-    room = width - right.cell_len - gap
-    if left.cell_len > room:
-        left = left[:room - 1] + Text("…")
-    out = left.copy()
-    out.append(" " * (width - left.cell_len - right.cell_len))
-    out.append_text(right)
-    return out
-
-
 class SummaryBar(Widget):
-    """Shows :func:`summary_text` (:meth:`show`) and the host's figures (:attr:`host`, set by the
-    screen) right-aligned on its first and third lines; repaints only when either changed."""
+    """Shows :func:`summary_text` (:meth:`show`) and, over the right end of its first and third
+    lines, the host's figures (:meth:`show_host`: CPU and memory, then the GPUs) in two children
+    of one width; new figures of that width repaint those children alone (a few dozen bytes to
+    the terminal), the summary's lines are cut to leave them room."""
 
     DEFAULT_CSS = """
-    SummaryBar { height: 3; padding: 0 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis; }
+    SummaryBar { height: 3; padding: 0 1; background: $boost; text-wrap: nowrap; text-overflow: ellipsis;
+                 align: right top; }
+    SummaryBar > .host { width: auto; height: 1; text-align: right; display: none; }
+    SummaryBar > .gap { width: 0; height: 1; }
     """
-
-    host: reactive[HostFigures | None] = reactive(None)
-    """The host's CPU, memory and GPUs (steadied: equal figures repaint nothing); None: not shown."""
+    GAP = 3  # cells between a summary line and the figures
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
                  disabled: bool = False) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._text = Text()
         self._key: tuple[str, str] | None = None
+        self._reserved = (0, 0)  # cells kept for the figures at the end of the first and the third line
+        self.host: HostFigures | None = None
+        """The host's CPU, memory and GPUs as shown (steadied by the sampler); None: not shown."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(classes="host")
+        yield Static(classes="gap")
+        yield Static(classes="host")
 
     def show(self, text: Text) -> None:
         key = (text.plain, str(text.spans))
@@ -101,13 +89,41 @@ class SummaryBar(Widget):
             self._key, self._text = key, text
             self.refresh()
 
+    def show_host(self, figures: HostFigures | None) -> None:
+        if figures == self.host:
+            return
+        self.host = figures
+        words = host_lines(figures) if figures is not None else ("", "")
+        width = max(len(w) for w in words)
+        reserved = tuple(width + self.GAP if w else 0 for w in words)
+        for box, line in zip(self.query(".host").results(Static), words, strict=True):
+            box.update(Text(line), layout=reserved != self._reserved)
+            box.display = bool(line)
+            box.styles.width = width if line else None
+        if reserved != self._reserved:  # the figures' width changed (shown, a GPU came or went): cut again
+            self._reserved = reserved
+            self.refresh()
+
     def render(self) -> Text:
         lines = self._text.split("\n", allow_blank=True)
-        if self.host is not None:
-            width = self.content_size.width
-            for i, words in zip((0, 2), host_lines(self.host), strict=True):
-                if i < len(lines):
-                    lines[i] = with_right(lines[i], host_text(words), width)
+        width = self.content_size.width
+        for i, cells in zip((0, 2), self._reserved, strict=True):
+            if cells and i < len(lines) and lines[i].cell_len > width - cells:
+                lines[i] = lines[i].copy()
+                lines[i].truncate(max(1, width - cells), overflow="ellipsis")
         out = Text("\n").join(lines)
         out.no_wrap, out.overflow = True, "ellipsis"
         return out
+
+    def text(self) -> str:
+        """What the bar shows, as plain text (three lines; the figures after their line)."""
+        lines = self._text.plain.split("\n")
+        hosts = list(self.query(".host").results(Static))
+        for i, box in zip((0, 2), hosts, strict=True):
+            if box.display and i < len(lines):
+                lines[i] += "   " + _plain(box.content)
+        return "\n".join(lines)
+
+
+def _plain(content) -> str:
+    return content.plain if isinstance(content, Text) else str(content or "")
