@@ -71,6 +71,7 @@ def sections(app_class) -> list[tuple[str, list[KeyHelp]]]:
     from tui.screens.detail import DetailScreen
     from tui.screens.inspector import InspectorScreen
     from tui.screens.promote import PromoteScreen
+    from tui.screens.records import RecordsScreen
     from tui.screens.samples import SamplesScreen
     from tui.screens.side_by_side import SideBySideScreen
     from tui.screens.workspace import WorkspaceScreen
@@ -83,6 +84,7 @@ def sections(app_class) -> list[tuple[str, list[KeyHelp]]]:
         ("Conversation inspector", keys_of(InspectorScreen, ListTable)),
         ("Side by side (c in the inspector)", keys_of(SideBySideScreen)),
         ("All samples", keys_of(SamplesScreen, ListTable)),
+        ("Raw records", keys_of(RecordsScreen)),
         ("Compare", keys_of(CompareScreen)),
         ("Confirmation", keys_of(ConfirmScreen)),
         ("Promote form", keys_of(PromoteScreen)),

@@ -142,10 +142,9 @@ class CompareScreen(Screen):
     AUTO_FOCUS = ""
     BINDINGS = [Binding("escape", "back", "Back"), Binding("y", "logy", "Log-Y", tooltip="logarithmic y axis"),
                 Binding("d", "differing", "Differing / all keys",
-                        tooltip="the config keys that differ, or every key (it starts with those that differ; "
-                        "a key no run sets is never listed)"),
+                        tooltip="the config keys that differ, or every key (a key no run sets is never listed)"),
                 Binding("x", "xaxis", "X axis", show=False, tooltip="x axis: step, wall time since each run's start, "
-                        "epoch, or the fraction of each run's training (runs of different lengths end to end)"),
+                        "epoch, or fraction of each run's training"),
                 Binding("s", "smooth", "Smooth", show=False,
                         tooltip="smoothing on/off: an EMA over the step curves, the raw ones faint"),
                 Binding("less_than_sign", "smooth_by(-1)", "Less smoothing", key_display="<", show=False,

@@ -161,6 +161,8 @@ class DetailScreen(Screen):
         Binding("N", "log_match(-1)", "Previous match", show=False, tooltip="the log panel's previous match"),
         Binding("i", "inspect", "Inspect eval", tooltip="the selected evaluation's conversations"),
         Binding("S", "samples", "All samples", tooltip="every inference sample of the run (live)"),
+        Binding("R", "records", "Raw records", show=False,
+                tooltip="the run's metrics.jsonl record by record, with the lines that could not be read"),
         Binding("right_square_bracket", "section(1)", "Next section", key_display="]",
                 tooltip="jump to the next section"),
         Binding("left_square_bracket", "section(-1)", "Previous section", key_display="[", show=False,
@@ -722,6 +724,11 @@ class DetailScreen(Screen):
         from tui.screens.samples import SamplesScreen
 
         self.app.push_screen(SamplesScreen(self.key))
+
+    def action_records(self) -> None:
+        from tui.screens.records import RecordsScreen
+
+        self.app.push_screen(RecordsScreen(self.key))
 
     def action_inspect(self) -> None:
         from tui.screens.inspector import InspectorScreen
