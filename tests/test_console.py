@@ -137,6 +137,7 @@ def test_log_capture_copies_logging_and_warnings_until_detached(tmp_path):
 # real trainings
 
 
+@pytest.mark.slow
 def test_train_copies_prints_warnings_and_raw_writes_and_the_terminal_still_shows_them(tmp_path, cenv):
     run = tmp_path / "run"
     done = trainkit("train", chatty_config(run), "--run-dir", run, cwd=tmp_path, env=cenv)
@@ -153,6 +154,7 @@ def test_train_copies_prints_warnings_and_raw_writes_and_the_terminal_still_show
     assert not (run / "console.log.1").exists()
 
 
+@pytest.mark.slow
 def test_under_a_terminal_the_live_bar_stays_and_the_file_gets_it(tmp_path, cenv):
     run = tmp_path / "run"
     master, slave = pty.openpty()
@@ -184,6 +186,7 @@ def test_under_a_terminal_the_live_bar_stays_and_the_file_gets_it(tmp_path, cenv
     assert "epoch 1/1" in console and "hello from the user's print" in console and "\x1b[31mred text" in console
 
 
+@pytest.mark.slow
 def test_past_its_cap_console_log_rotates_and_holds_the_newest_output(tmp_path, cenv):
     run = tmp_path / "run"
     cap = 64 * 1024
@@ -199,6 +202,7 @@ def test_past_its_cap_console_log_rotates_and_holds_the_newest_output(tmp_path, 
     assert "finished 1 epochs" in new
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_signal_mid_run_loses_nothing_already_printed(tmp_path, cenv, sig):
     run = tmp_path / "run"
@@ -219,6 +223,7 @@ def test_a_signal_mid_run_loses_nothing_already_printed(tmp_path, cenv, sig):
         assert "SIGTERM" in console.read_text()  # the graceful stop's own lines are there too
 
 
+@pytest.mark.slow
 def test_a_launched_run_writes_its_output_once_into_console_log(tmp_path, cenv):
     root = tmp_path / "experiments"
     chatty_config(root / "chatty")
@@ -234,6 +239,7 @@ def test_a_launched_run_writes_its_output_once_into_console_log(tmp_path, cenv):
     assert read_json(run / "progress.json")["finished"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not all(__import__("importlib").util.find_spec(m) for m in ("transformers", "torch")),
                     reason="transformers not installed")
 def test_a_hf_callback_copies_logging_and_warnings_into_console_log(tmp_path):
