@@ -207,3 +207,31 @@ async def test_a_tensorboard_runs_loss_is_drawn_beside_the_table(tmp_path, env):
         await until(pilot, lambda: _labels(app) == ["tb-run"], timeout=20, what="the TensorBoard run's loss")
         pts = _chart(app).series[0].points
         assert pts == [(float(s), pytest.approx(1 / (s + 1), rel=1e-6)) for s in range(30)]
+
+
+# ---------------------------------------------------------------- the picture
+class FixedHost:
+    """The header's host figures, fixed (the picture does not depend on the machine)."""
+
+    def sample(self):
+        from tui.model.system import GiB, GpuFigures, HostFigures
+
+        return HostFigures(37.0, 5.14 * GiB, 15.6 * GiB, (GpuFigures(0, 86.0, 20.13 * GiB, 80 * GiB),))
+
+
+def test_snapshot_wide_workspace(snap_compare):
+    """160x40: the host's figures in the header, the highlighted run's loss beside the table with
+    a marked run overlaid (the demo ROOT, a frozen clock)."""
+    from pathlib import Path
+
+    root = Path("/tmp/trainmon-snapshots-wide/experiments")  # a fixed path: the header shows ROOT
+    build_demo(root)
+    app = TrainmonApp(Options(str(root), clock=lambda: NOW, watch=False, system=FixedHost))
+
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("space")  # the first run marked, the cursor on the second
+        await until(pilot, lambda: len(_labels(app)) == 2, what="two curves")
+        await until(pilot, lambda: "CPU" in app.screen.query_one("#summary").text(), what="the host's figures")
+        await pilot.pause()
+    assert snap_compare(app, run_before=run_before, terminal_size=WIDE)
