@@ -133,6 +133,36 @@ def test_log_capture_copies_logging_and_warnings_until_detached(tmp_path):
     assert handler not in logging.getLogger().handlers and handler not in quiet.handlers
 
 
+CAPTURING = """
+import os, subprocess, sys
+from trainkit import console
+if sys.argv[2] == "no-helper":
+    sys.executable = "/bin/false"  # the helper cannot start: nothing may change
+print("capture:", console.capture(sys.argv[1]) is not None)
+print("a print", flush=True)
+os.write(2, b"fd 2 below Python\\n")
+subprocess.run(["echo", "a child process"], check=True)
+raise SystemExit("an error at exit")
+"""
+
+
+@pytest.mark.parametrize("how", ["helper", "no-helper"])
+def test_a_process_capture_and_its_fallback(tmp_path, how):
+    path = tmp_path / "console.log"
+    done = subprocess.run([sys.executable, "-c", CAPTURING, str(path), how], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    terminal = done.stdout + done.stderr
+    for text in ("a print", "fd 2 below Python", "a child process", "an error at exit"):
+        assert text in terminal, text  # the terminal has everything, with or without the file
+    if how == "helper":
+        assert "capture: True" in done.stdout
+        assert path.read_text().splitlines() == ["capture: True", "a print", "fd 2 below Python", "a child process",
+                                                 "an error at exit"]
+    else:
+        assert "capture: False" in done.stdout and path.read_text() == ""
+
+
 # ------------------------------------------------------------------------------------------------
 # real trainings
 

@@ -47,6 +47,7 @@ DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 REDRAW_EVERY_S = 1.0  # a line redrawn in place reaches the file at most this often (its last state always)
 MAX_LINE = 64 * 1024  # a longer line without a newline is written as it comes
 CHUNK = 64 * 1024
+READY_WAIT_S = 20.0  # how long the start of the helper may take (a cold Python on a busy node)
 CLOSE_WAIT_S = 2.0  # at exit, how long the process waits for the helper to write what is left
 
 
@@ -199,7 +200,7 @@ class Redraws:
 
 
 # ---------------------------------------------------------------------------------------------
-# the helper process: python -m trainkit.console FILE MAX_BYTES READ_FD:OUT_FD:TEE:TTY ...
+# the helper process: python -m trainkit.console FILE MAX_BYTES READY_FD READ_FD:OUT_FD:TEE:TTY ...
 
 
 class _Channel:
@@ -237,9 +238,9 @@ class _Channel:
             pass
 
 
-def serve(path: str, max_bytes: int, specs: list[str]) -> None:
-    """The helper's loop: copy each channel to its terminal and into the file until every
-    channel's writers are gone."""
+def serve(path: str, max_bytes: int, ready: int, specs: list[str]) -> None:
+    """The helper's loop: say it is ready (one byte on ``ready``), then copy each channel to its
+    terminal and into the file until every channel's writers are gone."""
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_IGN)
     file = RotatingFile(path, max_bytes)
@@ -247,6 +248,8 @@ def serve(path: str, max_bytes: int, specs: list[str]) -> None:
     poller = select.poll()
     for fd in channels:
         poller.register(fd, select.POLLIN)
+    os.write(ready, b"1")
+    os.close(ready)
     try:
         while channels:
             events = poller.poll(REDRAW_EVERY_S * 500)
@@ -358,6 +361,27 @@ class Capture:
             pass
 
 
+def _start_helper(path: Path, max_bytes: int, specs: list[str], fds: list[int], env: dict) -> subprocess.Popen | None:
+    """The helper, once it says it is ready (within ``READY_WAIT_S``); None when it does not: the
+    descriptors must not be handed to a process that is not reading them."""
+    ready_r, ready_w = os.pipe()
+    try:
+        helper = subprocess.Popen([sys.executable, "-m", "trainkit.console", str(path), str(max_bytes), str(ready_w),
+                                   *specs], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, pass_fds=[*fds, ready_w], env=env)
+    finally:
+        os.close(ready_w)
+    try:
+        ok = bool(select.select([ready_r], [], [], READY_WAIT_S)[0]) and os.read(ready_r, 1) == b"1"
+    finally:
+        os.close(ready_r)
+    if not ok:
+        helper.kill()
+        helper.wait()
+        return None
+    return helper
+
+
 def capture(path: str | os.PathLike, max_bytes: int | None = None) -> Capture | None:
     """Copy what this process writes to fds 1 and 2 into ``path`` (bounded) as well as where they
     pointed, until the process exits. None when off (``max_bytes`` 0) or not possible (the file
@@ -399,10 +423,10 @@ def capture(path: str | os.PathLike, max_bytes: int | None = None) -> Capture | 
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH"))
                                                            if p)}
         specs = [f"{read}:{saved}:{int(tee)}:{int(tty)}" for _, saved, read, _, tee, tty in plan]
-        helper = subprocess.Popen([sys.executable, "-m", "trainkit.console", str(path), str(max_bytes), *specs],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  pass_fds=[fd for p in plan for fd in (p[1], p[2])], env=env)
+        helper = _start_helper(path, max_bytes, specs, [fd for p in plan for fd in (p[1], p[2])], env)
     except OSError:
+        helper = None
+    if helper is None:  # the output goes where it went, untouched
         for _, saved, read, write, _, _ in plan:
             for fd in (saved, read, write):
                 os.close(fd)
@@ -485,4 +509,4 @@ class LogCapture:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]), sys.argv[3:])
+    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
