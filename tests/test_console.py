@@ -307,3 +307,47 @@ def test_a_hf_callback_copies_logging_and_warnings_into_console_log(tmp_path):
     assert "UserWarning: a warning mid-training" in text
     assert "after the training" not in text  # removed at the end of training
     assert read_json(run / "progress.json")["finished"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not all(__import__("importlib").util.find_spec(m) for m in ("lightning", "torch")),
+                    reason="lightning not installed")
+def test_a_lightning_callback_copies_its_loggers_into_console_log(tmp_path):
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import Callback
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from trainkit.integrations.lightning import TrainkitCallback
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Chatter(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 2:
+                logging.getLogger("lightning.pytorch.my_part").warning("a lightning record")
+                logging.getLogger("my.script").error("the user's own record")
+
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(16, 4), torch.randn(16, 1)), batch_size=4)
+    run = tmp_path / "run"
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path / "o"),
+                        callbacks=[TrainkitCallback(run, heartbeat_s=0.5, system_every_s=0.1,
+                                                    monitor={"samples_every_steps": 0, "layers_every_steps": 0}),
+                                   Chatter()])
+    trainer.fit(Tiny(), data)
+    text = (run / "console.log").read_text()
+    assert "WARNING lightning.pytorch.my_part: a lightning record" in text
+    assert "ERROR my.script: the user's own record" in text
+    assert read_json(run / "progress.json")["finished"]
