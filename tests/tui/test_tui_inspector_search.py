@@ -93,6 +93,11 @@ def head(insp: InspectorScreen) -> str:
     return insp.head_text().plain
 
 
+def searched_for(insp: InspectorScreen, text: str) -> bool:
+    """The search of ``text`` (not of a part typed on the way) has searched every item."""
+    return insp.hits is not None and insp.terms == es.parse_query(text) and insp.searched == insp.search_total
+
+
 def pane(app, insp) -> str:
     return "".join(seg.text for seg in app.console.render(insp.rendered))
 
@@ -260,25 +265,25 @@ async def test_slash_searches_every_conversation_and_escape_clears_it(tmp_path):
         insp = await open_inspector(app, pilot)
         assert len(insp.shown) == 400 and "400/400 done" in head(insp)
         await pilot.press("slash", *"zebra")
-        await until(pilot, lambda: insp.hits is not None and insp.searched == insp.search_total == 400,
-                    what="the search to end")
+        await until(pilot, lambda: searched_for(insp, "zebra") and insp.search_total == 400, what="the search")
         assert ids(insp) == expected
         assert f"search 'zebra': {len(expected)} hits of 400 searched" in head(insp)
         assert "question 0 about a Zebra" in pane(app, insp)  # the first hit is shown, the term marked
         assert any(s.style and "yellow" in str(s.style) for s in insp.rendered.renderables[2].spans)
         await pilot.press("space", *"crossing")  # typing on narrows it
-        await until(pilot, lambda: insp.searched == insp.search_total and ids(insp) == [7], what="the narrower search")
         await pilot.press("enter")  # the search stays, the list has the focus
+        await until(pilot, lambda: searched_for(insp, "zebra crossing"), what="the narrower search")
         assert insp.focused is insp.query_one("#items") and ids(insp) == [7]
-        await pilot.press("slash", "ctrl+u", *"stripes")
-        await until(pilot, lambda: insp.searched == insp.search_total and ids(insp) == [13], what="the error's text")
-        await pilot.press("enter", "w")  # the search and the wrong-answers filter together: none
+        await pilot.press("slash", "ctrl+u", *"stripes", "enter")
+        await until(pilot, lambda: searched_for(insp, "stripes"), what="the error's text")
+        assert ids(insp) == [13]
+        await pilot.press("w")  # the search and the wrong-answers filter together: none
         assert ids(insp) == [] and "no item matches" in pane(app, insp)
         await pilot.press("w", "escape")  # Escape clears the search: every item again, the screen stays
         assert insp.hits is None and len(insp.shown) == 400 and isinstance(app.screen, InspectorScreen)
         assert "search" not in head(insp)
         await pilot.press("slash", *"nowhere")
-        await until(pilot, lambda: insp.hits is not None and insp.searched == 400, what="a search with no hit")
+        await until(pilot, lambda: searched_for(insp, "nowhere"), what="a search with no hit")
         assert ids(insp) == [] and "0 hits of 400 searched" in head(insp)
         await pilot.press("escape")  # in the input: clears it too
         assert insp.hits is None and len(insp.shown) == 400 and isinstance(app.screen, InspectorScreen)
@@ -356,6 +361,26 @@ async def test_s_cycles_the_order_and_f_filters_a_score_range(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_a_search_in_a_sorted_list_lists_its_hits_in_that_order(tmp_path):
+    """Worst first, then a search whose hits stream in batches (every 40 items): each batch is put
+    in place, and at the end the hits are the sorted hits."""
+    root, run = a_run(tmp_path)
+    scores = [(i * 37) % 101 / 100 for i in range(400)]
+    make_eval(run, [record(i, metric="nrmse", score=s, prompt=f"question {i}" + (" owl" if i % 7 == 0 else ""))
+                    for i, s in enumerate(scores)], metric="nrmse")
+    app = TrainmonApp(Options(str(root)))
+    async with app.run_test(size=SIZE) as pilot:
+        insp = await open_inspector(app, pilot)
+        insp.batch_s, insp.batch_n, insp.resort_s = 60.0, 40, 0.05
+        await pilot.press("s")
+        await pilot.press("slash", *"owl", "enter")
+        want = sorted((i for i in range(400) if i % 7 == 0), key=lambda i: -scores[i])
+        await until(pilot, lambda: insp.searched == insp.search_total and ids(insp) == want, what="the sorted hits")
+        rows = [insp.query_one("#items").get_row_at(r)[0] for r in range(len(want))]
+        assert rows == [str(i) for i in want] and "sorted: worst score first" in head(insp)
+
+
+@pytest.mark.asyncio
 async def test_a_running_evaluation_shows_done_of_planned_and_the_list_follows_it(tmp_path, env):
     """A real ``trainkit eval`` writing 20 items, released one by one through its model's gate
     files: the head counts done/planned as its lines arrive, the cursor on the last row follows
@@ -388,22 +413,22 @@ async def test_a_running_evaluation_shows_done_of_planned_and_the_list_follows_i
             release(3, 4, 5)
             await until(pilot, lambda: "running, 6/20 done" in head(insp), timeout=20, what="items 3 to 5")
             await until(pilot, lambda: table.cursor_row == 5 and insp.current().question_id == 5
-                        and "5+5" in pane(app, insp), what="the cursor to follow, its conversation shown")
+                        and "5+5" in pane(app, insp), timeout=20, what="the cursor to follow, its conversation shown")
             await pilot.press("home")  # elsewhere: it stays
             release(6)
             await until(pilot, lambda: len(insp.shown) == 7, timeout=20, what="item 6")
             assert table.cursor_row == 0
             await pilot.press("slash", *"13+6", "enter")
-            await until(pilot, lambda: insp.hits is not None and insp.searched == insp.search_total, what="search")
+            await until(pilot, lambda: insp.hits is not None and insp.searched == insp.search_total, timeout=20,
+                        what="search")
             assert ids(insp) == [] and "0 hits of 7 searched" in head(insp)
             release(*range(7, 14))
             await until(pilot, lambda: ids(insp) == [13], timeout=20, what="the new hit")
-            await until(pilot, lambda: "1 hits of 14 searched" in head(insp), what="the count")
+            await until(pilot, lambda: "1 hits of 14 searched" in head(insp), timeout=20, what="the count")
             release(*range(14, 20))
             assert proc.wait(timeout=60) == 0, proc.stderr.read().decode(errors="replace")[-2000:]
-            await until(pilot, lambda: "20/20 done" in head(insp) and "running" not in head(insp), timeout=20,
-                        what="the end")
-            assert "1 hits of 20 searched" in head(insp)
+            await until(pilot, lambda: "20/20 done" in head(insp) and "running" not in head(insp)
+                        and "1 hits of 20 searched" in head(insp), timeout=20, what="the end, every item searched")
     finally:
         release(*range(20))
         proc.kill()

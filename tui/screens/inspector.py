@@ -158,6 +158,8 @@ class InspectorScreen(Screen):
         self.batch_s, self.batch_n = 0.05, None  # a search posts its hits this often (or every n items)
         self.debounce_s = 0.12  # typing in the search: it starts once the keys pause this long
         self._search_timer = None
+        self.resort_s = 0.5  # in a sorted list, new items (or hits) are put in place at most this often
+        self._resort = None
         self.eval_dir = eval_dir
         self.run_key = run_key
         self.items = EvalItems(eval_dir)
@@ -233,14 +235,21 @@ class InspectorScreen(Screen):
                       higher_better=higher_is_better(self.items.metric, self.items.items))
 
     def _add(self, new: list[Item]) -> None:
-        """New items (or new hits) of the written order at the end; in another order, in place."""
+        """New items (or new hits) of the written order at the end; in another order, in place: at
+        once into an empty list, else by one rebuild for all that come within :attr:`resort_s`."""
         if self.order != WRITTEN:
             if self.listed(new):
-                self.rebuild()
-            else:
-                self.draw_head()
+                if not self.shown:
+                    self.rebuild()
+                elif self._resort is None:
+                    self._resort = self.set_timer(self.resort_s, self._resorted)
+            self.draw_head()
             return
         self._append(self.listed(new))
+
+    def _resorted(self) -> None:
+        self._resort = None
+        self.rebuild()
 
     # ---------------------------------------------------------------- drawing
     def _row(self, it: Item) -> list:
@@ -256,6 +265,9 @@ class InspectorScreen(Screen):
 
     def rebuild(self) -> None:
         """Every row again; the cursor stays on the same item while it is listed."""
+        if self._resort is not None:
+            self._resort.stop()
+            self._resort = None
         table = self.query_one("#items", DataTable)
         row, was = table.cursor_row, self.current()
         table.clear()
@@ -397,6 +409,8 @@ class InspectorScreen(Screen):
         self.searched = message.searched
         self._add([self.items.items[i] for k in keys if (i := self.items.index_of(k)) is not None])
         if self.searched >= self.search_total:
+            if self._resort is not None:
+                self.rebuild()  # the last hits in place now
             self.draw_head()
             if not self.shown:
                 self.show_current()
