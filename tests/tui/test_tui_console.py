@@ -92,6 +92,9 @@ def test_search_next_and_previous_wrap_around():
     assert s.next(0, 1) == 2 and s.next(4, 1) == 0
     assert s.next(2, -1) == 0 and s.next(0, -1) == 4
     assert Search("zzz").next(None, 1) is None
+    lines = ["x", "a", "x b", "c", "x"]
+    assert s.run(lines + ["y", "x"], start=4) == [0, 2, 4, 6]  # the lines from 4 on searched again
+    assert s.run(["x", "a", "x b", "c", "now none"], start=4) == [0, 2]  # a replaced last line no longer matches
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,6 +170,9 @@ async def test_l_shows_train_log_then_the_console_live_and_slash_searches_it(tmp
         assert log.current == 4
         await pilot.press("n", "n")
         assert log.current == 0  # wrapped around
+        write(paths.console, b"\rbar 1\rbar 2\nthe end\n")  # lines that arrive during a search are searched
+        await until(pilot, lambda: shown(log)[-2:] == ["bar 2", "the end"], timeout=5, what="more lines")
+        assert log.search.matches == [0, 2, 3, 4, 5, 7]
         await pilot.press("slash", "escape")  # Escape leaves the search, not the run
         assert type(app.screen).__name__ == "DetailScreen" and detail.focused is log
 

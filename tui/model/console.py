@@ -118,9 +118,12 @@ class Search:
             i = hay.find(needle, i + len(needle))
         return out
 
-    def run(self, lines: list[str]) -> list[int]:
+    def run(self, lines: list[str], start: int = 0) -> list[int]:
+        """The matching lines of ``lines``; with ``start``, only ``lines[start:]`` are searched
+        again (the lines before it are the ones searched before)."""
         needle = self.query.lower()
-        self.matches = [i for i, line in enumerate(lines) if needle and needle in plain(line).lower()]
+        found = [i for i in range(start, len(lines)) if needle and needle in plain(lines[i]).lower()]
+        self.matches = [i for i in self.matches if i < start] + found if start else found
         return self.matches
 
     def next(self, current: int | None, direction: int = 1) -> int | None:

@@ -36,10 +36,12 @@ class ConsoleLog(Log):
             self._lines.pop()
             self.partial = False
         more = lines + ([partial] if partial else [])
+        before = len(self._lines)
         self.write_lines(more, scroll_end=follow)
         self.partial = bool(partial)
-        if self.search.query and more:
-            self.search.run(self._lines)
+        if self.search.query:  # only the new lines are searched, unless old ones were dropped (max_lines)
+            kept = len(self._lines) == before + len(more)
+            self.search.run(self._lines, before if kept else 0)
         if not more:
             self.virtual_size = self.virtual_size.with_height(len(self._lines))
             self.refresh()
