@@ -192,6 +192,23 @@ async def test_a_live_runs_appended_steps_reach_the_chart(tmp_path):
                     + b"\n")
         await until(pilot, lambda: _chart(app).series[0].points[-1] == (last + 5, 0.0625), timeout=10,
                     what="the appended step on the chart")
+        # a run kept but not on view is followed too: back on it, its new steps are there, not read again
+        screen = app.screen
+        opened = []
+        real_open = screen.histories.open
+        screen.histories.open = lambda k: opened.append(k) or real_open(k)
+        await pilot.press("down")
+        other = screen.query_one("#runs").current_key()
+        await until(pilot, lambda: _labels(app) == [os.path.basename(other)], what="the next run's loss")
+        with open(os.path.join(key, "metrics.jsonl"), "ab") as f:
+            f.write(orjson.dumps({"kind": "step", "step": int(last) + 9, "epoch": 0, "loss": 0.03125, "t": NOW})
+                    + b"\n")
+        await until(pilot, lambda: loss_points(screen.histories.get(key))[-1] == (last + 9, 0.03125), timeout=10,
+                    what="the kept history followed")
+        assert _labels(app) == [os.path.basename(other)]  # not drawn: it is not on view
+        await pilot.press("up")
+        await until(pilot, lambda: _labels(app) == [os.path.basename(key)], what="the first run again")
+        assert _chart(app).series[0].points[-1] == (last + 9, 0.03125) and opened == [other]
 
 
 @pytest.mark.asyncio

@@ -231,8 +231,9 @@ class WorkspaceScreen(Screen):
         keys = self.beside_keys()
         missing = self.histories.missing(keys)
         if missing:
-            self.load_beside(keys, missing)
-        self.draw_beside()
+            self.load_beside(keys, missing)  # drawn once read (the picture before stays until then)
+        else:
+            self.draw_beside()
 
     @work(thread=True, exclusive=True, group="beside")
     def load_beside(self, keys: list[str], missing: list[str]) -> None:
@@ -270,16 +271,18 @@ class WorkspaceScreen(Screen):
                                                                            else ""))
 
     def _follow_beside(self, changes: list[RunChange]) -> None:
-        """A drawn run's new records: read what it appended (bounded) and draw them."""
+        """New records of a run whose history is kept: read what it appended (from the offset
+        read so far), and draw them when its curve is on view."""
         if not self.has_class("-wide"):
             return
-        drawn = set(self.beside_keys())
-        grew = [ch.name for ch in changes if ch.kind == "updated" and METRICS in ch.what and ch.name in drawn]
-        if not any([self.histories.follow(k) for k in grew]):
+        grew = [ch.name for ch in changes if ch.kind == "updated" and METRICS in ch.what and ch.name in self.histories]
+        changed = {k for k in grew if self.histories.follow(k)}
+        if not changed:
             return
-        if self.histories.missing(list(drawn)):
+        drawn = self.beside_keys()
+        if self.histories.missing(drawn):
             self._beside_soon()  # a log replaced: opened again
-        else:
+        elif changed & set(drawn):
             self.draw_beside()
 
     # ---------------------------------------------------------------- keys
