@@ -366,8 +366,8 @@ class InspectorScreen(Screen):
             return
         items = list(self.items.items)
         self.hits, self.searched, self.search_total = set(), 0, len(items)
+        self._search_all(self.generation, items, self.terms)  # first: it starts while the list is redrawn
         self.rebuild()
-        self._search_all(self.generation, items, self.terms)
 
     @work(thread=True, exclusive=True, group="inspector-search", description="the search of every item")
     def _search_all(self, generation: int, items: list[Item], terms: tuple[str, ...]) -> None:
