@@ -18,6 +18,8 @@ examples:
   trainkit train examples/burgers.yaml --run-dir runs/lr --fresh  # start over; old outputs go to superseded/
 
 Re-running on the same run folder resumes it bit-exactly; --epochs N is the total, never "N more".
+What the process prints (stdout and stderr, warnings, tracebacks) is shown as always and also kept in
+RUN/console.log, rotated to console.log.1 past TRAINKIT_CONSOLE_MAX_BYTES (default 4 MiB; 0: off).
 Ctrl-C (or SIGTERM) finishes the current step, checkpoints and exits 0; a second Ctrl-C exits at
 once (the last checkpoint stands). Exit codes: 0 done/stopped, 1 training failed, 2 bad input.
 
