@@ -105,3 +105,13 @@ async def test_an_item_no_other_evaluation_holds_says_so(tmp_path):
         assert app.screen is chooser
         await pilot.press("escape")
         assert isinstance(app.screen, InspectorScreen)
+
+
+def test_the_help_lists_the_keys_of_the_two_panes():
+    from tui.keys import sections
+
+    pane = dict(sections(TrainmonApp))["Side by side (c in the inspector)"]
+    assert [(k.keys, k.action) for k in pane] == [("esc", "back"), ("n", "next"), ("p", "previous")]
+    inspector = {k.keys: k.action for k in dict(sections(TrainmonApp))["Conversation inspector"]}
+    assert {inspector[k] for k in ("/", "s", "f", "c", "g")} == {"search", "sort", "score_range", "side_by_side",
+                                                                 "goto"}
