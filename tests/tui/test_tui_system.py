@@ -184,6 +184,7 @@ async def test_the_header_shows_the_hosts_cpu_and_memory(tmp_path, size):
         assert first.startswith("trainmon ") and first.endswith("CPU  35 %  mem  5.1/15.6 GiB")
         bar = app.screen.query_one("#summary")
         figures = bar.query(".host").first()
+        await until(pilot, lambda: figures.region.width, what="the figures laid out")
         assert figures.region.right == bar.region.right - 1 and figures.region.y == bar.region.y  # top right
         assert "GPU" not in header(app)
         assert header(app).splitlines()[1].endswith("1 run: ■ 1 stopped")  # the counts' line is the summary's alone
