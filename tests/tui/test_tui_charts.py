@@ -290,7 +290,7 @@ async def open_compare(app, pilot):
 
 def compare_readout(cmp) -> str:
     box = cmp.query_one("#creadout")
-    return str(box.render()) if box.display else ""
+    return box.content.plain if box.display else ""
 
 
 @pytest.mark.asyncio
@@ -375,9 +375,9 @@ async def test_the_config_diff_hides_a_key_no_run_sets(tmp_path):
 
         def keys_shown() -> list[str]:
             console = Console(width=200, record=True, color_system=None, file=io.StringIO())
-            console.print(cmp.query_one("#config-table").render())
-            return [line.split()[1] if line.startswith("≠") else line.split()[0]
-                    for line in console.export_text().splitlines()[1:] if line.strip()]
+            console.print(cmp.query_one("#config-table").content)  # the Rich table it was given
+            rows = [line.split() for line in console.export_text().splitlines()[1:] if line.strip()]
+            return [words[1] if words[0] == "≠" else words[0] for words in rows]
 
         # early_stopping: missing in one run, None in the other (differing, yet set in none)
         assert cmp.comparison.value(1, "early_stopping") is None and "early_stopping" in cmp.comparison.differing

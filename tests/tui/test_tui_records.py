@@ -44,16 +44,22 @@ def make_run(root: Path, steps: int = 300) -> Path:
     return paths.root
 
 
+def plain(screen, selector: str) -> str:
+    """The text a Static of the screen was given (its Rich Text)."""
+    content = screen.query_one(selector).content
+    return getattr(content, "plain", str(content))
+
+
 def head(screen) -> str:
-    return str(screen.query_one("#rhead").render())
+    return plain(screen, "#rhead")
 
 
 def body(screen) -> str:
-    return str(screen.query_one("#rbody").render())
+    return plain(screen, "#rbody")
 
 
 def listing(screen) -> list[str]:
-    return str(screen.query_one("#rlist").render()).splitlines()
+    return plain(screen, "#rlist").splitlines()
 
 
 async def open_records(app, pilot, key: str) -> RecordsScreen:
@@ -174,7 +180,7 @@ async def main():
                 break
         await pilot.press("end")
         s = app.screen
-        assert s.index.done and "step" in str(s.query_one("#rbody").render()), "not indexed"
+        assert s.index.done and "step" in s.query_one("#rbody").content.plain, "not indexed"
         print(s.index.count)
     print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))
 

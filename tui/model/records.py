@@ -115,7 +115,9 @@ class RecordIndex:
         return self.ended
 
     def progress(self) -> float:
-        return 1.0 if self.done or not self.size else self.offset / self.size
+        if self.done:
+            return 1.0
+        return self.offset / self.size if self.size else 0.0
 
     def scan(self, budget: int = 4 * SCAN_CHUNK, cancelled: Callable[[], bool] = lambda: False) -> bool:
         """Index what was appended since the last scan, ``budget`` bytes at most (call again until

@@ -152,11 +152,13 @@ class RecordsScreen(Screen):
 
     def _index_finished(self) -> None:
         self.indexing = False
-        if self._again:
+        if self._again and self.is_attached:
             self._again = False
             self.start_indexing()
 
     def _indexed(self, reset: bool) -> None:
+        if not self.is_attached:  # closed while the worker read on
+            return
         count = self.index.count
         if reset:
             self.notify(f"{METRICS_FILE} was truncated or replaced: read again from its start", severity="warning")
