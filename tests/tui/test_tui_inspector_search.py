@@ -381,6 +381,30 @@ async def test_a_search_in_a_sorted_list_lists_its_hits_in_that_order(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_items_rewritten_under_a_search_enter_and_leave_it_in_place(tmp_path):
+    """``--retry-errors`` writes a second line for an item (and its file anew): under an open search,
+    a rewritten item that now matches takes its place among the hits, one that no longer matches
+    leaves, and a new item that matches comes last."""
+    root, run = a_run(tmp_path)
+    folder = make_eval(run, [record(i, error="boom" if i in (2, 5) else None,
+                                    prompt="an otter" if i in (5, 8) else None) for i in range(10)])
+    app = TrainmonApp(Options(str(root)))
+    async with app.run_test(size=SIZE) as pilot:
+        insp = await open_inspector(app, pilot)  # (the watcher is up: the lines below are seen)
+        await pilot.press("slash", *"otter", "enter")
+        await until(pilot, lambda: searched_for(insp, "otter"), what="the search")
+        assert ids(insp) == [5, 8]
+        with open(folder / "responses.jsonl", "ab") as f:
+            write_item(folder, record(2, prompt="now an otter", t=2000.0), f)  # retried: it matches now
+            write_item(folder, record(5, t=2001.0), f)  # retried: no otter any more
+            write_item(folder, record(10, prompt="a late otter"), f)
+        await until(pilot, lambda: ids(insp) == [2, 8, 10] and "3 hits of 11 searched" in head(insp), timeout=10,
+                    what="the rewritten items in place")
+        rows = [insp.query_one("#items").get_row_at(r)[2].plain for r in range(3)]
+        assert rows == ["ok", "ok", "ok"]  # item 2's row is its new line's
+
+
+@pytest.mark.asyncio
 async def test_a_running_evaluation_shows_done_of_planned_and_the_list_follows_it(tmp_path, env):
     """A real ``trainkit eval`` writing 20 items, released one by one through its model's gate
     files: the head counts done/planned as its lines arrive, the cursor on the last row follows

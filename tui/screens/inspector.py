@@ -398,12 +398,19 @@ class InspectorScreen(Screen):
             return  # an earlier search's
         keys = [item_key(it) for it in message.hits]
         if message.checked is not None:  # new or replaced items, searched after the whole search
-            self.hits -= {item_key(it) for it in message.checked}
+            checked = {item_key(it) for it in message.checked}
+            listed_before = bool(checked & self.hits)
+            self.hits -= checked
             self.hits.update(keys)
             self._pending -= len(message.checked)
             self.search_total = len(self.items.items)
             self.searched = self.search_total - self._pending
-            self.rebuild()
+            found = sorted(i for k in keys if (i := self.items.index_of(k)) is not None)
+            last = self.items.index_of(item_key(self.shown[-1])) if self.shown else None
+            if listed_before or (found and last is not None and found[0] <= last):
+                self.rebuild()  # a listed item was replaced (its row changes, or it goes), or a hit goes above
+            else:  # hits after the last listed item (new ones): added as new items are
+                self._add([self.items.items[i] for i in found])
             return
         self.hits.update(keys)
         self.searched = message.searched
