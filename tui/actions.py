@@ -210,7 +210,7 @@ def plan_relaunch(root: str, views: list[RunView]) -> ActionPlan:
     """Failed and crashed runs through the launcher (``trainkit launch``'s rules: its retry cap,
     ``launch.json``); a stopped run, which the launcher leaves alone (a stop is respected), is
     resumed as a person would resume it: the launcher's command for the run (``trainkit train
-    RUN_DIR``), detached, its output appended to ``train.log``."""
+    RUN_DIR``), detached, its output appended where the launcher appends it (``console.log``)."""
     from trainkit import launcher
 
     plan = ActionPlan("relaunch", f"Relaunch {len(views)} run{'s' if len(views) != 1 else ''}")
@@ -228,8 +228,9 @@ def plan_relaunch(root: str, views: list[RunView]) -> ActionPlan:
                 plan.lines.append(TargetLine(v.name, f"not restarted: {command}", False))
             else:
                 restart.append((v, command))
+                out = launcher.output_of(RunPaths(Path(v.path))).name
                 plan.lines.append(TargetLine(v.name, f"resumes in the background from its checkpoint ({v.reason}); "
-                                                     f"output appended to train.log", True))
+                                                     f"output appended to {out}", True))
         elif a is None:
             plan.lines.append(TargetLine(v.name, "nothing to do now (it changed state)", False))
         elif a.action != "relaunch":
@@ -250,13 +251,16 @@ def plan_relaunch(root: str, views: list[RunView]) -> ActionPlan:
 
 
 def restart_stopped(v: RunView, argv: list[str], cwd: str | None) -> str:
-    """Start the run's own command detached (its own session, stdin closed, output appended to its
-    ``train.log``); the trainer takes the run's lock itself, so a second restart fails harmlessly."""
-    paths = RunPaths(Path(v.path))
-    try:  # a regular file only: a FIFO train.log would block the opening forever
-        log = open_append(paths.log)
+    """Start the run's own command detached (its own session, stdin closed, output appended where
+    the launcher appends it: ``console.log``, which trainkit's trainer caps and recognises as its
+    terminal); the trainer takes the run's lock itself, so a second restart fails harmlessly."""
+    from trainkit import launcher
+
+    out = launcher.output_of(RunPaths(Path(v.path)))
+    try:  # a regular file only: a FIFO would block the opening forever
+        log = open_append(out)
     except ReadProblem as e:
-        return f"not restarted {v.name}: {paths.log.name}: {e}"
+        return f"not restarted {v.name}: {out.name}: {e}"
     try:
         proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -5,28 +5,24 @@ replayed from ``resolved_config.json``'s ``early_stopping``, and the log's tail.
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass, field
 
 from trainkit.early_stopping import is_better, settings_timeline, trace
 from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     CURRENT_META_FILE,
-    LOG_FILE,
     METRICS_FILE,
     RESOLVED_CONFIG_FILE,
     STATUS_FILE,
     SYSTEM_FILE,
     readers,
 )
-from trainkit.runfolder.files import JsonlTail, ReadProblem, open_regular
+from trainkit.runfolder.files import JsonlTail
 from tui.model.downsample import Point, thin
 from tui.model.metrics_log import SCAN_CHUNK, Records, add_epoch, open_log, scan
 
 SKIP = {"kind", "epoch", "step", "t", "global_step"}
 SYSTEM_SKIP = {"t", "rank", "world_size"}  # numbers of a system record that are not charted
-LOG_LINES = 200
 SNAPSHOT_POINTS = 4_096  # of the history being read, per metric (drawn until the whole of it is read)
 
 
@@ -267,72 +263,3 @@ class History:
         if best_i is not None:
             rows[best_i].best = True
         return rows
-
-
-def log_tail(path: str, lines: int = LOG_LINES, max_bytes: int = 256 * 1024) -> list[str]:
-    """The last ``lines`` lines of the run's ``train.log`` (read from the end)."""
-    try:
-        fd = open_regular(f"{path}/{LOG_FILE}")
-    except (FileNotFoundError, ReadProblem):
-        return []
-    try:
-        size = os.fstat(fd).st_size
-        start = max(0, size - max_bytes)
-        data = os.pread(fd, size - start, start)
-    finally:
-        os.close(fd)
-    text = data.decode("utf-8", errors="replace").splitlines()
-    if start > 0 and text:
-        text = text[1:]
-    return text[-lines:]
-
-
-class LogTail:
-    """``train.log`` followed like ``tail -f``: the last lines first, then what was appended
-    (complete lines only; a torn last line waits), read from the saved offset in bounded
-    amounts; a truncated or replaced (rotated) log starts again from its end."""
-
-    def __init__(self, path: str, lines: int = LOG_LINES, max_bytes: int = 256 * 1024) -> None:
-        self.path = f"{path}/{LOG_FILE}"
-        self.lines, self.max_bytes = lines, max_bytes
-        self.offset: int | None = None  # None: not read yet (the next read starts from the end)
-        self.inode: int | None = None
-        self.problem: str | None = None
-
-    def read(self) -> tuple[list[str], bool]:
-        """(new complete lines, reset: the lines replace what was shown)."""
-        self.problem = None
-        try:
-            fd = open_regular(self.path)
-        except FileNotFoundError:
-            return [], False
-        except ReadProblem as e:
-            self.problem = f"{LOG_FILE}: {e}"
-            return [], False
-        try:
-            st = os.fstat(fd)
-            reset = self.offset is None or st.st_ino != self.inode or st.st_size < self.offset \
-                or st.st_size - self.offset > self.max_bytes
-            start = max(0, st.st_size - self.max_bytes) if reset else self.offset
-            data = os.pread(fd, st.st_size - start, start)
-        finally:
-            os.close(fd)
-        self.inode = st.st_ino
-        end = data.rfind(b"\n") + 1
-        self.offset = start + end
-        text = data[:end].decode("utf-8", errors="replace").splitlines()
-        if reset and start > 0 and text:
-            text = text[1:]  # a cut first line
-        text = [_printable(line) for line in text]
-        return (text[-self.lines:] if reset else text), reset
-
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-def _printable(line: str) -> str:
-    """A log line as the terminal showed it last, without control characters: after its last
-    carriage return (a progress bar redrawn in place), colour codes removed."""
-    if "\r" in line:
-        line = next((part for part in reversed(line.split("\r")) if part), "")
-    return "".join(c if c >= " " or c == "\t" else "" for c in ANSI.sub("", line))
