@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from textual._dispatch_key import dispatch_key
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
 
 from tui.messages import ModelLoaded, RunsChanged, WatchMode
 from tui.model.mounts import network_filesystem
@@ -159,6 +161,24 @@ class TrainmonApp(App):
         self._screen_changed()
         return result
 
+    def on_load(self) -> None:
+        """On a terminal, a SIGINT (``kill -INT``, a Ctrl-C sent to the process group) quits as
+        ``q`` does, between two messages: never an exception raised in the middle of mounting a
+        screen (which left a half-composed screen and a traceback)."""
+        if self.is_headless:
+            return
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self.exit, None, 130)
+        except (NotImplementedError, RuntimeError, ValueError):  # no signals here (not the main thread)
+            pass
+
+    def on_unmount(self) -> None:
+        if not self.is_headless:
+            try:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
     def on_mount(self) -> None:
         from tui.screens.workspace import WorkspaceScreen
 
@@ -266,11 +286,18 @@ class TrainmonApp(App):
         self.dispatch(lambda s: getattr(s, "watch_mode_changed", None))
 
     def dispatch(self, pick, *args) -> None:
-        """Call a hook on every screen of the stack that has it (attributes down)."""
+        """Call a hook on every screen of the stack that has it (attributes down). A message that
+        arrives after the app began to quit (a Ctrl-C while the first read was on its way) finds
+        the screens' widgets gone: it is not drawn."""
         for screen in list(self.screen_stack):
             hook = pick(screen)
-            if hook is not None:
+            if hook is None:
+                continue
+            try:
                 hook(*args)
+            except NoMatches:
+                if not self._exit:
+                    raise
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

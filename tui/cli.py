@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     app.started_at = t0
     try:
         app.run()
-    except KeyboardInterrupt:  # a SIGINT from outside (kill -INT, a Ctrl-C to make's process group): quit quietly
+    except KeyboardInterrupt:  # a SIGINT before the app could take it over: quit quietly
         return 130
-    return 0
+    return 130 if app.return_code == 130 else 0  # 130: ended by a SIGINT (the app quits as q does)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainkit.runfolder import EVALS_DIR
+from trainkit.runfolder import CONVERSATIONS_DIR, EVALS_DIR
 from tui.model.evals import EvalItems, Item, item_key
 
 
@@ -54,7 +54,7 @@ def others_holding(item: Item, eval_dir: str, run_dirs: Iterable[str], keys: Ite
         for folder in eval_dirs(run):
             if cancelled():
                 return out
-            if folder == here or not os.path.exists(os.path.join(folder, "conversations", item.file)):
+            if folder == here or not os.path.exists(os.path.join(folder, CONVERSATIONS_DIR, item.file)):
                 continue
             other = EvalItems(folder)
             other.update()  # the whole file in one call (the tail's reads are bounded per line)

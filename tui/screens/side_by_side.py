@@ -19,6 +19,7 @@ from textual.worker import get_current_worker
 
 from tui.model.eval_pairs import Other, others_holding, shared_items
 from tui.model.evals import EvalItems, Item, item_key
+from tui.widgets.conversation import conversation_view
 from tui.widgets.list_table import ListTable
 
 
@@ -145,8 +146,6 @@ class SideBySideScreen(Screen):
         return self.shared[self.at] if self.shared else None
 
     def show(self) -> None:
-        from tui.screens.inspector import conversation_view
-
         key = self.key()
         head = Text()
         if key is None:

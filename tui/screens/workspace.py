@@ -11,6 +11,7 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
@@ -92,8 +93,12 @@ class WorkspaceScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        try:
+            table = self.query_one(RunsTable)
+        except NoMatches:  # the app quit (a Ctrl-C) while the screen was being put together
+            return
         self.query_one("#query", Input).display = False
-        self.query_one(RunsTable).focus()
+        table.focus()
         self.refresh_summary()
         self._layout_beside(self.app.size.width)
         if self.app.system_sampler is not None:
