@@ -56,6 +56,38 @@ async def test_live_append_and_status_rewrite_change_the_row_within_a_second(rea
         assert after != before and "2/3" in after and cell(app, k, "spark").endswith("█")  # the sparkline's new top
 
 
+async def test_a_heartbeat_that_changes_nothing_shown_repaints_nothing(real_root):
+    """A live run with nothing new rewrites training_status.json every few seconds (its heartbeat):
+    the row is not repainted (it was, 607 bytes to the terminal each time: 121 B/s for one idle
+    run, benchmarks/idle_output.py); a new loss is."""
+    app = app_for(real_root)
+    k = key(real_root, "2026-01-02-copy")
+    paths = RunPaths(real_root / "2026-01-02-copy")
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        status = orjson.loads(paths.status.read_bytes())
+        status.update(state="running", pid=os.getpid(), heartbeat_at=time.time(), step=40, current_epoch=2, loss=0.01)
+        write_json(paths.status, status)
+        await until(pilot, lambda: "running" in row_text(app, k), timeout=2, what="the row to read running")
+        table = app.screen.query_one("#runs")
+        repaints: list[int] = []
+        real_refresh_row = table.refresh_row
+
+        def counted(index: int):
+            repaints.append(index)
+            return real_refresh_row(index)
+
+        table.refresh_row = counted
+        beat = time.time()
+        write_json(paths.status, {**status, "heartbeat_at": beat})
+        await until(pilot, lambda: app.model.runs[k].heartbeat_at == beat, timeout=2, what="the heartbeat read")
+        await pilot.pause()
+        assert repaints == []
+        write_json(paths.status, {**status, "heartbeat_at": time.time(), "loss": 0.02})
+        await until(pilot, lambda: "0.02" in cell(app, k, "loss"), timeout=2, what="the new loss")
+        assert repaints
+
+
 async def test_corrupt_status_shows_a_warning_mark_not_a_crash(real_root):
     app = app_for(real_root)
     k = key(real_root, "2026-01-01-base")

@@ -129,6 +129,15 @@ class Cell:
     def __str__(self) -> str:
         return self.plain
 
+    def _key(self) -> tuple:
+        return self.text, self.style, self.justify, self.tail
+
+    def __eq__(self, other: object) -> bool:
+        """Same text, style and place: a row whose cells all equal the shown ones is not repainted."""
+        return type(other) is type(self) and self._key() == other._key()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  (mutable: never a dict key)
+
     def __rich__(self) -> Text:
         t = Text(self.body(), style=self.style, justify=self.justify)
         if self.tail:
@@ -147,6 +156,9 @@ class SparkCell(Cell):
 
     def body(self) -> str:
         return sparkline(self.values, self.width)
+
+    def _key(self) -> tuple:
+        return self.values, self.width, self.style
 
 
 @dataclass

@@ -121,11 +121,13 @@ class RunsTable(ListTable):
         except RowDoesNotExist:
             return False
         row = self._data[key]
-        for c, value in zip(self._layout.cols, cells(view, self._layout, self.clock(), view.path in self.marked),
-                            strict=True):
-            row[c.key] = value
-        self._update_count += 1  # the row render cache is keyed on it
-        self.refresh_row(index)
+        new = list(zip(self._layout.cols, cells(view, self._layout, self.clock(), view.path in self.marked),
+                       strict=True))
+        if any(row.get(c.key) != value for c, value in new):  # else (an idle run's heartbeat): no repaint
+            for c, value in new:
+                row[c.key] = value
+            self._update_count += 1  # the row render cache is keyed on it
+            self.refresh_row(index)
         if self.cursor_row == index:
             self._tooltip_for(view.path)
         return True
