@@ -37,7 +37,10 @@ commit before a change) the same trees are measured with that checkout's trainmo
 side: the first paints alternate between the two (ABBA: best and median of 3 each, and their
 ratio), then each one's other figures, one after the other.
 
-    python benchmarks/tui_scale.py [--quick] [--detail] [--keep DIR] [--baseline DIR]
+With ``--paint`` only the first full paint of 100 runs x 1,000 steps (issue 26's goal: <= 0.8 s on
+2 cores; W&B LEET drew the same tree in 1.03 s), which the full run measures first.
+
+    python benchmarks/tui_scale.py [--quick] [--detail] [--paint] [--keep DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -217,7 +220,7 @@ def verdict(ok: bool) -> str:
 
 
 def run_tree(base: Path, runs: int, lines: int, *, full: bool, idle_s: float, appends: int, quick: bool,
-             baseline: str | None = None) -> None:
+             baseline: str | None = None, goal: float | None = None) -> None:
     root = base / f"tree-{runs}"
     build_s = build(root, runs, lines)
     print(f"\n== {runs:,} runs x {lines:,} metric lines (built in {build_s:.1f} s, "
@@ -234,7 +237,7 @@ def run_tree(base: Path, runs: int, lines: int, *, full: bool, idle_s: float, ap
             finally:
                 app.close()
             marker.unlink(missing_ok=True)
-    goal = 1.5 if runs <= 1000 else 3.0
+    goal = goal if goal is not None else 1.5 if runs <= 1000 else 3.0
     for label, _ in variants:
         paint = min(paints[label])
         print(f"{label}first full paint      {paint:.2f} s best of 3 ({', '.join(f'{p:.2f}' for p in paints[label])}, "
@@ -371,6 +374,8 @@ def main() -> int:
     p.add_argument("--keep", metavar="DIR", help="build the trees in DIR and keep them")
     p.add_argument("--baseline", metavar="DIR", help="another checkout whose trainmon is measured side by side")
     p.add_argument("--detail", action="store_true", help="only the detail of one long run (100k steps, 2 GB)")
+    p.add_argument("--paint", action="store_true",
+                   help="only the first full paint of 100 runs x 1,000 steps (goal <= 0.8 s; W&B LEET: 1.03 s)")
     args = p.parse_args()
     if args.baseline and not os.path.isdir(os.path.join(args.baseline, "tui")):
         sys.stderr.write(f"tui_scale: --baseline {args.baseline}: not a checkout of this repository (no tui/)\n")
@@ -379,10 +384,14 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     print(f"trainmon under a {COLS}x{ROWS} pseudo-terminal; trees in {base}; {os.cpu_count()} CPUs")
     try:
+        if args.paint:
+            run_tree(base, 100, 1000, full=False, idle_s=0, appends=0, quick=False, baseline=args.baseline, goal=0.8)
+            return 0
         if args.quick and not args.detail:
             run_tree(base, 200, 1000, full=True, idle_s=10, appends=50, quick=True, baseline=args.baseline)
             run_tree(base, 1000, 100, full=False, idle_s=0, appends=0, quick=True, baseline=args.baseline)
         elif not args.detail:
+            run_tree(base, 100, 1000, full=False, idle_s=0, appends=0, quick=False, baseline=args.baseline, goal=0.8)
             run_tree(base, 1000, 5000, full=True, idle_s=30, appends=200, quick=False, baseline=args.baseline)
             shutil.rmtree(base / "tree-1000", ignore_errors=True)
             run_tree(base, 10000, 100, full=False, idle_s=0, appends=0, quick=False, baseline=args.baseline)
