@@ -25,6 +25,7 @@ from trainkit.runfolder import (
     CHECKPOINTS_DIR,
     COMPLETE,
     CONFIG_FILES,
+    CONFIG_STEM,
     CRASHED,
     CURRENT_META_FILE,
     EARLY_STOPPED,
@@ -503,6 +504,9 @@ def latest_alert(status: dict | None) -> str | None:
     return readers.clean_text(message, 200) if isinstance(message, str) else None
 
 
+MODEL_CONFIG = CONFIG_STEM + ".json"  # a run's config, or a Hugging Face model's (save_model)
+
+
 def find_runs(root: str | Path) -> list[str]:
     """Folders directly under ``root`` that hold a config, resolved_config.json, progress.json or
     training_status.json, sorted by name."""
@@ -513,8 +517,10 @@ def find_runs(root: str | Path) -> list[str]:
         for entry in it:
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                 continue
-            if any(path_exists(f"{entry.path}/{m}") for m in RUN_MARKERS) and not model_config_only(entry.path):
-                out.append(entry.path)
+            found = next((m for m in RUN_MARKERS if path_exists(f"{entry.path}/{m}")), None)
+            if found is None or (found == MODEL_CONFIG and model_config_only(entry.path)):
+                continue  # the markers are tried in order: one found before config.json makes it a trainkit run
+            out.append(entry.path)
     return sorted(out, key=os.path.basename)
 
 
