@@ -436,3 +436,61 @@ def test_a_chart_window_zooms_pans_and_resets():
     assert win.last is None and win.pan == 0 and win.window(xs) == (0, 100)
     win.reset()
     assert win.cursor is None and win.here(xs) is None
+
+
+# ------------------------------------------------------------------------ the cursor by the mouse
+
+def test_a_click_maps_back_to_the_x_the_chart_drew_there():
+    """x_at is plot's placement inverted: the column where plot draws a cursor maps back to that x
+    (within one column's span); left or right of the plot, or without data, there is no x."""
+    from rich.console import Console
+
+    from tui.widgets.chart import LABEL_W, x_at
+
+    series = [Series("loss", [(float(i), loss_at(i)) for i in range(400)])]
+    width = 80
+    span = 399 / (width - LABEL_W - 1)
+    for x in (0.0, 57.0, 200.0, 399.0):
+        line = plot(series, width, 12, cursor=x)[1]  # the cursor: a bar, or a dot drawn reversed
+        console = Console(width=200)
+        column = next(i for i, ch in enumerate(line.plain) if i > LABEL_W
+                      and (ch == "│" or line.get_style_at_offset(console, i).reverse))
+        assert abs(x_at(series, width, column) - x) <= span, (x, column)
+    assert x_at(series, width, LABEL_W) is None and x_at(series, width, width) is None
+    assert x_at([], width, 40) is None
+
+
+@pytest.mark.asyncio
+async def test_a_click_on_a_chart_puts_the_cursor_at_the_step_under_it(tmp_path):
+    from tui.widgets.chart import LABEL_W, x_at
+
+    run = make_run(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        detail = await open_detail(app, pilot, str(run))
+        cv = chart(detail, "loss")
+        column = LABEL_W + 1 + 20
+        x = x_at(cv.series, cv.content_size.width, column)
+        await pilot.click(cv, offset=(cv.gutter.left + column, 4))
+        text = await until(pilot, lambda: readout(detail), what="the readout")
+        assert f"step {round(x)} " in text + " " and cv.cursor == float(round(x))
+        await pilot.click(chart(detail, "val_loss"), offset=(2 + LABEL_W + 1 + 2, 4))  # an epoch chart: epoch 0
+        text = await until(pilot, lambda: "step 99 " in readout(detail) + " " and readout(detail),
+                           what="the last step of epoch 0")
+        assert "epoch 0" in text
+
+
+@pytest.mark.asyncio
+async def test_a_click_on_a_compare_chart_puts_the_cursor_there(tmp_path):
+    from tui.widgets.chart import LABEL_W, x_at
+
+    compare_runs(tmp_path / "experiments")
+    app = TrainmonApp(Options(str(tmp_path / "experiments")))
+    async with app.run_test(size=SIZE) as pilot:
+        cmp = await open_compare(app, pilot)
+        cv = chart(cmp, "loss")
+        column = LABEL_W + 1 + 30
+        x = x_at(cv.series, cv.content_size.width, column)
+        await pilot.click(cv, offset=(cv.gutter.left + column, 4))
+        first = (await until(pilot, lambda: compare_readout(cmp), what="the readout")).splitlines()[0]
+        assert first == f"▏ step {round(x)}" and cv.cursor == float(round(x))

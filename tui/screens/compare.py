@@ -303,6 +303,7 @@ class CompareScreen(Screen):
             spans.append((min(inside), max(inside)) if inside and bounds[0] > -math.inf else (-math.inf, math.inf))
         values: list[list[str]] = [[] for _ in self.histories]
         for cv, name in zip(views, names, strict=False):
+            cv.metric = name
             series = []
             epoch = name.startswith("epoch:")
             chart_cursor = None
@@ -402,6 +403,25 @@ class CompareScreen(Screen):
 
     def action_reset(self) -> None:
         self.win.reset()
+        self.draw()
+
+    def on_chart_view_clicked(self, message: ChartView.Clicked) -> None:
+        """A click on a chart puts the value cursor at the place under the pointer (the nearest place
+        of the reference curves; on an epoch chart drawn by epoch, the last place of that epoch)."""
+        name = message.chart.metric
+        refs, xs = self._reference()
+        if name is None or not xs:
+            return
+        x = message.x
+        if name.startswith("epoch:") and self.xmode not in ("time", "fraction"):
+            placed = [(abs(ex - x), r["epoch"]) for i, h in enumerate(self.histories) for r in h.epochs
+                      if (ex := self._epoch_x(i, r)) is not None]
+            if not placed:
+                return
+            epoch = min(placed)[1]
+            within = [px for c in refs for px, p in c if p[1] == p[1] and p[1] <= epoch]
+            x = max(within) if within else xs[0]
+        self.win.cursor = xs[min(range(len(xs)), key=lambda j: abs(xs[j] - x))]
         self.draw()
 
     def action_cursor(self, by: int) -> None:

@@ -366,6 +366,7 @@ class DetailScreen(Screen):
         e_hi = ref[hi - 1][1] if self.last and hi > lo and ref[hi - 1][1] == ref[hi - 1][1] else math.inf
         readout = []
         for cv, name in zip(views, names, strict=False):
+            cv.metric = name
             label = name.replace("epoch:", "")
             if name.startswith("epoch:"):
                 series, cursor, value = self._epoch_curve(h, label, t0, (e_lo, e_hi), here)
@@ -399,17 +400,43 @@ class DetailScreen(Screen):
                     title=f"{name.replace('_bytes', ' (MiB)')} (x: s since start)", last=self.last)
         self.query_one("#system-title", Static).update(system_title(h.system_info(), run_gpus(h.system)))
 
+    def _xs(self, pts, t0) -> list[float]:
+        """Where a step metric's points sit on the x axis in force (NaN: a point without a time)."""
+        if self.xmode == "epoch":
+            return epoch_positions(pts)
+        if self.xmode == "time":
+            zero = t0 if t0 is not None else 0.0
+            return [p[2] - zero for p in pts]
+        return [p[0] for p in pts]
+
+    def on_chart_view_clicked(self, message: ChartView.Clicked) -> None:
+        """A click on a metric's chart puts the value cursor on the step under the pointer (the
+        reference curve's nearest point; on an epoch chart, the last step of the epoch clicked)."""
+        h, name = self.history, message.chart.metric
+        if h is None or name is None:  # a system chart, or nothing drawn yet
+            return
+        step_names = [n for n in h.metric_names() if not n.startswith("epoch:")]
+        ref = h.points(step_names[0]) if step_names else []
+        if not ref:
+            return
+        if name.startswith("epoch:") and self.xmode != "time":
+            epoch = round(message.x) - (1 if self.xmode == "epoch" else 0)  # x: epochs done, or the epoch
+            before = [i for i, p in enumerate(ref) if p[1] == p[1] and p[1] <= epoch]
+            i = before[-1] if before else 0
+        else:
+            xs = self._xs(ref, h.start_time())
+            placed = [(abs(x - message.x), i) for i, x in enumerate(xs) if x == x]
+            if not placed:
+                return
+            i = min(placed)[1]
+        self.win.cursor = ref[i][0]
+        self.draw_charts()
+
     def _step_curve(self, h, name: str, t0, window, here, weight: float):
         """A step metric's series within the window of steps (raw, and smoothed over the whole
         curve), the cursor's x and the readout's words."""
         pts = h.points(name)
-        if self.xmode == "epoch":
-            xs = epoch_positions(pts)
-        elif self.xmode == "time":
-            zero = t0 if t0 is not None else 0.0
-            xs = [p[2] - zero for p in pts]
-        else:
-            xs = [p[0] for p in pts]
+        xs = self._xs(pts, t0)
         kept = [(x, p) for x, p in zip(xs, pts, strict=True) if x == x]  # a point without a time has no place
         raw = [(x, p[3]) for x, p in kept]
         smooth = ema(raw, weight) if weight else None

@@ -78,20 +78,45 @@ def _finite(points, logy):
     return [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y) and (not logy or y > 0)]
 
 
+LABEL_W = 9  # the y labels' width, left of the plot's frame line
+
+
+def _prepared(series: list[Series], cols: int, logy: bool, last: int | None) -> list[tuple[Series, list]]:
+    """Each series' points as drawn: finite (and positive on log-Y), the newest ``last`` kept, thinned
+    to 4 points a dot column (every low and high drawn)."""
+    data = []
+    for s in series:
+        pts = _finite(s.points, logy)
+        if last:
+            pts = pts[-last:]
+        data.append((s, thin(pts, cols * 8)))
+    return data
+
+
+def x_at(series: list[Series], width: int, column: int, *, logy: bool = False, last: int | None = None
+         ) -> float | None:
+    """The x under ``column`` (0 = the chart's left edge) of a chart drawn ``width`` wide: the inverse
+    of the dots' placement in :func:`plot`. None left of the plot, right of it, or without data."""
+    cols = max(width, 20) - LABEL_W - 1
+    c = column - LABEL_W - 1
+    xs = [x for _, pts in _prepared(series, cols, logy, last) for x, _ in pts]
+    if not xs or not 0 <= c < cols:
+        return None
+    xlo, xhi = min(xs), max(xs)
+    if xhi == xlo:
+        return xlo
+    return xlo + min(c * 2 + 0.5, cols * 2 - 1) / (cols * 2 - 1) * (xhi - xlo)
+
+
 def plot(series: list[Series], width: int, height: int, *, logy: bool = False, title: str = "",
          last: int | None = None, cursor: float | None = None) -> list[Text]:
     """The chart's lines: a title line, ``height`` - 3 plot rows with the y range at the left, the
     x range, the legend. ``last`` keeps the newest points only (zoom); ``cursor``: the x of a
     vertical cursor line (drawn when it is within the x range)."""
     width, height = max(width, 20), max(height, 5)
-    label_w = 9
-    cols = width - label_w - 1
-    data = []
-    for s in series:
-        pts = _finite(s.points, logy)
-        if last:
-            pts = pts[-last:]
-        data.append((s, thin(pts, cols * 8)))  # 4 points a dot column: every low and high drawn
+    cols = width - LABEL_W - 1
+    label_w = LABEL_W
+    data = _prepared(series, cols, logy, last)
     head = Text(title[:width], style="bold")
     legend = legend_lines([s for s, _ in data], width, logy)
     rows_n = max(2, height - 2 - len(legend))
