@@ -96,11 +96,13 @@ class SummaryBar(Widget):
         words = host_lines(figures) if figures is not None else ("", "")
         width = max(len(w) for w in words)
         reserved = tuple(width + self.GAP if w else 0 for w in words)
+        relayout = reserved != self._reserved
         for box, line in zip(self.query(".host").results(Static), words, strict=True):
-            box.update(Text(line), layout=reserved != self._reserved)
-            box.display = bool(line)
-            box.styles.width = width if line else None
-        if reserved != self._reserved:  # the figures' width changed (shown, a GPU came or went): cut again
+            box.update(Text(line), layout=relayout)
+            if relayout:  # a style set again, even to its value, lays the screen out again (the table's
+                box.display = bool(line)  # scrollbar repainted: 1 kB to the terminal on every new figure)
+                box.styles.width = width if line else None
+        if relayout:  # the figures' width changed (shown, a GPU came or went): cut again
             self._reserved = reserved
             self.refresh()
 
