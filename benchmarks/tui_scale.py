@@ -37,10 +37,13 @@ commit before a change) the same trees are measured with that checkout's trainmo
 side: the first paints alternate between the two (ABBA: best and median of 3 each, and their
 ratio), then each one's other figures, one after the other.
 
+Last (and alone with ``--inspector``): the inspector's search over 10,000 conversations, time to
+the first and to the last hit against listing them (``benchmarks/inspector_search.py``, run here).
+
 With ``--paint`` only the first full paint of 100 runs x 1,000 steps (issue 26's goal: <= 0.8 s on
 2 cores; W&B LEET drew the same tree in 1.03 s), which the full run measures first.
 
-    python benchmarks/tui_scale.py [--quick] [--detail] [--paint] [--keep DIR] [--baseline DIR]
+    python benchmarks/tui_scale.py [--quick] [--detail] [--paint] [--inspector] [--keep DIR] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -368,12 +371,21 @@ def detail_figures(base: Path, steps: int, label: str, goal_s: float, goal_mb: f
     shutil.rmtree(root, ignore_errors=True)
 
 
+def inspector_search() -> int:
+    """The inspector's search over 10,000 conversations, time to the first and the last hit against
+    listing them (its own script, in a process of its own: the real app driven headless)."""
+    print("\n== the inspector's search over 10,000 conversations", flush=True)
+    return subprocess.run([sys.executable, str(Path(__file__).with_name("inspector_search.py"))]).returncode
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="200 x 1,000 and 1,000 x 100; 10 s idle, 50 appends")
     p.add_argument("--keep", metavar="DIR", help="build the trees in DIR and keep them")
     p.add_argument("--baseline", metavar="DIR", help="another checkout whose trainmon is measured side by side")
     p.add_argument("--detail", action="store_true", help="only the detail of one long run (100k steps, 2 GB)")
+    p.add_argument("--inspector", action="store_true",
+                   help="only the inspector's search over 10,000 conversations (benchmarks/inspector_search.py)")
     p.add_argument("--paint", action="store_true",
                    help="only the first full paint of 100 runs x 1,000 steps (goal <= 0.8 s; W&B LEET: 1.03 s)")
     args = p.parse_args()
@@ -384,6 +396,8 @@ def main() -> int:
     base.mkdir(parents=True, exist_ok=True)
     print(f"trainmon under a {COLS}x{ROWS} pseudo-terminal; trees in {base}; {os.cpu_count()} CPUs")
     try:
+        if args.inspector:
+            return inspector_search()
         if args.paint:
             run_tree(base, 100, 1000, full=False, idle_s=0, appends=0, quick=False, baseline=args.baseline, goal=0.8)
             return 0
@@ -399,6 +413,8 @@ def main() -> int:
         detail_figures(base, 100_000, "100k-step run", 2.0, 84, args.baseline)
         big = 2_100_000 if args.quick else 21_000_000  # the baseline read it whole: minutes and GBs, not measured
         detail_figures(base, big, f"{'200 MB' if args.quick else '2 GB'} run", 2.0, 300, None, rounds=1)
+        if not args.detail:
+            inspector_search()
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
