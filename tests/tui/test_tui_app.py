@@ -300,4 +300,6 @@ async def test_readonly_writes_nothing(real_root):
                     await pilot.press("escape")
         await pilot.pause()
         assert not any(type(s).__name__ == "ConfirmScreen" for s in app.screen_stack)
-    assert snapshot_tree(real_root) == before
+    after = snapshot_tree(real_root)
+    changed = {k: v for k, v in after.items() if before.get(k) != v}
+    assert after == before, (changed, [k for k in before if k not in after])
