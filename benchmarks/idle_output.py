@@ -96,11 +96,7 @@ def measure(kind, root: Path, marker: Path, settle_s: float, idle_s: float) -> t
         first_paint(app, marker)
         time.sleep(settle_s)
         start = app.mark()
-        cpu0 = sum(app.ps.cpu_times()[:2])
-        t0 = time.monotonic()
-        time.sleep(idle_s)
-        t1 = time.monotonic()
-        cpu = sum(app.ps.cpu_times()[:2]) - cpu0
+        cpu, t0, t1 = app.idle(idle_s)
         out = app.bytes_between(t0, t1)
         with app.lock:
             chunks = [c for t, c in app.chunks[start:] if t0 <= t < t1]

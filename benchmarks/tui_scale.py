@@ -146,6 +146,14 @@ class Pty:
         with self.lock:
             return sum(len(c) for t, c in self.chunks if t0 <= t < t1)
 
+    def idle(self, seconds: float) -> tuple[float, float, float]:
+        """Wait ``seconds`` touching nothing: (CPU seconds of the process in them, start, end)."""
+        cpu0 = sum(self.ps.cpu_times()[:2])
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        t1 = time.monotonic()
+        return sum(self.ps.cpu_times()[:2]) - cpu0, t0, t1
+
     def close(self) -> None:
         self.alive = False
         self.proc.terminate()
@@ -279,11 +287,7 @@ def other_figures(app: Pty, root: Path, label: str, idle_s: float, appends: int)
     print(f"{label}bytes per one-run update  median {per:.0f} B, max {max(sizes) if sizes else 0} B"
           f"   (goal < 2 KB: {verdict(per < 2048)})")
     time.sleep(1.0)
-    cpu0 = sum(app.ps.cpu_times()[:2])
-    t0 = time.monotonic()
-    time.sleep(idle_s)
-    t1 = time.monotonic()
-    cpu = sum(app.ps.cpu_times()[:2]) - cpu0
+    cpu, t0, t1 = app.idle(idle_s)
     idle_bytes = app.bytes_between(t0, t1)
     print(f"{label}idle {idle_s:g} s            CPU {cpu:.2f} s = {cpu / idle_s * 100:.2f} %   (goal < 1 %: "
           f"{verdict(cpu / idle_s < 0.01)})")
