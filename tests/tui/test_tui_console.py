@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from tui_helpers import ready, until
+from tui_helpers import open_detail, until
 
 from trainkit.console import Redraws, RotatingFile
 from trainkit.testing import synthetic_run
@@ -107,16 +107,6 @@ def console_file(path, chunks: list[bytes]) -> None:
     for i, chunk in enumerate(chunks):
         out.write(redraws.feed(chunk, float(i) / 10))
     out.close()
-
-
-async def open_detail(pilot, key: str):
-    app = pilot.app
-    await ready(pilot)
-    app.screen.query_one("#runs").select_key(key)
-    await pilot.press("enter")
-    detail = await until(pilot, lambda: type(app.screen).__name__ == "DetailScreen" and app.screen, what="detail")
-    await until(pilot, lambda: detail.history is not None, what="the history")
-    return detail
 
 
 def shown(log) -> list[str]:

@@ -6,7 +6,7 @@ tail (the newest line visible, followed live, scrolled back on request)."""
 from __future__ import annotations
 
 import pytest
-from tui_helpers import ready, until
+from tui_helpers import open_detail, until
 
 from trainkit.testing import synthetic_run
 from tui.app import Options, TrainmonApp
@@ -14,17 +14,6 @@ from tui.app import Options, TrainmonApp
 pytestmark = pytest.mark.asyncio
 SIZE = (120, 36)
 ES = {"metric": "val_loss", "mode": "min", "patience": 3, "min_delta": 0.0}
-
-
-async def open_detail(pilot, key: str):
-    app = pilot.app
-    await ready(pilot)
-    app.screen.query_one("#runs").select_key(key)
-    await pilot.press("enter")
-    detail = await until(pilot, lambda: type(app.screen).__name__ == "DetailScreen" and app.screen, what="detail")
-    await until(pilot, lambda: detail.history is not None, what="the history")
-    await pilot.pause()
-    return detail
 
 
 async def test_pages_sections_home_end_and_the_header(real_root):

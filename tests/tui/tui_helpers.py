@@ -31,6 +31,18 @@ async def ready(pilot, timeout: float = 10.0) -> None:
     await pilot.pause()
 
 
+async def open_detail(pilot, key: str):
+    """Enter on the run ``key`` in the workspace: its detail, once its history is read."""
+    app = pilot.app
+    await ready(pilot)
+    app.screen.query_one("#runs").select_key(key)
+    await pilot.press("enter")
+    detail = await until(pilot, lambda: type(app.screen).__name__ == "DetailScreen" and app.screen, what="detail")
+    await until(pilot, lambda: detail.history is not None, what="the history")
+    await pilot.pause()
+    return detail
+
+
 def age_tree(folder: Path, days: float = 40) -> None:
     """Set every mtime under ``folder`` back (the lifecycle treats recent changes as active)."""
     t = time.time() - days * 86400
