@@ -138,7 +138,14 @@ def test_launched_run_survives_the_launcher_and_holds_the_lock(tmp_path, env):
         assert orjson.loads(again.stdout) == []
     finally:
         os.kill(pid, 15)
-        wait_for(lambda: S.run_status(root / "long").state == "stopped", timeout=60, what="stopped")
+        seen: list = []
+        try:
+            wait_for(lambda: seen.append(S.run_status(root / "long")) or seen[-1].state == "stopped", timeout=60,
+                     what="stopped")
+        except AssertionError:  # say what it read instead, and what the run printed
+            log = root / "long" / "console.log"
+            raise AssertionError(f"{seen[-1].state}: {seen[-1].reason}; pid {pid} alive: {_alive(pid)}; "
+                                 f"console.log ends {log.read_text()[-1500:] if log.exists() else None!r}") from None
     assert orjson.loads(trainkit("launch", root, "--dry-run", "--json", cwd=tmp_path, env=env).stdout) == []
 
 
@@ -198,3 +205,11 @@ def test_launch_bad_input(tmp_path, env):
 
 def test_action_json_shape():
     assert Action("n", "/p", "launch", "why").to_json() == {"name": "n", "action": "launch", "reason": "why"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

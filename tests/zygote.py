@@ -1,0 +1,302 @@
+"""`python -m trainkit ...` without paying for `import torch` each time: a test helper.
+
+Half of a short training command's CPU time is the interpreter importing torch (1.3 s of 3 on these
+cores), and the suite runs hundreds of them. A zygote is a Python process that has imported torch
+and waits on a Unix socket; for each command it forks, and the child becomes the command: it takes
+the caller's stdin, stdout and stderr (passed over the socket), folder, environment, sys.path (with
+the caller's PYTHONPATH) and argv, then runs the module as `python -m` does (runpy, as __main__) and
+exits as the interpreter would (SystemExit's code, 1 after a traceback, atexit handlers run). The
+command is a real process of its own with its own pid, signals and files; only the start is
+shared. The zygote reaps each child at once (a pidfd) and sends its exit status to the caller:
+a dead command is never left a zombie that would read as alive.
+
+What a fork cannot change falls back to a real interpreter (:func:`usable` says which): settings
+read when an interpreter starts (PYTHON*, locale, thread counts, LD_*) that differ from the zygote's,
+and a machine without pidfd_open. Tests of the interpreter start itself (console scripts, `python -m`
+against the installed entry point) start processes of their own.
+
+One zygote per pytest process (each xdist worker), started on first use and stopped at exit (and
+by the kernel when its parent dies: PR_SET_PDEATHSIG). ``TRAINKIT_TEST_ZYGOTE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import locale
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+# settings an interpreter or a library reads when it starts or loads, which a forked child cannot
+# take on afterwards (torch's own TORCH_*/PYTORCH_*/CUDA_* settings are read when used, after the
+# fork; lightning and transformers set some of them on import in the test process)
+_STARTUP_PREFIXES = ("PYTHON", "LC_", "LANG", "LD_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "MALLOC_")
+_CHILD_SETS = ("PYTHONPATH", "PYTHONUNBUFFERED")  # taken on by the child itself
+_INT = struct.Struct("!i")
+
+
+def _startup_settings(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.startswith(_STARTUP_PREFIXES) and k not in _CHILD_SETS}
+
+
+# ------------------------------------------------------------------------------------------ server
+
+def _serve(path: str, parent: int, ready_fd: int) -> tuple[dict, list[int]] | None:
+    """Accept commands until the parent is gone; in a forked child, return its request and fds."""
+    import torch  # noqa: F401  (what the zygote is for)
+
+    if len(os.listdir("/proc/self/task")) != 1:  # a fork copies one thread: refuse to be used
+        os.write(ready_fd, b"threads\n")
+        return None
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ)
+    os.write(ready_fd, b"ready\n")
+    os.close(ready_fd)
+    while True:
+        for key, _ in sel.select(timeout=1.0):
+            if key.fileobj is listener:
+                conn, _ = listener.accept()
+                try:
+                    msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+                    request = json.loads(msg)
+                except (OSError, ValueError):
+                    conn.close()
+                    continue
+                pid = os.fork()
+                if pid == 0:  # the command: none of the zygote's sockets and pidfds
+                    for k in list(sel.get_map().values()):
+                        if k.fileobj is not listener:
+                            os.close(k.fileobj)
+                            k.data[1].close()
+                    sel.close()
+                    listener.close()
+                    conn.close()
+                    return request, fds
+                for fd in fds:
+                    os.close(fd)
+                pidfd = os.pidfd_open(pid)
+                sel.register(pidfd, selectors.EVENT_READ, (pid, conn))
+                try:
+                    conn.sendall(_INT.pack(pid))
+                except OSError:
+                    pass
+            else:
+                pid, conn = key.data
+                _, status = os.waitpid(pid, 0)
+                sel.unregister(key.fileobj)
+                os.close(key.fileobj)
+                try:
+                    conn.sendall(_INT.pack(os.waitstatus_to_exitcode(status)))
+                except OSError:
+                    pass
+                conn.close()
+        if os.getppid() != parent:
+            return None
+
+
+def _become(request: dict, fds: list[int]) -> None:
+    """In the forked child: take on the caller's stdio, folder, environment, sys.path and argv."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    base = [p for p in sys.path[1:] if p not in request["zygote_pythonpath"]]
+    extra = [os.path.abspath(p) for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [os.getcwd(), *extra, *base]
+    _stdio(bool(request["env"].get("PYTHONUNBUFFERED")))
+    sys.argv = ["-m", *request["args"]]
+
+
+def _stdio(unbuffered: bool) -> None:
+    """sys.stdin/stdout/stderr on fds 0-2 as an interpreter makes them for pipes: stdout block-
+    buffered (unbuffered with PYTHONUNBUFFERED), stderr line-buffered, the zygote's encodings."""
+    def wrap(fd: int, mode: str, like, **kw):
+        raw = io.FileIO(fd, mode, closefd=False)
+        buffered = raw if unbuffered and mode == "wb" else (io.BufferedReader(raw) if mode == "rb"
+                                                             else io.BufferedWriter(raw))
+        return io.TextIOWrapper(buffered, encoding=like.encoding, errors=like.errors, **kw)
+
+    sys.stdin = sys.__stdin__ = wrap(0, "rb", sys.__stdin__)
+    sys.stdout = sys.__stdout__ = wrap(1, "wb", sys.__stdout__, write_through=unbuffered)
+    sys.stderr = sys.__stderr__ = wrap(2, "wb", sys.__stderr__, line_buffering=True,
+                                       write_through=unbuffered)
+
+
+def _main() -> None:
+    path, parent, ready_fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    try:  # die with the pytest process that started this one
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    job = _serve(path, parent, ready_fd)
+    if job is None:
+        return
+    request, fds = job
+    _become(request, fds)
+    import runpy
+
+    runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+
+
+# ------------------------------------------------------------------------------------------ client
+
+class _Zygote:
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="trainkit-zygote-")
+        self.path = os.path.join(self.folder, "socket")
+        ready_r, ready_w = os.pipe()
+        self.proc = subprocess.Popen([sys.executable, __file__, self.path, str(os.getpid()), str(ready_w)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(ready_w,),
+                                     env=dict(os.environ))
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            self.ok = ready.readline() == b"ready\n"  # EOF or "threads": not usable
+        self.env = _startup_settings(os.environ)
+        self.pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+        for name in (self.path,):
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.folder)
+        except OSError:
+            pass
+
+
+_zygote: _Zygote | None = None
+_lock = threading.Lock()
+
+
+def _get() -> _Zygote | None:
+    global _zygote
+    if os.environ.get("TRAINKIT_TEST_ZYGOTE", "1") == "0" or not hasattr(os, "pidfd_open"):
+        return None
+    with _lock:
+        if _zygote is None or _zygote.proc.poll() is not None:
+            _zygote = _Zygote()
+    return _zygote if _zygote.ok else None
+
+
+def usable(env: dict) -> bool:
+    """Whether a command with ``env`` can start from the zygote (its startup settings are the
+    zygote's); False also where no zygote can run here."""
+    z = _get()
+    return z is not None and _startup_settings(env) == z.env
+
+
+def differences(env: dict) -> list[str]:
+    """The startup settings of ``env`` that keep a command from the zygote (for messages)."""
+    z = _get()
+    if z is None:
+        return ["no zygote here"]
+    mine = _startup_settings(env)
+    return sorted(k for k in set(mine) | set(z.env) if mine.get(k) != z.env.get(k))
+
+
+def run(module: str, args: list[str], *, cwd, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, ...)``
+    with the child forked from the zygote; the same result, the same TimeoutExpired."""
+    z = _get()
+    if z is None:
+        raise RuntimeError("no zygote here: check usable() first")
+    argv = [sys.executable, "-m", module, *args]
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(z.path)
+        request = {"module": module, "args": list(args), "cwd": os.fspath(cwd), "env": dict(env),
+                   "zygote_pythonpath": [os.path.abspath(p) for p in z.pythonpath]}
+        socket.send_fds(conn, [json.dumps(request).encode()], [null, out_w, err_w])
+    finally:
+        for fd in (null, out_w, err_w):
+            os.close(fd)
+    deadline = time.monotonic() + timeout
+    pid = _recv_int(conn, deadline)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    try:
+        with selectors.DefaultSelector() as sel:
+            for fd in chunks:
+                sel.register(fd, selectors.EVENT_READ)
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise subprocess.TimeoutExpired(argv, timeout)
+                for key, _ in sel.select(timeout=left):
+                    data = os.read(key.fd, 1 << 16)
+                    if data:
+                        chunks[key.fd].append(data)
+                    else:
+                        sel.unregister(key.fd)
+            code = _recv_int(conn, deadline)
+    except subprocess.TimeoutExpired as e:
+        _kill(pid)
+        _recv_int(conn, time.monotonic() + 30)
+        e.stdout, e.stderr = b"".join(chunks[out_r]), b"".join(chunks[err_r])
+        raise
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+        conn.close()
+    text = lambda fd: _translate(b"".join(chunks[fd]))  # noqa: E731
+    return subprocess.CompletedProcess(argv, code, text(out_r), text(err_r))
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _recv_int(conn: socket.socket, deadline: float) -> int:
+    data = b""
+    while len(data) < _INT.size:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired("zygote", 0)
+        conn.settimeout(left)
+        try:
+            part = conn.recv(_INT.size - len(data))
+        except TimeoutError:
+            continue
+        if not part:
+            raise RuntimeError("the zygote went away")
+        data += part
+    return _INT.unpack(data)[0]
+
+
+def _translate(data: bytes) -> str:
+    """As subprocess's text mode: the locale's encoding, universal newlines."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
+
+
+if __name__ == "__main__":
+    _main()
