@@ -128,7 +128,10 @@ def test_launched_run_survives_the_launcher_and_holds_the_lock(tmp_path, env):
     assert res.returncode == 0, res.stderr
     pid = read_history(root / "long")["launches"][0]["pid"]
     try:
-        wait_for(lambda: S.run_status(root / "long").state == "running", timeout=120, what="running")
+        # running by its own status (the lock alone reads "starting"): a SIGTERM before the trainer
+        # has its handlers would kill it mid-import, with no status written
+        wait_for(lambda: (st := S.run_status(root / "long")).state == "running" and st.heartbeat_age_s is not None,
+                 timeout=120, what="running")
         lock = read_json(root / "long" / ".trainkit.lock")
         assert lock["pid"] == pid  # handed over to the child
         assert os.getsid(pid) == pid  # its own session: survives the SSH session's hangup
@@ -145,7 +148,7 @@ def test_launched_run_survives_the_launcher_and_holds_the_lock(tmp_path, env):
         except AssertionError:  # say what it read instead, and what the run printed
             log = root / "long" / "console.log"
             raise AssertionError(f"{seen[-1].state}: {seen[-1].reason}; pid {pid} alive: {_alive(pid)}; "
-                                 f"console.log ends {log.read_text()[-1500:] if log.exists() else None!r}") from None
+                                 f"console.log ends {log.read_text()[-1500:] if log.exists() else None!r}")
     assert orjson.loads(trainkit("launch", root, "--dry-run", "--json", cwd=tmp_path, env=env).stdout) == []
 
 
