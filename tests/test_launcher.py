@@ -148,7 +148,7 @@ def test_launched_run_survives_the_launcher_and_holds_the_lock(tmp_path, env):
         except AssertionError:  # say what it read instead, and what the run printed
             log = root / "long" / "console.log"
             raise AssertionError(f"{seen[-1].state}: {seen[-1].reason}; pid {pid} alive: {_alive(pid)}; "
-                                 f"console.log ends {log.read_text()[-1500:] if log.exists() else None!r}")
+                                 f"console.log ends {log.read_text()[-1500:] if log.exists() else None!r}") from e
     assert orjson.loads(trainkit("launch", root, "--dry-run", "--json", cwd=tmp_path, env=env).stdout) == []
 
 
