@@ -145,7 +145,7 @@ def test_launched_run_survives_the_launcher_and_holds_the_lock(tmp_path, env):
         try:
             wait_for(lambda: seen.append(S.run_status(root / "long")) or seen[-1].state == "stopped", timeout=60,
                      what="stopped")
-        except AssertionError:  # say what it read instead, and what the run printed
+        except AssertionError as e:  # say what it read instead, and what the run printed
             log = root / "long" / "console.log"
             raise AssertionError(f"{seen[-1].state}: {seen[-1].reason}; pid {pid} alive: {_alive(pid)}; "
                                  f"console.log ends {log.read_text()[-1500:] if log.exists() else None!r}") from e
