@@ -1,7 +1,8 @@
 """`python -m trainkit ...` without paying for `import torch` each time: a test helper.
 
-Half of a short training command's CPU time is the interpreter importing torch (1.3 s of 3 on these
-cores), and the suite runs hundreds of them. A zygote is a Python process that has imported torch
+Most of a short training command's CPU time is spent importing torch (1.2 s on these cores) and
+torch._dynamo (1 s more: a torch optimizer imports it when it is made), and the suite runs hundreds
+of them. A zygote is a Python process that has imported torch
 and waits on a Unix socket; for each command it forks, and the child becomes the command: it takes
 the caller's stdin, stdout and stderr (passed over the socket), folder, environment, sys.path (with
 the caller's PYTHONPATH) and argv, then runs the module as `python -m` does (runpy, as __main__) and
@@ -39,7 +40,8 @@ import time
 # settings an interpreter or a library reads when it starts or loads, which a forked child cannot
 # take on afterwards (torch's own TORCH_*/PYTORCH_*/CUDA_* settings are read when used, after the
 # fork; lightning and transformers set some of them on import in the test process)
-_STARTUP_PREFIXES = ("PYTHON", "LC_", "LANG", "LD_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "MALLOC_")
+_STARTUP_PREFIXES = ("PYTHON", "LC_", "LANG", "LD_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "MALLOC_",
+                     "TORCHDYNAMO_", "TORCH_COMPILE")  # torch._dynamo's config is read on its import
 _CHILD_SETS = ("PYTHONPATH", "PYTHONUNBUFFERED")  # taken on by the child itself
 _INT = struct.Struct("!i")
 
@@ -53,6 +55,7 @@ def _startup_settings(env: dict) -> dict:
 def _serve(path: str, parent: int, ready_fd: int) -> tuple[dict, list[int]] | None:
     """Accept commands until the parent is gone; in a forked child, return its request and fds."""
     import torch  # noqa: F401  (what the zygote is for)
+    import torch._dynamo  # noqa: F401  (a torch optimizer's first use imports it: another second)
 
     if len(os.listdir("/proc/self/task")) != 1:  # a fork copies one thread: refuse to be used
         os.write(ready_fd, b"threads\n")
