@@ -30,6 +30,14 @@ elif what == "raise":
     raise ValueError("the probe raised")
 elif what == "kill":
     os.kill(os.getpid(), 9)
+elif what == "message":
+    sys.exit("a message")
+elif what == "interrupt":
+    raise KeyboardInterrupt
+elif what == "atexit":
+    import atexit, threading
+    atexit.register(lambda: print("atexit ran", flush=True))
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread done", flush=True))).start()
 elif what == "sleep":
     print(os.getpid(), flush=True)
     time.sleep(60)
@@ -57,12 +65,31 @@ def test_the_command_sees_its_folder_environment_path_and_argv(tmp_path):
     assert again["env"] == "v2" and again["pid"] != facts["pid"]
 
 
-@pytest.mark.parametrize(("args", "code"), [(("exit", "3"),  3), (("raise",), 1), (("kill",), -9)])
-def test_exit_codes_are_the_interpreters(tmp_path, args, code):
-    r = probe(tmp_path, *args)
-    assert r.returncode == code
-    if args[0] == "raise":
-        assert "Traceback" in r.stderr and r.stderr.rstrip().endswith("ValueError: the probe raised")
+@pytest.mark.parametrize("args", [("exit", "3"), ("raise",), ("kill",), ("message",), ("interrupt",), ("atexit",)],
+                         ids=lambda a: a[0])
+def test_exit_codes_and_last_words_are_the_interpreters(tmp_path, args):
+    """The same exit code, stdout and stderr as a fresh `python -m` (a traceback, a message, the
+    threads joined and the atexit functions run before the end)."""
+    forked = probe(tmp_path, *args)
+    fresh = subprocess.run([sys.executable, "-m", "probe_mod", *args], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(tmp_path / "site")}, timeout=60)
+    assert (forked.returncode, forked.stdout) == (fresh.returncode, fresh.stdout)
+    assert own_frames(forked.stderr) == own_frames(fresh.stderr)
+
+
+def own_frames(stderr: str) -> list[str]:
+    """A traceback without the frames of the runner (runpy's, the zygote's)."""
+    out, skip = [], False
+    for line in stderr.splitlines():
+        if skip:
+            skip = False
+            if line.startswith("    "):
+                continue
+        if line.startswith('  File "<frozen runpy>"') or line.startswith(f'  File "{zygote.__file__}"'):
+            skip = True
+            continue
+        out.append(line)
+    return out
 
 
 def test_a_timeout_kills_the_command_and_leaves_no_process(tmp_path):

@@ -2,14 +2,15 @@
 
 Most of a short training command's CPU time is spent importing torch (1.2 s on these cores) and
 torch._dynamo (1 s more: a torch optimizer imports it when it is made), and the suite runs hundreds
-of them. A zygote is a Python process that has imported torch
-and waits on a Unix socket; for each command it forks, and the child becomes the command: it takes
-the caller's stdin, stdout and stderr (passed over the socket), folder, environment, sys.path (with
-the caller's PYTHONPATH) and argv, then runs the module as `python -m` does (runpy, as __main__) and
-exits as the interpreter would (SystemExit's code, 1 after a traceback, atexit handlers run). The
-command is a real process of its own with its own pid, signals and files; only the start is
-shared. The zygote reaps each child at once (a pidfd) and sends its exit status to the caller:
-a dead command is never left a zombie that would read as alive.
+of them. A zygote is a Python process that has imported torch and waits on a Unix socket; for each
+command it forks, and the child becomes the command: it takes the caller's stdin, stdout and stderr
+(passed over the socket), folder, environment, sys.path (with the caller's PYTHONPATH) and argv,
+then runs the module as `python -m` does (runpy, as __main__) and exits as the interpreter would
+(SystemExit's code, 1 after a traceback, SIGINT after an uncaught KeyboardInterrupt, threads joined
+and atexit functions run; no module teardown: see :func:`_exit`). The command is a real process of
+its own with its own pid, signals and files; only the start is shared. The zygote reaps each child
+at once (a pidfd) and sends its exit status to the caller: a dead command is never left a zombie
+that would read as alive.
 
 What a fork cannot change falls back to a real interpreter (:func:`usable` says which): settings
 read when an interpreter starts (PYTHON*, locale, thread counts, LD_*) that differ from the zygote's,
@@ -54,9 +55,12 @@ def _startup_settings(env: dict) -> dict:
 
 def _serve(path: str, parent: int, ready_fd: int) -> tuple[dict, list[int]] | None:
     """Accept commands until the parent is gone; in a forked child, return its request and fds."""
+    import gc
+
     import torch  # noqa: F401  (what the zygote is for)
     import torch._dynamo  # noqa: F401  (a torch optimizer's first use imports it: another second)
 
+    gc.freeze()  # what is there now is never collected: a child's collections leave its pages shared
     if len(os.listdir("/proc/self/task")) != 1:  # a fork copies one thread: refuse to be used
         os.write(ready_fd, b"threads\n")
         return None
@@ -155,9 +159,47 @@ def _main() -> None:
         return
     request, fds = job
     _become(request, fds)
+    _exit(*_run(request["module"]))
+
+
+def _run(module: str) -> tuple[int, bool]:
+    """Run ``module`` as `python -m` does; its exit code as the interpreter would make it, and
+    whether a KeyboardInterrupt ended it."""
     import runpy
 
-    runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0, False
+        print(e.code, file=sys.stderr)
+        return 1, False
+    except BaseException as e:  # noqa: BLE001  (as the interpreter: the traceback, then 1)
+        sys.excepthook(type(e), e, e.__traceback__)
+        return 1, isinstance(e, KeyboardInterrupt)
+    return 0, False
+
+
+def _exit(code: int, interrupted: bool) -> None:
+    """The interpreter's exit without its module teardown: wait for the threads that are not
+    daemons, run the atexit functions, flush stdout and stderr, then leave. (Tearing down the
+    modules a fork shares would touch every page of them: a second per command; multiprocessing's
+    forked children leave the same way.) An uncaught KeyboardInterrupt ends by SIGINT, as Python
+    does."""
+    import atexit as _atexit
+    import threading as _threading
+
+    _threading._shutdown()
+    _atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    if interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(code)
 
 
 # ------------------------------------------------------------------------------------------ client
