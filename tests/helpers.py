@@ -66,7 +66,12 @@ def trainkit(*args: str, cwd: Path, env: dict, timeout: float = 300) -> subproce
                           capture_output=True, text=True, timeout=timeout)
 
 
-def start_trainkit(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
+def start_trainkit(*args: str, cwd: Path, env: dict) -> subprocess.Popen | zygote.Process:
+    """`python -m trainkit ARGS` started, stdout and stderr on one text pipe (from the zygote as
+    :func:`trainkit`: a :class:`zygote.Process` answers as a Popen does)."""
+    args = tuple(map(str, args))
+    if args and args[0] in ZYGOTE_COMMANDS and zygote.usable(env):
+        return zygote.Process("trainkit", list(args), cwd=cwd, env=env, merge=True)
     return subprocess.Popen([sys.executable, "-m", "trainkit", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

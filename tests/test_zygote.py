@@ -6,6 +6,7 @@ interpreter where a startup setting differs."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -38,6 +39,13 @@ elif what == "atexit":
     import atexit, threading
     atexit.register(lambda: print("atexit ran", flush=True))
     threading.Thread(target=lambda: (time.sleep(0.5), print("thread done", flush=True))).start()
+elif what == "lines":
+    import signal
+    signal.signal(signal.SIGTERM, lambda *a: (print("terminated", flush=True), sys.exit(5)))
+    for i in range(3):
+        print(f"line {i}", flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    time.sleep(60)
 elif what == "sleep":
     print(os.getpid(), flush=True)
     time.sleep(60)
@@ -129,3 +137,31 @@ def test_the_same_training_as_a_fresh_interpreter(tmp_path, env):
     assert forked.returncode == fresh.returncode == 0, forked.stderr + fresh.stderr
     key = lambda run: [(x["step"], x["loss"]) for x in records(run, "step")]  # noqa: E731
     assert key(tmp_path / "a") == key(tmp_path / "b") and key(tmp_path / "a")
+
+
+def test_a_started_command_streams_its_lines_and_answers_signals_as_popen(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "probe_mod.py").write_text(textwrap.dedent(PROBE))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = zygote.Process("probe_mod", ["lines"], cwd=tmp_path, env=env, merge=True)
+    try:
+        assert [proc.stdout.readline() for _ in range(4)] == ["line 0\n", "line 1\n", "line 2\n", "to stderr\n"]
+        assert proc.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.communicate(timeout=0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert (proc.returncode, out, err) == (5, "terminated\n", None)
+        proc.send_signal(signal.SIGKILL)  # reaped: nothing is sent to the pid any more
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    sleeper = zygote.Process("probe_mod", ["sleep"], cwd=tmp_path, env=env, merge=True)
+    sleeper.kill()
+    deadline = time.monotonic() + 30
+    while sleeper.poll() is None:  # poll alone sees it end
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert sleeper.returncode == -signal.SIGKILL and sleeper.wait(timeout=0) == -signal.SIGKILL

@@ -264,61 +264,134 @@ def differences(env: dict) -> list[str]:
     return sorted(k for k in set(mine) | set(z.env) if mine.get(k) != z.env.get(k))
 
 
-def run(module: str, args: list[str], *, cwd, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    """``subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, ...)``
-    with the child forked from the zygote; the same result, the same TimeoutExpired."""
-    z = _get()
-    if z is None:
-        raise RuntimeError("no zygote here: check usable() first")
-    argv = [sys.executable, "-m", module, *args]
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    null = os.open(os.devnull, os.O_RDONLY)
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.connect(z.path)
-        request = {"module": module, "args": list(args), "cwd": os.fspath(cwd), "env": dict(env),
-                   "zygote_pythonpath": [os.path.abspath(p) for p in z.pythonpath]}
-        socket.send_fds(conn, [json.dumps(request).encode()], [null, out_w, err_w])
-    finally:
-        for fd in (null, out_w, err_w):
-            os.close(fd)
-    deadline = time.monotonic() + timeout
-    pid = _recv_int(conn, deadline)
-    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    try:
+class Process:
+    """A command forked from the zygote, as ``subprocess.Popen(..., stdout=PIPE, text=True)`` gives
+    it (stderr to its own pipe, or with ``merge`` into stdout as ``stderr=STDOUT``): ``pid``,
+    ``stdout`` (text, universal newlines), ``poll``, ``wait``, ``communicate``, ``send_signal``,
+    ``terminate``, ``kill``, ``returncode`` (minus the signal that ended it)."""
+
+    def __init__(self, module: str, args: list[str], *, cwd, env: dict, merge: bool) -> None:
+        z = _get()
+        if z is None:
+            raise RuntimeError("no zygote here: check usable() first")
+        self.args = [sys.executable, "-m", module, *args]
+        self.returncode: int | None = None
+        out_r, out_w = os.pipe()
+        err_r, err_w = (None, out_w) if merge else os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY)
+        self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._conn.connect(z.path)
+            request = {"module": module, "args": list(args), "cwd": os.fspath(cwd), "env": dict(env),
+                       "zygote_pythonpath": [os.path.abspath(p) for p in z.pythonpath]}
+            socket.send_fds(self._conn, [json.dumps(request).encode()], [null, out_w, err_w])
+        finally:
+            for fd in {null, out_w, err_w}:
+                os.close(fd)
+        self.pid = _recv_int(self._conn, time.monotonic() + 60)
+        self._code = b""
+        self.stdout = io.TextIOWrapper(open(out_r, "rb"), encoding=locale.getpreferredencoding(False))
+        self.stderr = None if err_r is None else io.TextIOWrapper(open(err_r, "rb"),
+                                                                   encoding=locale.getpreferredencoding(False))
+        self._chunks: dict[int, list[bytes]] = {}  # what communicate read, by fd
+        self._text: dict[int, str] = {}  # and the whole of it, once at the end
+
+    # the exit status, which the zygote sends when it has reaped the command
+    def _status(self, deadline: float | None) -> bool:
+        while self.returncode is None:
+            left = None if deadline is None else deadline - time.monotonic()
+            self._conn.settimeout(None if left is None else max(0.0, left))  # 0: what is there now
+            try:
+                part = self._conn.recv(_INT.size - len(self._code))
+            except (TimeoutError, BlockingIOError):
+                return False
+            if not part:
+                raise RuntimeError("the zygote went away")
+            self._code += part
+            if len(self._code) == _INT.size:
+                self.returncode = _INT.unpack(self._code)[0]
+                self._conn.close()
+        return True
+
+    def poll(self) -> int | None:
+        self._status(time.monotonic())
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._status(None if timeout is None else time.monotonic() + timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # never a pid the zygote has reaped (it may be another process's now)
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, input=None, timeout: float | None = None) -> tuple[str | None, str | None]:  # noqa: A002
+        """Read the pipes to their end, then wait; as Popen's (a timeout keeps what was read for
+        the next call)."""
+        if input is not None:
+            raise ValueError("no stdin: the command reads /dev/null")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        streams = [f for f in (self.stdout, self.stderr) if f is not None and not f.closed]
+        for f in streams:
+            self._chunks.setdefault(f.fileno(), [])
         with selectors.DefaultSelector() as sel:
-            for fd in chunks:
-                sel.register(fd, selectors.EVENT_READ)
+            for f in streams:
+                sel.register(f.fileno(), selectors.EVENT_READ, f)
             while sel.get_map():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise subprocess.TimeoutExpired(argv, timeout)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(self.args, timeout)
                 for key, _ in sel.select(timeout=left):
                     data = os.read(key.fd, 1 << 16)
                     if data:
-                        chunks[key.fd].append(data)
+                        self._chunks[key.fd].append(data)
                     else:
                         sel.unregister(key.fd)
-            code = _recv_int(conn, deadline)
+                        self._text[id(key.data)] = _translate(b"".join(self._chunks[key.fd]))
+                        key.data.close()
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self._text.get(id(self.stdout)), self._text.get(id(self.stderr))
+
+    def read_so_far(self) -> bytes:
+        """What :meth:`communicate` read of stdout before a timeout."""
+        return b"".join(next(iter(self._chunks.values()), []))
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for f in (self.stdout, self.stderr):
+            if f is not None:
+                f.close()
+        self.wait()
+
+
+def run(module: str, args: list[str], *, cwd, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, ...)``
+    with the child forked from the zygote; the same result, the same TimeoutExpired (the command
+    killed first)."""
+    proc = Process(module, args, cwd=cwd, env=env, merge=False)
+    try:
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        _kill(pid)
-        _recv_int(conn, time.monotonic() + 30)
-        e.stdout, e.stderr = b"".join(chunks[out_r]), b"".join(chunks[err_r])
+        proc.kill()
+        proc.wait()
+        e.stdout = proc.read_so_far()
         raise
     finally:
-        os.close(out_r)
-        os.close(err_r)
-        conn.close()
-    text = lambda fd: _translate(b"".join(chunks[fd]))  # noqa: E731
-    return subprocess.CompletedProcess(argv, code, text(out_r), text(err_r))
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        for f in (proc.stdout, proc.stderr):
+            f.close()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _recv_int(conn: socket.socket, deadline: float) -> int:
