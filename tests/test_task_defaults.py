@@ -35,7 +35,7 @@ def resolved(data: dict, sets: list[str] = (), epochs: int | None = None) -> con
 
 def test_a_task_alone_gets_its_own_defaults():
     arith = resolved({"task": "arith-chat"})
-    assert (arith.epochs, arith.seed, arith.batch_size, arith.lr) == (12, 1, 32, 2e-3)
+    assert (arith.epochs, arith.seed, arith.batch_size, arith.lr) == (8, 1, 32, 2e-3)
     assert (arith.lr_schedule.name, arith.lr_schedule.warmup_steps, arith.lr_schedule.min_lr) == ("cosine", 50, 1e-4)
     burgers = resolved({"task": "burgers"})
     assert (burgers.epochs, burgers.lr, burgers.lr_schedule.name, burgers.seed) == (30, 2e-3, "constant", 0)
@@ -74,7 +74,7 @@ def test_the_builtin_tasks_declare_the_table_and_help_shows_it(tmp_path, env):
     assert ArithChatTask.defaults == ARITH_CHAT and BurgersTask.defaults == BURGERS
     out = trainkit("train", "--help", cwd=tmp_path, env=env).stdout
     assert "  burgers      epochs 30, lr 0.002\n" in out
-    assert "  arith-chat   epochs 12, seed 1, batch_size 32, lr 0.002, lr_schedule.name cosine" in out
+    assert "  arith-chat   epochs 8, seed 1, batch_size 32, lr 0.002, lr_schedule.name cosine" in out
 
 
 def test_a_pending_run_shows_its_tasks_epochs(tmp_path, env):
@@ -84,13 +84,13 @@ def test_a_pending_run_shows_its_tasks_epochs(tmp_path, env):
     import orjson
 
     rows = orjson.loads(trainkit("status", "--json", cwd=tmp_path, env=env).stdout)
-    assert {r["name"]: r["total_epochs"] for r in rows} == {"a": 12, "b": 30}
+    assert {r["name"]: r["total_epochs"] for r in rows} == {"a": 8, "b": 30}
 
 
 @pytest.mark.slow
 def test_task_arith_chat_alone_trains_and_records_its_defaults(tmp_path, env):
-    """A config that says only `task: arith-chat`, trained for 1 of its 12 epochs (a minute for all
-    12): the resolved config holds the task's settings and records them under _meta.task_defaults,
+    """A config that says only `task: arith-chat`, trained for 1 of its 8 epochs (a minute for all
+    8): the resolved config holds the task's settings and records them under _meta.task_defaults,
     and the loss falls (the whole run is the example's, whose test checks the 80 % gate)."""
     cfg = tmp_path / "only-task.yaml"
     cfg.write_text("task: arith-chat\n")

@@ -119,7 +119,7 @@ class ArithData:
 class ArithModel:
     width: int = setting(64, "embedding width")
     depth: int = setting(3, "transformer blocks")
-    heads: int = setting(4, "attention heads (2 x heads must divide width)")
+    heads: int = setting(8, "attention heads (2 x heads must divide width)")
     dropout: float = setting(0.0, "dropout in the blocks")
     block_size: int = setting(96, "longest conversation in characters (system + question + reply); generation "
                                   "stops there")
