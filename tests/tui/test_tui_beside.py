@@ -86,7 +86,12 @@ def _labels(app) -> list[str]:
 async def test_wide_the_chart_is_beside_the_table_and_follows_the_cursor(tmp_path, monkeypatch):
     import tui.screens.workspace as ws
 
-    monkeypatch.setattr(ws, "BESIDE_DEBOUNCE_S", 0.5)  # wide enough that three quick presses make one read
+    # The cursor rests when the debounce says so: a debounce of an hour while it passes over runs
+    # (on a busy machine Pilot's presses came more than half a second apart, and a run passed over
+    # was read), a hundredth of a second for the press it rests after.
+    passing, resting = (lambda: monkeypatch.setattr(ws, "BESIDE_DEBOUNCE_S", 3600.0),  # noqa: E731
+                        lambda: monkeypatch.setattr(ws, "BESIDE_DEBOUNCE_S", 0.01))
+    resting()
     root = _demo(tmp_path)
     app = _app(root)
     async with app.run_test(size=WIDE) as pilot:
@@ -104,13 +109,21 @@ async def test_wide_the_chart_is_beside_the_table_and_follows_the_cursor(tmp_pat
         assert chart.series[0].points == loss_points(History.open(first))
         assert chart.series[0].points  # a real curve
         opened.clear()
-        await pilot.press("down", "down", "down")
+        passing()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert opened == []
+        resting()
+        await pilot.press("down")
         third = table.current_key()
         assert third != first
         await until(pilot, lambda: _labels(app) == [os.path.basename(third)], what="the cursor's run's loss")
         assert chart.series[0].points == loss_points(History.open(third))
         assert opened == [third]  # the runs passed over were never read
-        await pilot.press("up", "up", "up")  # back on the first run: its history is kept, no read
+        passing()
+        await pilot.press("up", "up")
+        resting()
+        await pilot.press("up")  # back on the first run: its history is kept, no read
         await until(pilot, lambda: _labels(app) == [os.path.basename(first)], what="the first run again")
         assert opened == [third]
 
