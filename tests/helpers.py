@@ -56,13 +56,18 @@ def default_sigint() -> None:
 ZYGOTE_COMMANDS = frozenset({"train", "eval", "score"})
 
 
+def forked(args: tuple[str, ...], env: dict) -> bool:
+    """Whether `trainkit ARGS` starts from the zygote: a command that imports torch, where it can."""
+    return bool(args) and args[0] in ZYGOTE_COMMANDS and zygote.usable(env)
+
+
 def trainkit(*args: str, cwd: Path, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m trainkit ARGS` to its end, its output captured (a command that trains or evaluates
     is forked from the zygote, which has imported torch: the same process, started faster)."""
     args = tuple(map(str, args))
-    if args and args[0] in ZYGOTE_COMMANDS and zygote.usable(env):
+    if forked(args, env):
         return zygote.run("trainkit", list(args), cwd=cwd, env=env, timeout=timeout)
-    return subprocess.run([sys.executable, "-m", "trainkit", *map(str, args)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "trainkit", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -70,9 +75,9 @@ def start_trainkit(*args: str, cwd: Path, env: dict) -> subprocess.Popen | zygot
     """`python -m trainkit ARGS` started, stdout and stderr on one text pipe (from the zygote as
     :func:`trainkit`: a :class:`zygote.Process` answers as a Popen does)."""
     args = tuple(map(str, args))
-    if args and args[0] in ZYGOTE_COMMANDS and zygote.usable(env):
+    if forked(args, env):
         return zygote.Process("trainkit", list(args), cwd=cwd, env=env, merge=True)
-    return subprocess.Popen([sys.executable, "-m", "trainkit", *map(str, args)], cwd=cwd, env=env,
+    return subprocess.Popen([sys.executable, "-m", "trainkit", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

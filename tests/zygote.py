@@ -121,10 +121,12 @@ def _become(request: dict, fds: list[int]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_DFL)
+    own = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]  # the zygote's, on sys.path
+    own += [os.path.abspath(p) for p in own]
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    base = [p for p in sys.path[1:] if p not in request["zygote_pythonpath"]]
+    base = [p for p in sys.path[1:] if p not in own]
     extra = [os.path.abspath(p) for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:] = [os.getcwd(), *extra, *base]
     _stdio(bool(request["env"].get("PYTHONUNBUFFERED")))
@@ -186,11 +188,8 @@ def _exit(code: int, interrupted: bool) -> None:
     modules a fork shares would touch every page of them: a second per command; multiprocessing's
     forked children leave the same way.) An uncaught KeyboardInterrupt ends by SIGINT, as Python
     does."""
-    import atexit as _atexit
-    import threading as _threading
-
-    _threading._shutdown()
-    _atexit._run_exitfuncs()
+    threading._shutdown()
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -216,18 +215,16 @@ class _Zygote:
         with os.fdopen(ready_r, "rb") as ready:
             self.ok = ready.readline() == b"ready\n"  # EOF or "threads": not usable
         self.env = _startup_settings(os.environ)
-        self.pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         atexit.register(self.close)
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait()
-        for name in (self.path,):
-            try:
-                os.unlink(name)
-            except OSError:
-                pass
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
         try:
             os.rmdir(self.folder)
         except OSError:
@@ -251,8 +248,7 @@ def _get() -> _Zygote | None:
 def usable(env: dict) -> bool:
     """Whether a command with ``env`` can start from the zygote (its startup settings are the
     zygote's); False also where no zygote can run here."""
-    z = _get()
-    return z is not None and _startup_settings(env) == z.env
+    return not differences(env)
 
 
 def differences(env: dict) -> list[str]:
@@ -282,8 +278,7 @@ class Process:
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._conn.connect(z.path)
-            request = {"module": module, "args": list(args), "cwd": os.fspath(cwd), "env": dict(env),
-                       "zygote_pythonpath": [os.path.abspath(p) for p in z.pythonpath]}
+            request = {"module": module, "args": list(args), "cwd": os.fspath(cwd), "env": dict(env)}
             socket.send_fds(self._conn, [json.dumps(request).encode()], [null, out_w, err_w])
         finally:
             for fd in {null, out_w, err_w}:
