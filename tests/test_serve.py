@@ -45,17 +45,18 @@ def set_status(run: Path, **fields) -> dict:
     return status
 
 
-def start_server(root: Path, log_dir: Path, *args: str) -> tuple[subprocess.Popen, int]:
-    """`trainkit serve ROOT --port 0`; the port comes from its one `serving ... on URL` line."""
+def start_server(root: Path | list[Path], log_dir: Path, *args: str) -> tuple[subprocess.Popen, int]:
+    """`trainkit serve ROOT [ROOT...] --port 0`; the port comes from its one `serving ... on URL` line."""
+    roots = [str(r) for r in (root if isinstance(root, list) else [root])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     stderr = open(log_dir / f"serve-{time.monotonic_ns()}.err", "wb")  # noqa: SIM115 (the process holds it)
-    proc = subprocess.Popen([sys.executable, "-m", "trainkit", "serve", str(root), "--port", "0", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "trainkit", "serve", *roots, "--port", "0", *args],
                             preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=stderr, env=env)
     proc.stderr_path = Path(stderr.name)
     stderr.close()
     line = read_until(proc.stdout, lambda b: b.endswith(b"\n"), timeout=30, what="the serving line")
-    assert line.startswith(f"serving {root} on http://127.0.0.1:".encode()), line
+    assert line.startswith(f"serving {', '.join(roots)} on http://127.0.0.1:".encode()), line
     return proc, int(line.decode().rstrip("/\n").rsplit(":", 1)[1])
 
 

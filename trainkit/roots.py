@@ -7,6 +7,7 @@ taken too."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 
 def distinct(roots: list[str]) -> list[str]:
@@ -37,16 +38,24 @@ def unique_name(name: str, root: str, taken: set[str]) -> str:
     return out
 
 
+def unique_names(groups: Iterable[tuple[str, list[str]]]) -> list[list[str]]:
+    """Each ROOT's run names (ROOTs in the order given, each one's names in its order) made unique
+    across the ROOTs by :func:`unique_name`: what ``trainkit status`` and ``trainkit serve`` call
+    the runs of several ROOTs (pure)."""
+    taken: set[str] = set()
+    return [[unique_name(n, root, taken) for n in names] for root, names in groups]
+
+
 def scan_roots(roots: list[str], **options) -> list:
     """:func:`trainkit.status.scan` of every ROOT, the names made unique; sorted by name within
     each ROOT, the ROOTs in the order given."""
     from trainkit.status import scan
 
-    taken: set[str] = set()
+    groups = [(root, scan(root, **options)) for root in distinct(roots)]
     out = []
-    for root in distinct(roots):
-        runs = scan(root, **options)
-        for r in runs:
-            r.name = unique_name(r.name, root, taken)
+    for (_, runs), names in zip(groups, unique_names((root, [r.name for r in runs]) for root, runs in groups),
+                                strict=True):
+        for r, name in zip(runs, names, strict=True):
+            r.name = name
         out.extend(runs)
     return out

@@ -20,13 +20,20 @@ hold a ``/``: the client percent-encodes it as one segment (``/runs/pl%2Flightni
 and :func:`trainkit.serve.foreign_runs.resolve` accepts only a real foreign run folder inside ROOT
 (no ``..``, hidden part or symlink on the way).
 
-No response shows an absolute path (:class:`PathScrub`): paths inside ROOT read relative to it (a
-run's ``path`` is its name), the home folder reads ``~``, and an unexpected error says only that it
-happened (its details go to the server's log).
+Several ROOTs (``trainkit serve ROOT [ROOT...]``): ``/runs`` lists them all as ``trainkit status``
+does, a later ROOT's run whose name is taken named with its ROOT's folder name in front; a NAME is
+found in that list (:meth:`Api.locate`: its ROOT and its name there), then resolved inside its own
+ROOT by the same checks.
+
+No response shows an absolute path (:class:`PathScrub`): paths inside the first ROOT read relative
+to it (a run's ``path`` is its name), those inside a later ROOT start with that ROOT's folder name,
+the home folder reads ``~``, and an unexpected error says only that it happened (its details go to
+the server's log).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -74,12 +81,16 @@ def error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) 
 
 
 class PathScrub:
-    """Rewrites the absolute paths a JSON body may hold: ROOT's own (as given, resolved) become
-    relative to ROOT, the home folder and the server's working folder become ``~`` and ``.``."""
+    """Rewrites the absolute paths a JSON body may hold: the first ROOT's own (as given, resolved)
+    become relative to it, a later ROOT's start with its folder name, the home folder and the
+    server's working folder become ``~`` and ``.``."""
 
-    def __init__(self, root: str) -> None:
-        pairs = {os.path.realpath(root): ".", os.path.abspath(root): ".", os.path.expanduser("~"): "~",
-                 os.getcwd(): "."}
+    def __init__(self, root: str | list[str]) -> None:
+        roots = [root] if isinstance(root, str) else root
+        pairs = {os.path.expanduser("~"): "~", os.getcwd(): "."}
+        for i, r in enumerate(reversed(roots)):  # the first ROOT's wins where two are one folder
+            short = "." if i == len(roots) - 1 else os.path.basename(os.path.abspath(r))
+            pairs.update({os.path.realpath(r): short, os.path.abspath(r): short})
         self._pairs = [(orjson.dumps(k)[1:-1], v.encode()) for k, v in
                        sorted(pairs.items(), key=lambda kv: len(kv[0]), reverse=True) if len(k) > 1]
 
@@ -100,16 +111,19 @@ def _stderr(line: str) -> None:
 
 
 class Api:
-    def __init__(self, root: str | os.PathLike, *, stale_s: float | None = None, ttl: float = 1.0,
+    """``root``: one ROOT, or several (a list: listed together, names kept unique)."""
+
+    def __init__(self, root: str | os.PathLike | list, *, stale_s: float | None = None, ttl: float = 1.0,
                  max_bytes: int = METRICS_MAX_BYTES, log: Callable[[str], None] = _stderr) -> None:
-        self.root = os.fspath(root)
+        self.index = RunIndex([os.fspath(r) for r in (root if isinstance(root, list) else [root])], stale_s=stale_s)
+        self.roots = self.index.roots
+        self.root = self.roots[0]
         self.stale_s = stale_s
         self.max_bytes = max_bytes
         self.log = log
-        self.index = RunIndex(self.root, stale_s=stale_s)
         self.memo = Memo(ttl)
         self.page = load_page()
-        self.scrub = PathScrub(self.root)
+        self.scrub = PathScrub(self.roots)
 
     def handle(self, method: str, target: str) -> Response:
         if method not in ("GET", "HEAD"):
@@ -138,11 +152,11 @@ class Api:
                         runs_with_text(self.snapshot().runs))))
                 return Response(200, self.snapshot().body)
             case ["runs", name]:
-                path = resolve_run(self.root, name)
+                path = self.resolve(name)
                 if path is None:
                     return self.foreign_run(name)
                 return Response(200, self.memo.get(("run", path), lambda: orjson.dumps(
-                    run_detail(path, stale_s=self.stale_s))))
+                    self._named(run_detail(path, stale_s=self.stale_s), name))))
             case ["runs", name, "metrics"]:
                 return self.metrics(name, query)
         return error(404, f"not found: {parts.path[:200]}; try /, /training/status, /runs, /runs/NAME, "
@@ -151,39 +165,64 @@ class Api:
     def snapshot(self) -> Snapshot:
         return self.memo.get("index", self.index.refresh)
 
+    def locate(self, name: str) -> tuple[str, str] | None:
+        """The ROOT of the run ``name`` (as /runs names it) and its name there. One ROOT: itself;
+        several: the name as the latest list gave it (a run that appeared since shows within the
+        cache's ttl), never a path of the client's making."""
+        if len(self.roots) == 1:
+            return self.root, name
+        return self.snapshot().where.get(name)
+
+    def resolve(self, name: str) -> str | None:
+        """The folder of trainkit's run ``name`` (:func:`resolve_run` inside its own ROOT), or None."""
+        found = self.locate(name)
+        return resolve_run(*found) if found is not None else None
+
     def training_status(self, query: dict[str, list[str]]) -> Response:
         names = query.get("run")
         if names is not None:
             if len(names) != 1:
                 return error(400, "give run= once")
-            path = resolve_run(self.root, names[0])
+            name = names[0]
+            path = self.resolve(name)
             if path is None:
-                return no_run(names[0])
+                return no_run(name)
         else:
-            active = self.snapshot().active
-            path = resolve_run(self.root, active) if active is not None else None
+            name = self.snapshot().active
+            path = self.resolve(name) if name is not None else None
             if path is None:  # no run at all (or it went away since the last scan)
                 return json_response(no_status())
         text = wants_text(query)
         return Response(200, self.memo.get(("status", path, text), lambda: orjson.dumps(
-            status_line(path, stale_s=self.stale_s, text=text))))
+            {**status_line(path, stale_s=self.stale_s, text=text), "name": name})))
 
     def foreign_run(self, name: str) -> Response:
         """A run another tool wrote; its name, a path under ROOT, comes percent-encoded as one segment."""
         from trainkit.serve.foreign_runs import detail, resolve
 
-        found = resolve(self.root, name)
+        where = self.locate(name)
+        found = resolve(*where) if where is not None else None
         if found is None:
             return no_run(name)
         source, path = found
-        return Response(200, self.memo.get(("foreign", path), lambda: orjson.dumps(detail(source, path, self.root))))
+        return Response(200, self.memo.get(("foreign", path), lambda: orjson.dumps(
+            self._named(detail(source, path, where[0]), name))))
+
+    @staticmethod
+    def _named(detail: dict, name: str) -> dict:
+        """A run's detail with its ``run`` named as /runs names it (a later ROOT's taken name)."""
+        run = detail["run"]
+        if run.name != name:
+            detail["run"] = dataclasses.replace(run, name=name)
+        return detail
 
     def metrics(self, name: str, query: dict[str, list[str]]) -> Response:
-        path = resolve_run(self.root, name)
+        path = self.resolve(name)
         if path is None:
             from trainkit.serve.foreign_runs import resolve
 
-            if resolve(self.root, name) is not None:
+            where = self.locate(name)
+            if where is not None and resolve(*where) is not None:
                 return error(404, f"{name[:200]!r} is a run another tool wrote: it has no metrics.jsonl; "
                                   "/runs/NAME lists its scalars")
             return no_run(name)

@@ -1,8 +1,9 @@
-"""What the server reads from ROOT: the run index (``trainkit.status`` over every run, reusing the
-result of runs whose files did not change), one run's status line and detail, and metric pages.
+"""What the server reads from its ROOTs: the run index (``trainkit.status`` over every run, reusing
+the result of runs whose files did not change; several ROOTs named as ``trainkit status`` names
+them), one run's status line and detail, and metric pages.
 
 No HTTP here. Every read of a run folder goes through :func:`resolve_run` first (a direct child of
-ROOT that ``find_runs`` would list), and the files this module opens itself must resolve inside
+its ROOT that ``find_runs`` would list), and the files this module opens itself must resolve inside
 the run folder (a symlinked file pointing elsewhere reads as missing).
 """
 
@@ -114,6 +115,8 @@ class Snapshot:
     body: bytes  # orjson of ``runs``: what /runs sends (as `trainkit status --json`, unindented)
     active: str | None  # the name of the most recently active run
     at: float
+    # several ROOTs: each listed name -> (its ROOT, its name there); one ROOT: empty (names are its own)
+    where: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def _aged(rs: RunStatus, seconds: float) -> RunStatus:
@@ -136,14 +139,19 @@ class RunIndex:
     """``trainkit.status.scan`` for the server: the same ``find_runs`` and ``run_status``, but a run
     whose folder, status, progress, epochs and checkpoints stats did not change since the last
     refresh, and that is not running or paused (whose state depends on the clock and the pid), keeps
-    its previous result (its heartbeat age moved on), for at most ``REUSE_MAX_S``."""
+    its previous result (its heartbeat age moved on), for at most ``REUSE_MAX_S``. Several ROOTs
+    (``trainkit serve ROOT [ROOT...]``): listed as ``trainkit.roots.scan_roots`` lists them, each
+    ROOT's runs by name, the ROOTs in the order given, the names made unique by the same rule."""
 
-    def __init__(self, root: str, *, stale_s: float | None = None) -> None:
+    def __init__(self, root: str | list[str], *, stale_s: float | None = None) -> None:
+        from trainkit.roots import distinct
         from trainkit.serve.foreign_runs import ForeignIndex
 
-        self.root = root
+        self.roots = distinct([root] if isinstance(root, str) else list(root))
+        self.root = self.roots[0]
         self.stale_s = stale_s
-        self.foreign = ForeignIndex(root)  # the runs other tools wrote (listed with their source)
+        # the runs other tools wrote (listed with their source), one index per ROOT
+        self.foreign = {r: ForeignIndex(r) for r in self.roots}
         self.reused = self.computed = 0  # for tests and the benchmark
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
@@ -176,13 +184,40 @@ class RunIndex:
     def refresh(self) -> Snapshot:
         with self._lock:
             now, host = time.time(), socket.gethostname()
-            entries = {p: self.entry(p, now=now, host=host) for p in find_runs(self.root)}
+            entries: dict[str, Entry] = {}
+            groups = []
+            for root in self.roots:
+                mine = {p: self.entry(p, now=now, host=host) for p in find_runs(root)}
+                entries.update(mine)
+                runs = [_aged(e.status, now - e.computed_at) for e in mine.values()]
+                runs += self.foreign[root].runs(set(mine), now)
+                runs.sort(key=lambda r: r.name)  # as trainkit status --json orders them
+                groups.append((root, runs))
             self._entries = entries
-            runs = [_aged(e.status, now - e.computed_at) for e in entries.values()]
-            runs += self.foreign.runs(set(entries), now)
-            runs.sort(key=lambda r: r.name)  # as trainkit status --json orders them
             active = choose_active(list(entries.values()))
-            return Snapshot(runs, orjson.dumps(runs), active.status.name if active else None, now)
+            if len(groups) == 1:
+                runs = groups[0][1]
+                return Snapshot(runs, orjson.dumps(runs), active.status.name if active else None, now)
+            return named_apart(groups, active.status.path if active else None, now)
+
+
+def named_apart(groups: list[tuple[str, list[RunStatus]]], active_path: str | None, now: float) -> Snapshot:
+    """The runs of several ROOTs in one list, named as ``trainkit status`` names them
+    (:func:`trainkit.roots.unique_names`), and where each name lies. A renamed run is a copy: the
+    index's kept results keep their own names."""
+    from trainkit.roots import unique_names
+
+    runs: list[RunStatus] = []
+    where: dict[str, tuple[str, str]] = {}
+    active = None
+    for (root, group), names in zip(groups, unique_names((root, [r.name for r in group]) for root, group in groups),
+                                    strict=True):
+        for r, name in zip(group, names, strict=True):
+            where[name] = (root, r.name)
+            if r.path == active_path:
+                active = name
+            runs.append(r if name == r.name else dataclasses.replace(r, name=name))
+    return Snapshot(runs, orjson.dumps(runs), active, now, where)
 
 
 # --------------------------------------------------------------------------------------------
