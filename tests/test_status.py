@@ -196,6 +196,34 @@ def test_find_runs_only_direct_children_with_markers(tmp_path):
     assert [os.path.basename(p) for p in S.find_runs(tmp_path)] == ["a", "c"]
 
 
+
+def test_scan_lists_exactly_the_folders_find_runs_lists(tmp_path):
+    """scan() reads each folder once (a readable status file is its marker, any other folder is asked
+    for one): the same runs as find_runs, whatever the folder holds."""
+    synthetic_run(tmp_path, "a-run", scores=[1.0], state="stopped")
+    (tmp_path / "b-notes").mkdir()
+    (tmp_path / "b-notes" / "notes.md").write_text("nothing\n")
+    (tmp_path / "c-progress-only").mkdir()
+    (tmp_path / "c-progress-only" / "progress.json").write_text("{}")
+    (tmp_path / "d-bad-status").mkdir()
+    (tmp_path / "d-bad-status" / "training_status.json").write_text("[1, 2")
+    (tmp_path / "e-status-folder").mkdir()
+    (tmp_path / "e-status-folder" / "training_status.json").mkdir()
+    (tmp_path / "f-config").mkdir()
+    (tmp_path / "f-config" / "config.yaml").write_text("epochs: 2\n")
+    (tmp_path / "g-model-config").mkdir()  # an HF output folder's config.json is the model's
+    (tmp_path / "g-model-config" / "config.json").write_text('{"model_type": "gpt2"}')
+    (tmp_path / "g-model-config" / "trainer_state.json").write_text('{"global_step": 1, "log_history": []}')
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "progress.json").write_text("{}")
+    os.symlink(tmp_path / "a-run", tmp_path / "h-link")
+    expected = S.find_runs(tmp_path)
+    assert [os.path.basename(p) for p in expected] == ["a-run", "c-progress-only", "d-bad-status",
+                                                        "e-status-folder", "f-config"]
+    assert [r.path for r in S.scan(tmp_path, foreign=False)] == expected
+    assert {r.name: r.source for r in S.scan(tmp_path)}["g-model-config"] == "hf"
+
+
 # ------------------------------------------------------------------ every state from real runs
 
 @pytest.mark.slow

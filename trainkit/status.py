@@ -153,8 +153,13 @@ def recompute_progress(scores: list[dict | None], total: int | None, timeline: T
 
 
 def epoch_complete(root: str, epoch: int) -> bool:
-    d = epoch_dir(root, epoch)
-    return all(path_exists(f"{d}/{f}") for f in EPOCH_FILES)
+    """Whether ``epoch``'s folder holds every file of :data:`EPOCH_FILES` (each one ``faccessat``:
+    the fast path asks this once per run)."""
+    d = epoch_dir(root, epoch) + "/"
+    for f in EPOCH_FILES:
+        if not path_exists(d + f):
+            return False
+    return True
 
 
 def complete_epochs(root: str) -> int:
@@ -445,14 +450,18 @@ def run_status(run_dir: str | Path, *, now: float | None = None, repair: bool = 
 def read_run(run_dir: str | Path, *, now: float | None = None, repair: bool = False,
              host: str | None = None, stale_s: float | None = None,
              pid_alive: Callable[[int, float | None], bool] = pid_running,
-             slurm_jobs: dict[int, JobView] | None = None) -> tuple[RunStatus, dict | None]:
+             slurm_jobs: dict[int, JobView] | None = None, only_runs: bool = False) -> tuple[RunStatus, dict | None]:
     """:func:`run_status` and the checked ``training_status.json`` it was judged from (None when
-    missing or unusable), for readers that show more of it (trainmon) without reading it twice."""
+    missing or unusable), for readers that show more of it (trainmon) without reading it twice.
+    ``only_runs``: ``run_dir`` is any folder under ROOT; one that :func:`is_run_folder` refuses
+    gives (None, None)."""
     root = os.fspath(run_dir)
     now = time.time() if now is None else now
     host = host or socket.gethostname()
     warnings: list[str] = []
     status = load_json(f"{root}/{STATUS_FILE}", warnings, readers.STATUS)
+    if status is None and only_runs and not is_run_folder(root):
+        return None, None  # type: ignore[return-value]  (only_runs' callers ask for it)
     if status is not None:
         warnings.extend(status_problems(status))
     prog = progress(root, repair=False, warnings=warnings, status=status)
@@ -465,7 +474,9 @@ def read_run(run_dir: str | Path, *, now: float | None = None, repair: bool = Fa
     # The lock is evidence of a trainer starting (a live one holds it before it writes its status):
     # read when the state is not live, and for a complete run only when a repair must know it.
     wants_lock = state not in LIVE and (state not in COMPLETE or (repair and prog.source == "recomputed"))
-    holder = live_lock(f"{root}/{LOCK_FILE}", warnings, host=host) if wants_lock else None
+    lock = f"{root}/{LOCK_FILE}"  # (looked for first: a missing file costs no exception)
+    holder = live_lock(lock, warnings, host=host) if wants_lock and os.access(lock, os.F_OK, follow_symlinks=False) \
+        else None
     if holder is not None and state not in COMPLETE:  # a live trainer holds the run: it is starting
         if probe is not None and probe.suspended(holder["pid"]):
             state, reason = SUSPENDED, suspended_reason(holder["pid"])
@@ -507,44 +518,57 @@ def latest_alert(status: dict | None) -> str | None:
 MODEL_CONFIG = CONFIG_STEM + ".json"  # a run's config, or a Hugging Face model's (save_model)
 
 
+def run_folders(root: str | Path) -> list[str]:
+    """The folders directly under ``root`` that may be runs: not hidden, not symlinks, sorted by name."""
+    with os.scandir(root) as it:
+        out = [e.path for e in it if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+    return sorted(out, key=os.path.basename)
+
+
+def is_run_folder(path: str) -> bool:
+    """Whether a folder holds a run marker (:data:`RUN_MARKERS`, tried in order): a marker found
+    before ``config.json`` makes it a trainkit run; ``config.json`` alone beside a Hugging Face
+    trainer state is that model's config (:func:`trainkit.foreign.model_config_only`)."""
+    found = next((m for m in RUN_MARKERS if path_exists(f"{path}/{m}")), None)
+    if found == MODEL_CONFIG:
+        from trainkit.foreign import model_config_only  # an HF output folder's config.json is the model's
+
+        return not model_config_only(path)
+    return found is not None
+
+
 def find_runs(root: str | Path) -> list[str]:
     """Folders directly under ``root`` that hold a config, resolved_config.json, progress.json or
     training_status.json, sorted by name."""
-    from trainkit.foreign import model_config_only  # an HF output folder's config.json is the model's
-
-    out = []
-    with os.scandir(root) as it:
-        for entry in it:
-            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-                continue
-            found = next((m for m in RUN_MARKERS if path_exists(f"{entry.path}/{m}")), None)
-            if found is None or (found == MODEL_CONFIG and model_config_only(entry.path)):
-                continue  # the markers are tried in order: one found before config.json makes it a trainkit run
-            out.append(entry.path)
-    return sorted(out, key=os.path.basename)
+    return [p for p in run_folders(root) if is_run_folder(p)]
 
 
 def scan(root: str | Path, *, now: float | None = None, repair: bool = False,
          stale_s: float | None = None, foreign: bool = True) -> list[RunStatus]:
     """Every run under ``root``, by name: trainkit's, and (``foreign``) the runs other tools wrote
     there (Hugging Face output folders, Lightning ``lightning_logs/version_N``, TensorBoard event
-    folders; read-only, see :mod:`trainkit.foreign`)."""
+    folders; read-only, see :mod:`trainkit.foreign`). The folders :func:`find_runs` would list, each
+    read once: a readable ``training_status.json`` is its marker, any other folder is asked
+    :func:`is_run_folder` before it is judged."""
     now = time.time() if now is None else now
     host = socket.gethostname()
-    paths = find_runs(root)
-    recorded, jobs, problems = slurm_view(paths)
-    runs = []
-    for p in paths:
-        r = run_status(p, now=now, repair=repair, host=host, stale_s=stale_s,
-                       slurm_jobs=(jobs or {}) if p in recorded else None)
+    folders = run_folders(root)
+    recorded, jobs, problems = slurm_view(folders)
+    runs, paths = [], set()
+    for p in folders:
+        r = read_run(p, now=now, repair=repair, host=host, stale_s=stale_s,
+                     slurm_jobs=(jobs or {}) if p in recorded else None, only_runs=True)[0]
+        if r is None:
+            continue
         if p in recorded and jobs is None:
             r.warnings.extend(problems)
         runs.append(r)
+        paths.add(p)
     if foreign:
         from trainkit import foreign as F
 
-        read = [F.read(source, path, root=os.fspath(root)) for source, path in F.discover(os.fspath(root),
-                                                                                         skip=set(paths))]
+        found = F.discover(os.fspath(root), folders=[p for p in folders if p not in paths])
+        read = [F.read(source, path, root=os.fspath(root)) for source, path in found]
         held = F.writers([f.path for f in read if not (f.finished or f.early_stopped)])  # done: no writer to find
         for f in read:
             f.held_by = held.get(f.path)

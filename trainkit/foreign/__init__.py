@@ -162,15 +162,17 @@ def classify(path: str) -> list[tuple[str, str]]:
     return out
 
 
-def discover(root: str, skip: set[str] | None = None) -> list[tuple[str, str]]:
+def discover(root: str, skip: set[str] | None = None, *, folders: list[str] | None = None) -> list[tuple[str, str]]:
     """Every foreign run under ``root`` (folders directly under it, and the runs they hold), sorted
-    by path. ``skip``: folders already known as trainkit runs."""
-    skip = skip or set()
+    by path. ``skip``: folders already known as trainkit runs. ``folders``: the non-hidden real
+    folders directly under ``root`` that are not trainkit runs, when the caller has listed them
+    already (:func:`trainkit.status.scan`): ``root`` is not listed again."""
     out: list[tuple[str, str]] = []
-    for n in _names(root):
-        path = os.path.join(root, n)
-        if n.startswith(".") or path in skip or not _is_dir(path):
-            continue
+    if folders is None:
+        skip = skip or set()
+        folders = [p for n in _names(root) if not n.startswith(".")
+                   and (p := os.path.join(root, n)) not in skip and _is_dir(p)]
+    for path in folders:
         out.extend(classify(path))
     return sorted(out, key=lambda x: x[1])
 
