@@ -262,3 +262,34 @@ def test_an_hf_output_folder_with_the_saved_model_is_not_taken_for_a_pending_tra
         if checkpoint.name != "checkpoint-20":
             shutil.rmtree(checkpoint)
     assert status(root, env)["saved"]["step"] == 15
+
+
+def test_one_scan_lists_each_folder_once_and_the_next_scan_sees_what_changed(tmp_path, env, monkeypatch):
+    """Within one scan a folder is listed once, whatever asks (the markers, the discovery, the
+    readers, the writers' search); nothing of that listing is kept for the next scan, in the same
+    process (trainmon, serve)."""
+    from trainkit import status as S
+    from trainkit.foreign.common import entries, one_look
+
+    monkeypatch.setenv("TRAINKIT_CACHE_DIR", env["TRAINKIT_CACHE_DIR"])
+    root = tmp_path / "exp"
+    root.mkdir()
+    run_script("writer", root / "w", "--steps", "20", env=env, cwd=tmp_path)
+    run_script("hf", root / "hf-run", "--steps", "20", env=env, cwd=tmp_path)
+    listed: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p=".": (listed.append(os.fspath(p)), real_scandir(p))[1])
+    first = {r.name: r for r in S.scan(root)}
+    assert first["w"].step == 19 and first["w"].source == "tensorboard" and first["hf-run"].source == "hf"
+    inside = [p for p in listed if p.startswith(str(root) + os.sep)]
+    assert inside and len(inside) == len(set(inside)), sorted(inside)  # each folder once
+
+    run_script("writer", root / "w", "--steps", "30", env=env, cwd=tmp_path)  # a second event file
+    run_script("writer", root / "more", "--steps", "5", env=env, cwd=tmp_path)
+    second = {r.name: r for r in S.scan(root)}
+    assert second["w"].step == 29 and second["more"].step == 4
+    with one_look():
+        before = entries(str(root))
+        (root / "late").mkdir()
+        assert "late" not in entries(str(root)) and entries(str(root)) is before  # one snapshot per look
+    assert entries(str(root))["late"] is True  # outside a look: listed again

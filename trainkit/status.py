@@ -529,7 +529,10 @@ def is_run_folder(path: str) -> bool:
     """Whether a folder holds a run marker (:data:`RUN_MARKERS`, tried in order): a marker found
     before ``config.json`` makes it a trainkit run; ``config.json`` alone beside a Hugging Face
     trainer state is that model's config (:func:`trainkit.foreign.model_config_only`)."""
-    found = next((m for m in RUN_MARKERS if path_exists(f"{path}/{m}")), None)
+    from trainkit.foreign.common import listed
+
+    names = listed(path)  # within a scan, the folder's listing: only the markers it lists are asked
+    found = next((m for m in RUN_MARKERS if (names is None or m in names) and path_exists(f"{path}/{m}")), None)
     if found == MODEL_CONFIG:
         from trainkit.foreign import model_config_only  # an HF output folder's config.json is the model's
 
@@ -552,28 +555,31 @@ def scan(root: str | Path, *, now: float | None = None, repair: bool = False,
     :func:`is_run_folder` before it is judged."""
     now = time.time() if now is None else now
     host = socket.gethostname()
+    from trainkit.foreign.common import one_look
+
     folders = run_folders(root)
     recorded, jobs, problems = slurm_view(folders)
     runs, paths = [], set()
-    for p in folders:
-        r = read_run(p, now=now, repair=repair, host=host, stale_s=stale_s,
-                     slurm_jobs=(jobs or {}) if p in recorded else None, only_runs=True)[0]
-        if r is None:
-            continue
-        if p in recorded and jobs is None:
-            r.warnings.extend(problems)
-        runs.append(r)
-        paths.add(p)
-    if foreign:
-        from trainkit import foreign as F
+    with one_look():  # a folder that is not a trainkit run is listed once for every question asked of it
+        for p in folders:
+            r = read_run(p, now=now, repair=repair, host=host, stale_s=stale_s,
+                         slurm_jobs=(jobs or {}) if p in recorded else None, only_runs=True)[0]
+            if r is None:
+                continue
+            if p in recorded and jobs is None:
+                r.warnings.extend(problems)
+            runs.append(r)
+            paths.add(p)
+        if foreign:
+            from trainkit import foreign as F
 
-        found = F.discover(os.fspath(root), folders=[p for p in folders if p not in paths])
-        read = [F.read(source, path, root=os.fspath(root)) for source, path in found]
-        held = F.writers([f.path for f in read if not (f.finished or f.early_stopped)])  # done: no writer to find
-        for f in read:
-            f.held_by = held.get(f.path)
-            runs.append(foreign_status(f, now=now))
-        runs.sort(key=lambda r: r.name)
+            found = F.discover(os.fspath(root), folders=[p for p in folders if p not in paths])
+            read = [F.read(source, path, root=os.fspath(root)) for source, path in found]
+            held = F.writers([f.path for f in read if not (f.finished or f.early_stopped)])  # done: none to find
+            for f in read:
+                f.held_by = held.get(f.path)
+                runs.append(foreign_status(f, now=now))
+            runs.sort(key=lambda r: r.name)
     return runs
 
 

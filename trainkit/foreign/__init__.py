@@ -38,9 +38,13 @@ from trainkit.foreign.common import (  # noqa: F401  (the package's names)
     TENSORBOARD,
     Foreign,
     _names,
+    dir_entries,
+    entries,
     finite,
     has_events,
+    is_real_dir,
     loss_tag,
+    one_look,
     watched_name,
 )
 
@@ -110,13 +114,12 @@ def progress(f: Foreign) -> tuple[int, int | None, float]:
 # finding them
 
 
-def _is_dir(path: str) -> bool:
-    return os.path.isdir(path) and not os.path.islink(path)
+_is_dir = is_real_dir
 
 
 def is_hf(path: str) -> bool:
-    names = _names(path)
-    return HF_STATE in names or any(n.startswith(HF_CHECKPOINT_PREFIX)
+    names = entries(path)
+    return HF_STATE in names or any(n.startswith(HF_CHECKPOINT_PREFIX) and HF_STATE in entries(os.path.join(path, n))
                                     and os.path.isfile(os.path.join(path, n, HF_STATE)) for n in names)
 
 
@@ -127,9 +130,11 @@ def model_config_only(path: str) -> bool:
     from trainkit.runfolder import CONFIG_STEM, RUN_MARKERS
 
     model_config = CONFIG_STEM + ".json"
-    if not os.path.isfile(os.path.join(path, model_config)):
+    names = entries(path)  # (a name it does not list is not there: only the listed ones are asked)
+    if model_config not in names or not os.path.isfile(os.path.join(path, model_config)):
         return False
-    return not any(os.path.exists(os.path.join(path, m)) for m in RUN_MARKERS if m != model_config) and is_hf(path)
+    return not any(m in names and os.path.exists(os.path.join(path, m)) for m in RUN_MARKERS if m != model_config) \
+        and is_hf(path)
 
 
 def _lightning_versions(logs: str) -> list[str]:
@@ -183,20 +188,12 @@ def _files(path: str, depth: int):
     stack = [(path, 0)]
     while stack:
         d, level = stack.pop()
-        try:
-            it = os.scandir(d)
-        except OSError:
-            continue
-        with it:
-            for e in it:
-                try:
-                    is_dir = e.is_dir(follow_symlinks=False)
-                except OSError:
-                    continue
-                if not is_dir:
-                    yield level, e
-                elif level < depth:
-                    stack.append((e.path, level + 1))
+        folders = entries(d)  # (within one_look: the listing the other questions got)
+        for e in dir_entries(d):
+            if not folders.get(e.name, False):
+                yield level, e
+            elif level < depth:
+                stack.append((e.path, level + 1))
 
 
 def newest_write(path: str, depth: int = 2) -> float | None:
@@ -240,7 +237,9 @@ def read(source: str, path: str, *, root: str, tail=None) -> Foreign:
     """The summary of one foreign run (never raises: problems become warnings). ``tail``: a long-lived
     reader's :class:`~trainkit.foreign.tensorboard.EventTail` of a TensorBoard run (reads only what
     was appended since its last call)."""
-    name = os.path.relpath(path, root)
+    prefix = root.rstrip(os.sep) + os.sep
+    name = path[len(prefix):] if path.startswith(prefix) and ".." not in path.split(os.sep) \
+        else os.path.relpath(path, root)
     f = Foreign(source, path, name)
     try:
         if tail is not None and source == TENSORBOARD:
@@ -301,7 +300,8 @@ def writers(folders: list[str]) -> dict[str, int]:
                         found[folder] = who[2]
                 except (psutil.Error, OSError):
                     continue
-    left = {os.path.realpath(p): p for p in folders if p not in found}
+    parents: dict[str, str] = {}
+    left = {_real(p, parents): p for p in folders if p not in found}
     if not left:
         return found
     me = os.getpid()
@@ -320,6 +320,18 @@ def writers(folders: list[str]) -> dict[str, int]:
                     found[folder] = proc.info["pid"]
                 d = os.path.dirname(d)
     return found
+
+
+def _real(path: str, parents: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, from its parent's when ``path`` itself is a real folder (not a
+    symlink): ``parents`` keeps each parent's, so the folders of one ROOT resolve it once."""
+    parent, name = os.path.split(path)
+    if not name or not parent or not is_real_dir(path):
+        return os.path.realpath(path)
+    real = parents.get(parent)
+    if real is None:
+        real = parents[parent] = os.path.realpath(parent)
+    return os.path.join(real, name)
 
 
 def scalars(source: str, path: str) -> dict[str, list[tuple[float, float]]]:

@@ -3,8 +3,12 @@ foreign run (:class:`Foreign`), and small pure helpers."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 HF, LIGHTNING, TENSORBOARD = "hf", "lightning", "tensorboard"
@@ -47,11 +51,75 @@ class Foreign:
     warnings: list[str] = field(default_factory=list)
 
 
-def _names(path: str) -> list[str]:
+#: Within :func:`one_look`: each folder's entries as listed the first time it was asked for.
+_LISTINGS: ContextVar[dict[str, tuple[dict[str, bool], list[os.DirEntry]]] | None] = \
+    ContextVar("trainkit_foreign_listings", default=None)
+
+
+@contextmanager
+def one_look() -> Iterator[None]:
+    """Within it (one scan of a ROOT, in this thread or task), each folder is listed once, however
+    many readers ask what it holds: the scan judges one snapshot of each folder. Outside it every
+    question lists the folder again."""
+    token = _LISTINGS.set({})
     try:
-        return sorted(os.listdir(path))
+        yield
+    finally:
+        _LISTINGS.reset(token)
+
+
+def _listing(path: str) -> tuple[dict[str, bool], list[os.DirEntry]]:
+    memo = _LISTINGS.get()
+    if memo is not None:
+        hit = memo.get(path)
+        if hit is not None:
+            return hit
+    names: dict[str, bool] = {}
+    found: list[os.DirEntry] = []
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                try:
+                    names[e.name] = e.is_dir(follow_symlinks=False)
+                except OSError:
+                    names[e.name] = False
+                found.append(e)
     except OSError:
-        return []
+        pass
+    if memo is not None:
+        memo[path] = (names, found)
+    return names, found
+
+
+def entries(path: str) -> dict[str, bool]:
+    """{name: whether it is a folder (a symlink is not)} of what ``path`` holds; {} when it cannot be
+    listed. Listed once within :func:`one_look`."""
+    return _listing(path)[0]
+
+
+def dir_entries(path: str) -> list[os.DirEntry]:
+    """The ``os.DirEntry`` of each thing ``path`` holds (their stat is cached on them), as :func:`entries`."""
+    return _listing(path)[1]
+
+
+def listed(path: str) -> dict[str, bool] | None:
+    """:func:`entries` within :func:`one_look`; None outside it (where a caller that asks for one or
+    two names does better asking for them)."""
+    return entries(path) if _LISTINGS.get() is not None else None
+
+
+def _names(path: str) -> list[str]:
+    return sorted(entries(path))
+
+
+def is_real_dir(path: str) -> bool:
+    """A folder that is not a symlink (within :func:`one_look`: from its parent's listing)."""
+    if _LISTINGS.get() is not None:
+        parent, name = os.path.split(path)
+        listing = entries(parent) if name and parent else None
+        if listing:  # (an empty one may be a folder that cannot be listed: asked directly)
+            return listing.get(name, False)
+    return os.path.isdir(path) and not os.path.islink(path)
 
 
 def watched_name(name: str) -> bool:
@@ -85,3 +153,18 @@ def finite(v: object) -> float | None:
     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
         return float(v)
     return None
+
+
+def cache_folder(kind: str) -> str:
+    """The user's cache folder of a reader's summaries (``hf``, ``tensorboard``) under
+    :func:`trainkit.config.default_cache_dir`, worked out again only when the variables it follows
+    change (a scan asks once per folder)."""
+    return os.path.join(_cache_root(os.environ.get("TRAINKIT_CACHE_DIR"), os.environ.get("XDG_CACHE_HOME"),
+                                    os.environ.get("HOME")), kind)
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_root(*_variables: str | None) -> str:
+    from trainkit.config import default_cache_dir
+
+    return os.fspath(default_cache_dir())

@@ -11,7 +11,7 @@ import os
 
 import orjson
 
-from trainkit.foreign.common import HF_CHECKPOINT_PREFIX, HF_STATE, MAX_TAIL, Foreign, finite
+from trainkit.foreign.common import HF_CHECKPOINT_PREFIX, HF_STATE, MAX_TAIL, Foreign, cache_folder, entries, finite
 from trainkit.runfolder.files import MiB, ReadProblem, read_limited
 
 STATE_LIMIT = 64 * MiB  # log_history grows by a line per logged step
@@ -40,13 +40,10 @@ def _load(path: str, limit: int, warnings: list[str]) -> dict | None:
 def state_files(path: str) -> list[str]:
     """``trainer_state.json`` of the folder and of each ``checkpoint-N`` folder."""
     out = []
+    names = entries(path)  # (a name it does not list is not there: only the listed ones are asked)
     top = os.path.join(path, HF_STATE)
-    if os.path.isfile(top):
+    if HF_STATE in names and os.path.isfile(top):
         out.append(top)
-    try:
-        names = os.listdir(path)
-    except OSError:
-        names = []
     for n in names:
         if n.startswith(HF_CHECKPOINT_PREFIX) and n[len(HF_CHECKPOINT_PREFIX):].isdigit():
             p = os.path.join(path, n, HF_STATE)
@@ -121,10 +118,8 @@ def _stamp(path: str) -> list | None:
 
 
 def _cache_file(path: str) -> str:
-    from trainkit.config import default_cache_dir
-
     key = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()  # (realpath: a syscall per part)
-    return os.path.join(default_cache_dir(), "hf", f"{key}.json")
+    return os.path.join(cache_folder("hf"), f"{key}.json")
 
 
 def summarize(path: str, f: Foreign) -> None:

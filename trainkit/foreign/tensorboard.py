@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from trainkit.foreign.common import EVENTS_PREFIX, MAX_TAIL, Foreign, finite, loss_tag
+from trainkit.foreign.common import EVENTS_PREFIX, MAX_TAIL, Foreign, cache_folder, entries, finite, loss_tag
 
 HINT = 'TensorBoard event files: install the reader with pip install ".[tensorboard]" (or pip install tensorboard)'
 CACHE_VERSION = 2  # the summary's layout (unchanged by the faster loader)
@@ -78,10 +78,7 @@ def scalar_values(event) -> list[tuple[str, float]]:
 
 
 def event_files(path: str) -> list[str]:
-    try:
-        names = sorted(n for n in os.listdir(path) if n.startswith(EVENTS_PREFIX))
-    except OSError:
-        return []
+    names = sorted(n for n in entries(path) if n.startswith(EVENTS_PREFIX))
     return [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
 
 
@@ -143,10 +140,8 @@ class EventTail:
 
 
 def _cache_file(event_file: str) -> str:
-    from trainkit.config import default_cache_dir
-
     key = hashlib.sha1(os.path.abspath(event_file).encode()).hexdigest()  # (realpath: a syscall per part)
-    return os.path.join(default_cache_dir(), "tensorboard", f"{key}.json")
+    return os.path.join(cache_folder("tensorboard"), f"{key}.json")
 
 
 def file_summary(event_file: str) -> FileSummary:
