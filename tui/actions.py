@@ -1,6 +1,7 @@
 """What an action would do to each target, and doing it: Textual-free plans over trainkit's
 lifecycle (archive, restore, promote), control requests (stop, pause, resume) and the launcher
-(relaunch). A plan names every target with what will happen to it, or why nothing will."""
+(relaunch). A plan names every target with what will happen to it, or why nothing will. Runs under
+several ROOTs: :func:`per_root` plans each ROOT's runs with that ROOT and joins the plans."""
 
 from __future__ import annotations
 
@@ -52,10 +53,48 @@ def _names(views: list[RunView]) -> list[str]:
     return [v.name for v in views]
 
 
+def folder_of(view: RunView) -> str:
+    """The run's folder name: what trainkit's lifecycle and launcher call it under its ROOT (the
+    name shown may carry its ROOT's name in front, see :meth:`tui.model.runs.RunsModel.name_of`)."""
+    return os.path.basename(view.path)
+
+
+def _shown(views: list[RunView]) -> Callable[[str], str]:
+    """A folder name back to the name the workspace shows for it."""
+    names = {folder_of(v): v.name for v in views}
+    return lambda folder: names.get(folder, folder)
+
+
+def _title(verb: str, n: int) -> str:
+    return f"{verb.capitalize()} {n} run{'s' if n != 1 else ''}"
+
+
+def per_root(plan_one: Callable[..., ActionPlan], views: list[RunView], home_of: Callable[[str], str | None],
+             **options) -> ActionPlan:
+    """``plan_one(root, views, **options)`` for each ROOT's runs (``home_of(path)``: the ROOT a run
+    is under, or whose archive holds it), joined into one plan: every target's line, ROOT after
+    ROOT in the order the runs came, and one execution that does each ROOT's part in turn."""
+    groups: dict[str, list[RunView]] = {}
+    for v in views:
+        groups.setdefault(home_of(v.path) or "", []).append(v)
+    plans = [plan_one(root, vs, **options) for root, vs in groups.items()]
+    if len(plans) == 1:
+        return plans[0]
+    plan = ActionPlan(plans[0].verb, _title(plans[0].verb, len(views)),
+                      [t for p in plans for t in p.lines], details=[d for p in plans for d in p.details])
+    todo = [p.execute for p in plans if p.execute is not None]
+    if todo:
+        def run(report: Report) -> list[str]:
+            return [line for execute in todo for line in execute(report)]
+        plan.execute = run
+    return plan
+
+
 def plan_archive(root: str, views: list[RunView]) -> ActionPlan:
     """The runs named (marked, or under the cursor) are archived whenever they are not live, as
     ``trainkit experiments archive NAME`` does; each line shows the class and its reason."""
-    plan = ActionPlan("archive", f"Archive {len(views)} run{'s' if len(views) != 1 else ''}")
+    plan = ActionPlan("archive", _title("archive", len(views)))
+    shown = _shown(views)
     candidates = []
     for v in views:
         if v.archived:
@@ -66,54 +105,55 @@ def plan_archive(root: str, views: list[RunView]) -> ActionPlan:
             plan.lines.append(TargetLine(v.name, f"evaluating ({v.evaluation}): never archived while an evaluation "
                                                  "runs", False))
         else:
-            candidates.append(v.name)
+            candidates.append(folder_of(v))
     if not candidates:
         return plan
     try:
         mp = lifecycle.plan_archive(root, candidates, options=lifecycle.Options(named=True))
     except UserError as e:
-        plan.lines.extend(TargetLine(n, f"refused: {e}", False) for n in candidates)
+        plan.lines.extend(TargetLine(shown(n), f"refused: {e}", False) for n in candidates)
         return plan
     target = mp.layout.show(mp.layout.archive)
     for c in mp.selected:
-        plan.lines.append(TargetLine(c.name, f"moves to {target}/ ({c.files} files, {_size(c.bytes)}); "
-                                             f"classified {c.status}: {c.reason}", True))
+        plan.lines.append(TargetLine(shown(c.name), f"moves to {target}/ ({c.files} files, {_size(c.bytes)}); "
+                                                    f"classified {c.status}: {c.reason}", True))
     for c in mp.skipped:
-        plan.lines.append(TargetLine(c.name, f"not archived: {c.why_not} ({c.status}: {c.reason})", False))
+        plan.lines.append(TargetLine(shown(c.name), f"not archived: {c.why_not} ({c.status}: {c.reason})", False))
     if mp.selected:
         def run(report: Report) -> list[str]:
             res = lifecycle.archive(mp, progress=lambda p: report(progress_line(p)))
-            return [f"archived {o.name}" for o in res.moved] + \
-                [f"{o.name} not archived: {o.detail}" for o in res.not_moved]
+            return [f"archived {shown(o.name)}" for o in res.moved] + \
+                [f"{shown(o.name)} not archived: {o.detail}" for o in res.not_moved]
         plan.execute = run
     return plan
 
 
 def plan_restore(root: str, views: list[RunView]) -> ActionPlan:
-    plan = ActionPlan("restore", f"Restore {len(views)} run{'s' if len(views) != 1 else ''}")
+    plan = ActionPlan("restore", _title("restore", len(views)))
+    shown = _shown(views)
     names = []
     for v in views:
         if not v.archived:
             plan.lines.append(TargetLine(v.name, "not archived (press A to show archived runs)", False))
         else:
-            names.append(v.name)
+            names.append(folder_of(v))
     if not names:
         return plan
     try:
         mp = lifecycle.plan_restore(root, names)
     except UserError as e:
-        plan.lines.extend(TargetLine(n, f"refused: {e}", False) for n in names)
+        plan.lines.extend(TargetLine(shown(n), f"refused: {e}", False) for n in names)
         return plan
     for c in mp.selected:
         where = mp.layout.show(mp.layout.root)
-        plan.lines.append(TargetLine(c.name, f"moves back to {where}/ ({c.files} files)", True))
+        plan.lines.append(TargetLine(shown(c.name), f"moves back to {where}/ ({c.files} files)", True))
     for c in mp.skipped:
-        plan.lines.append(TargetLine(c.name, f"not restored: {c.why_not}", False))
+        plan.lines.append(TargetLine(shown(c.name), f"not restored: {c.why_not}", False))
     if mp.selected:
         def run(report: Report) -> list[str]:
             res = lifecycle.restore(mp, progress=lambda p: report(progress_line(p)))
-            return [f"restored {o.name}" for o in res.moved] + \
-                [f"{o.name} not restored: {o.detail}" for o in res.not_moved]
+            return [f"restored {shown(o.name)}" for o in res.moved] + \
+                [f"{shown(o.name)} not restored: {o.detail}" for o in res.not_moved]
         plan.execute = run
     return plan
 
@@ -140,10 +180,11 @@ def plan_promote(root: str, views: list[RunView], **options) -> ActionPlan:
     """Every check of ``trainkit experiments promote`` with the same options (``report``, ``metric``,
     ``mode``, ``threshold``, ``min_improvement``, ``config_name``, ``force`` with its backup,
     ``update_leaderboard``); a refusal names the failing check with its value."""
-    plan = ActionPlan("promote", f"Promote {len(views)} run{'s' if len(views) != 1 else ''}")
+    plan = ActionPlan("promote", _title("promote", len(views)))
+    shown = _shown(views)
     ready = []
     for v in views:
-        req = lifecycle.PromoteRequest(v.name, root=root, **{k: val for k, val in options.items()
+        req = lifecycle.PromoteRequest(folder_of(v), root=root, **{k: val for k, val in options.items()
                                                              if k in PROMOTE_OPTIONS and val is not None})
         try:
             check = lifecycle.check_promotion(req)
@@ -175,9 +216,9 @@ def plan_promote(root: str, views: list[RunView], **options) -> ActionPlan:
             out = []
             for req, check in ready:
                 res = lifecycle.promote(req, expect=check)
-                out.append(f"promoted {req.name} -> {res.plan.layout.show(res.plan.target)}"
+                out.append(f"promoted {shown(req.name)} -> {res.plan.layout.show(res.plan.target)}"
                            + (f" (backup {res.backup.name})" if res.backup else "") if res.promoted
-                           else f"{req.name} not promoted: {form_words(res.reason or '')}")
+                           else f"{shown(req.name)} not promoted: {form_words(res.reason or '')}")
             return out
         plan.execute = run
     return plan
@@ -186,7 +227,7 @@ def plan_promote(root: str, views: list[RunView], **options) -> ActionPlan:
 def plan_control(views: list[RunView], what: str) -> ActionPlan:
     """``stop`` (live runs), ``pause`` (running runs) or ``resume`` (paused runs): the rule and the
     request are trainkit's (:mod:`trainkit.run_control`, as ``trainkit stop|pause|resume``)."""
-    plan = ActionPlan(what, f"{what.capitalize()} {len(views)} run{'s' if len(views) != 1 else ''}")
+    plan = ActionPlan(what, _title(what, len(views)))
     ok = []
     for v in views:
         why = "archived: not running" if v.archived else run_control.refusal(what, v.state)
@@ -213,12 +254,12 @@ def plan_relaunch(root: str, views: list[RunView]) -> ActionPlan:
     RUN_DIR``), detached, its output appended where the launcher appends it (``console.log``)."""
     from trainkit import launcher
 
-    plan = ActionPlan("relaunch", f"Relaunch {len(views)} run{'s' if len(views) != 1 else ''}")
-    names = {v.name for v in views if v.state in (FAILED, CRASHED) and not v.archived}
+    plan = ActionPlan("relaunch", _title("relaunch", len(views)))
+    names = {folder_of(v) for v in views if v.state in (FAILED, CRASHED) and not v.archived}
     actions = {a.name: a for a in launcher.plan(Path(root)) if a.name in names} if names else {}
     todo, restart = [], []
     for v in views:
-        a = actions.get(v.name)
+        a = actions.get(folder_of(v))
         if v.archived or v.state not in RELAUNCHED:
             plan.lines.append(TargetLine(v.name, f"{'archived' if v.archived else v.state}: only failed, crashed or "
                                                  "stopped runs are relaunched", False))

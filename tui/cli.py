@@ -17,8 +17,9 @@ examples:
 
 Runs other tools wrote show too, read-only: Hugging Face Trainer output folders, Lightning
 lightning_logs/version_N and TensorBoard event folders (stop, pause, relaunch and promote are off
-for them; archive moves a folder directly under ROOT). Archive, restore, promote and relaunch act
-on the first ROOT's runs.
+for them; archive moves a folder directly under ROOT). With several ROOTs, archive, restore,
+promote and relaunch act on each run under its own ROOT (a ROOT's runs go to its own
+ROOT-archive/, and come back from it).
 
 Watching: trainmon watches ROOT with inotify (a change shows within a fraction of a second).
 inotify sees nothing written by another host, so on nfs, cifs/smb, sshfs/fuse, ceph, lustre and
@@ -44,8 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--poll", nargs="?", const=1.0, type=float, default=None, metavar="S",
                    help="poll every S seconds instead of inotify (default 1 s)")
     p.add_argument("--readonly", action="store_true", help="no actions: no key writes anything")
-    p.add_argument("--archived", action="store_true", help="also show the runs in ROOT-archive/ (dim, marked "
-                                                           "archived; --once: a second table)")
+    p.add_argument("--archived", action="store_true", help="also show the runs in each ROOT-archive/ (dim, "
+                                                           "marked archived; --once: a second table)")
     p.add_argument("--once", action="store_true", help="print the runs table as plain text and exit "
                                                        "(also when stdout is not a terminal)")
     return p.parse_args(argv)
@@ -53,22 +54,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def print_once(root: str | list[str], archived: bool = False) -> None:
     """The runs table as text (several ROOTs: one table, names kept unique); with ``archived``, the
-    first ROOT's archive's runs after it, under their own title."""
-    from pathlib import Path
-
-    from trainkit.roots import scan_roots
+    runs of every ROOT's archive after it, in one table under their own title (names kept unique
+    as the ROOTs' are)."""
+    from trainkit.roots import distinct, scan_roots
     from trainkit.runfolder import ARCHIVE_SUFFIX
-    from trainkit.status import scan
     from trainkit.status_table import render
 
     roots = [root] if isinstance(root, str) else root
-    root = roots[0]
     print(render(scan_roots(roots), ", ".join(roots)))
     if archived:
-        archive = os.path.abspath(root).rstrip("/") + ARCHIVE_SUFFIX
-        runs = scan(archive) if os.path.isdir(archive) else []
-        print(f"\narchived ({archive}):")
-        print(render(runs, Path(archive)) if runs else f"no archived runs in {archive}")
+        archives = [os.path.abspath(r).rstrip("/") + ARCHIVE_SUFFIX for r in distinct(roots)]
+        where = ", ".join(archives)
+        runs = scan_roots([a for a in archives if os.path.isdir(a)])
+        print(f"\narchived ({where}):")
+        print(render(runs, where) if runs else f"no archived runs in {where}")
 
 
 def main(argv: list[str] | None = None) -> int:

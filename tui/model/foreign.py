@@ -26,17 +26,19 @@ OFF = {  # what each action needs that a foreign run does not have
 }
 
 
-def refusal(verb: str, view: RunView) -> str | None:
+def refusal(verb: str, view: RunView, base: str | None = None) -> str | None:
     """Why ``verb`` is off for ``view`` (a foreign run), in one line; None when it may go ahead.
-    Archive and restore move folders directly under ROOT: a run nested deeper (a Lightning version)
-    moves with the folder that holds it."""
+    Archive and restore move folders directly under ROOT (``base``: the ROOT or archive it is
+    under; None: its name is its path there): a run nested deeper (a Lightning version) moves with
+    the folder that holds it."""
     if view.source == "trainkit":
         return None
     tool = SOURCE_WORDS.get(view.source, view.source)
     if verb in ("archive", "restore"):
-        if "/" not in view.name:
+        rel = view.name if base is None else os.path.relpath(view.path, base)
+        if "/" not in rel:
             return None
-        top = view.name.split("/", 1)[0]
+        top = rel.split("/", 1)[0]
         return (f"{view.name}: {verb} moves folders directly under ROOT; this {tool} run is inside {top}/ "
                 f"({verb} {top} with trainkit experiments {verb} {top})")
     return f"{view.name}: {verb} is off for a {tool} run ({OFF.get(verb, 'it needs trainkit files')})"

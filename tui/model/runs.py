@@ -100,15 +100,17 @@ def _sig(path: str) -> tuple | None:
 
 
 class RunsModel:
-    """The runs under ``root`` (or, with ``archived``, in ``<root>-archive`` too)."""
+    """The runs under ``root`` and ``extra_roots`` (with ``archived``, in each one's
+    ``<root>-archive`` too)."""
 
     def __init__(self, root: str | os.PathLike, *, clock: Callable[[], float] = time.time,
                  stale_s: float | None = None, archived: bool = False, extra_roots: tuple = ()) -> None:
         self.root = os.path.abspath(root)
-        self.archive = self.root + ARCHIVE_SUFFIX
         # more ROOTs given on the command line: scanned and watched too (their runs are named
-        # after their ROOT when an earlier ROOT holds the same name; the archive is ROOT's)
+        # after their ROOT when an earlier ROOT holds the same name); each ROOT has its archive
         self.roots = [os.path.abspath(r) for r in distinct([os.fspath(root), *map(os.fspath, extra_roots)])]
+        self.archives = [r + ARCHIVE_SUFFIX for r in self.roots]
+        self.archive = self.archives[0]
         self.clock = clock
         self.stale_s = stale_s
         self.show_archived = archived
@@ -231,7 +233,7 @@ class RunsModel:
     def key_of(self, path: str) -> str | None:
         """The run key (its folder path) of any path inside a run, else None."""
         path = os.path.abspath(path)
-        for base in (*self.roots, self.archive):
+        for base in (*self.roots, *self.archives):
             if path.startswith(base + os.sep):
                 first = path[len(base) + 1:].split(os.sep, 1)[0]
                 if first and not first.startswith("."):
@@ -240,19 +242,36 @@ class RunsModel:
 
     def root_of(self, key: str) -> str | None:
         """The ROOT (or the archive) a run's folder is under."""
-        return next((b for b in (*self.roots, self.archive) if key.startswith(b + os.sep)), None)
+        return next((b for b in (*self.roots, *self.archives) if key.startswith(b + os.sep)), None)
+
+    def home_of(self, key: str) -> str | None:
+        """The ROOT a run belongs to: the one it is under, or the one whose archive holds it (the
+        ROOT its actions name it in)."""
+        base = self.root_of(key)
+        return self.roots[self.archives.index(base)] if base in self.archives and base not in self.roots else base
+
+    def in_archive(self, key: str) -> bool:
+        """Whether a run's folder is in a ROOT's archive."""
+        base = self.root_of(key)
+        return base in self.archives and base not in self.roots
 
     def name_of(self, key: str, name: str) -> str:
         """A run's name, unique across the ROOTs: a later ROOT's run whose name an earlier ROOT also
-        holds gets its ROOT's folder name in front (:func:`trainkit.roots.unique_name`)."""
+        holds gets its ROOT's folder name in front (:func:`trainkit.roots.unique_name`); so does an
+        archived run among the archives."""
         base = self.root_of(key)
-        if base not in self.roots or base == self.roots[0]:
+        bases = self.roots if base in self.roots else self.archives
+        if base not in bases or base == bases[0]:
             return name
-        earlier = self.roots[:self.roots.index(base)]
+        earlier = bases[:bases.index(base)]
         if not any(os.path.lexists(os.path.join(r, name)) for r in earlier):
             return name
         taken = {v.name for k, v in self.runs.items() if k != key} | {name}
         return unique_name(name, base, taken)
+
+    def bases(self) -> list[str]:
+        """The folders whose run folders are read: the ROOTs, and their archives when shown."""
+        return self.roots + ([a for a in self.archives if a not in self.roots] if self.show_archived else [])
 
     # ------------------------------------------------------------------ routing
     def _route(self, paths: set[str]) -> list[RunChange]:
@@ -271,14 +290,14 @@ class RunsModel:
                     self._dirty.setdefault(fkey, set()).add(ROW)
                 continue
             if key is None:
-                if p in self.roots or p == self.archive:
+                if p in self.roots or p in self.archives:
                     self._discover()
                 continue
             rel = p[len(key) + 1:] if len(p) > len(key) else ""
             parts = rel.split(os.sep) if rel else []
             base = parts[-1] if parts else ""
             if key not in self._entries:
-                if key.startswith(self.archive + os.sep) and not self.show_archived:
+                if self.in_archive(key) and not self.show_archived:
                     continue
                 self._dirty.setdefault(key, set()).add(FOLDER)
                 continue
@@ -311,10 +330,9 @@ class RunsModel:
 
     def _discover(self) -> None:
         """Add new run folders, drop vanished ones."""
-        found = {k for r in self.roots for k in run_folders(r)}
-        if self.show_archived:
-            found |= set(run_folders(self.archive))
-        found |= self.foreign.discover(self.roots + ([self.archive] if self.show_archived else []), skip=found)
+        bases = self.bases()
+        found = {k for r in bases for k in run_folders(r)}
+        found |= self.foreign.discover(bases, skip=found)
         for key in found - set(self._entries):
             self._dirty.setdefault(key, set()).add(FOLDER)
         for key in set(self._entries) - found:
@@ -323,7 +341,7 @@ class RunsModel:
     def _poll(self) -> list[RunChange]:
         """Stat what is known; a changed signature makes its run dirty."""
         out: list[RunChange] = []
-        bases = self.roots + ([self.archive] if self.show_archived else [])
+        bases = self.bases()
         if any(self._folder_sigs.get(b, 0) != _sig(b) for b in bases) or not self.loaded and not self._dirty:
             for b in bases:
                 self._folder_sigs[b] = _sig(b)
@@ -397,7 +415,7 @@ class RunsModel:
             return RunChange(key, "removed", frozenset({self.runs.pop(key).name}))
         added = e is None
         if e is None:
-            e = _Entry(RunView(os.path.basename(key), key, archived=key.startswith(self.archive + os.sep)))
+            e = _Entry(RunView(os.path.basename(key), key, archived=self.in_archive(key)))
             self._entries[key] = e
             self.runs[key] = e.view
         self.foreign.update(key, e.view, self.clock())
@@ -406,7 +424,7 @@ class RunsModel:
         return RunChange(key, "added" if added else "updated", frozenset({ROW, METRICS}))
 
     def _load(self, key: str) -> _Entry:
-        view = RunView(self.name_of(key, os.path.basename(key)), key, archived=key.startswith(self.archive + os.sep))
+        view = RunView(self.name_of(key, os.path.basename(key)), key, archived=self.in_archive(key))
         e = _Entry(view)
         self._entries[key] = e
         self.runs[key] = view

@@ -32,7 +32,6 @@ from tui.widgets.runs_table import RunsTable
 from tui.widgets.summary import SummaryBar, summary_text
 
 WRITES = {"archive", "promote", "stop", "pause", "relaunch", "restore"}
-ROOT_ACTIONS = {"archive", "promote", "relaunch", "restore"}  # they name runs under the first ROOT
 HOST_S = 3.0  # how often the header's host figures are sampled (in a thread)
 BESIDE_DEBOUNCE_S = 0.15  # the cursor rests this long before the chart beside the table reads a history
 
@@ -125,6 +124,8 @@ class WorkspaceScreen(Screen):
 
     def on_workspace_screen_host_sampled(self, message: HostSampled) -> None:
         self.query_one(SummaryBar).show_host(message.figures)
+        if len(self.app.model.roots) > 1:  # the figures' width may leave the ROOTs another room
+            self.refresh_summary()
 
     # ---------------------------------------------------------------- model hooks (called by the app)
     def model_loaded(self) -> None:
@@ -173,7 +174,7 @@ class WorkspaceScreen(Screen):
         if not model.loaded:
             empty.update("loading runs…")
         elif not model.runs:
-            empty.update(f"No runs under {model.root} yet. Start one with `trainkit train CONFIG`; "
+            empty.update(f"No runs under {', '.join(model.roots)} yet. Start one with `trainkit train CONFIG`; "
                          "it appears here by itself.")
         elif not views:
             empty.update("No run matches the filter (Escape clears it).")
@@ -185,17 +186,20 @@ class WorkspaceScreen(Screen):
 
     def refresh_summary(self) -> None:
         model = self.app.model
-        self.query_one(SummaryBar).show(summary_text(
-            model.summary(), root=model.root, mode=self.app.watch_mode, readonly=self.app.readonly,
+        bar = self.query_one(SummaryBar)
+        bar.show(summary_text(
+            model.summary(), root=model.roots, mode=self.app.watch_mode, readonly=self.app.readonly,
             shown=self._shown, filt=self.filter_text, sort=self.sort, group=self.group,
-            pending=model.pending, archived=model.show_archived))
+            pending=model.pending, archived=model.show_archived, width=bar.room(self.app.size.width)))
 
     # ---------------------------------------------------------------- the chart beside the table (wide)
     def on_resize(self, event: events.Resize) -> None:
         self._layout_beside(event.size.width)
+        self.refresh_summary()  # several ROOTs are named as the new width allows
 
     def on_screen_resume(self) -> None:
         self._layout_beside(self.app.size.width)  # resized while another screen was on view
+        self.refresh_summary()
 
     def _layout_beside(self, width: int) -> None:
         """Wide: the chart beside the table, drawn; narrow: hidden, nothing read or kept for it."""
@@ -420,11 +424,16 @@ class WorkspaceScreen(Screen):
         self.app.push_screen(CompareScreen([v.path for v in views]))
 
     # ---------------------------------------------------------------- actions (through a modal)
+    def _per_root(self, plan_one, **options):
+        """A plan maker over the selected runs: each ROOT's runs planned with their own ROOT (the
+        one they are under, or whose archive holds them)."""
+        return lambda vs: actions.per_root(plan_one, vs, self.app.model.home_of, **options)
+
     def action_archive(self) -> None:
-        self._act(lambda vs: actions.plan_archive(self.app.model.root, vs), verb="archive")
+        self._act(self._per_root(actions.plan_archive), verb="archive")
 
     def action_restore(self) -> None:
-        self._act(lambda vs: actions.plan_restore(self.app.model.root, vs), verb="restore")
+        self._act(self._per_root(actions.plan_restore), verb="restore")
 
     def action_promote(self) -> None:
         from tui.screens.promote import PromoteScreen
@@ -438,13 +447,13 @@ class WorkspaceScreen(Screen):
             return
         if not self._allowed("promote", views):
             return
-        self.app.push_screen(PromoteScreen(self.app.model.root, views[0]), self._promote_chosen)
+        self.app.push_screen(PromoteScreen(self.app.model.home_of(views[0].path), views[0]), self._promote_chosen)
 
     def _promote_chosen(self, options: dict | None) -> None:
         if options is None:
             return
         view = options.pop("view")
-        self._act(lambda vs: actions.plan_promote(self.app.model.root, vs, **options), [view])
+        self._act(self._per_root(actions.plan_promote, **options), [view])
 
     def action_stop(self) -> None:
         self._act(lambda vs: actions.plan_control(vs, "stop"), verb="stop")
@@ -454,7 +463,7 @@ class WorkspaceScreen(Screen):
                                                   else "pause"), verb="pause")
 
     def action_relaunch(self) -> None:
-        self._act(lambda vs: actions.plan_relaunch(self.app.model.root, vs), verb="relaunch")
+        self._act(self._per_root(actions.plan_relaunch), verb="relaunch")
 
     def _act(self, make, views: list[RunView] | None = None, verb: str | None = None) -> None:
         if self.app.readonly:
@@ -477,10 +486,7 @@ class WorkspaceScreen(Screen):
         model = self.app.model
 
         def why_not(v: RunView) -> str | None:
-            base = model.root_of(v.path)
-            if verb in ROOT_ACTIONS and base not in (model.root, model.archive):  # another ROOT given
-                return f"{v.name}: {verb} acts on {model.root}'s runs; this one is under {base} (trainmon {base})"
-            return refusal(verb, v)
+            return refusal(verb, v, base=model.root_of(v.path))
 
         why = [r for r in map(why_not, views) if r is not None]
         if why:

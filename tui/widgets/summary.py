@@ -1,8 +1,12 @@
-"""The workspace header: overall progress over all runs, counts per state, ROOT and watch mode, and
-the host's CPU, memory and GPUs at the right."""
+"""The workspace header: overall progress over all runs, counts per state, the ROOTs and watch mode,
+and the host's CPU, memory and GPUs at the right."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widget import Widget
@@ -14,13 +18,30 @@ from tui.model.system import HostFigures, host_lines
 from tui.widgets.glyphs import bar, pct_text
 
 
-def summary_text(summary: dict, *, root: str, mode: str, readonly: bool, shown: int, filt: str, sort: str,
-                 group: str | None, pending: int = 0, archived: bool = False) -> Text:
-    """Three lines that never wrap (a long line ends with …, so the third one never goes): ROOT ·
-    watch mode · flags; the overall bar, % and the counts per state; sort · group · filter."""
+def roots_text(roots: Sequence[str], room: int | None = None) -> str:
+    """The ROOTs as the header names them, in at most ``room`` cells when it can (None: no limit):
+    every one in full; else the first in full and the others by their folder's name; else each by
+    its folder's name; else the first by its folder's name and how many more. One ROOT: as it is
+    (the line's end gives way)."""
+    if len(roots) == 1:
+        return roots[0]
+    names = [os.path.basename(r.rstrip("/")) or r for r in roots]
+    tries = (", ".join(roots), ", ".join([roots[0], *names[1:]]), ", ".join(names))
+    return next((t for t in tries if room is None or cell_len(t) <= room), f"{names[0]} +{len(roots) - 1} more")
+
+
+def summary_text(summary: dict, *, root: str | Sequence[str], mode: str, readonly: bool, shown: int, filt: str,
+                 sort: str, group: str | None, pending: int = 0, archived: bool = False,
+                 width: int | None = None) -> Text:
+    """Three lines that never wrap (a long line ends with …, so the third one never goes): the
+    ROOTs · watch mode · flags; the overall bar, % and the counts per state; sort · group · filter.
+    Several ROOTs are shortened (:func:`roots_text`) to leave the rest of the first line its room
+    in ``width`` cells."""
+    roots = [root] if isinstance(root, str) else list(root)
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("trainmon ", style="bold")
-    t.append(root)
+    rest = f"  ·  {mode}" + ("  ·  READ-ONLY" if readonly else "")
+    t.append(roots_text(roots, None if width is None else width - cell_len("trainmon " + rest)))
     t.append(f"  ·  {mode}", style="dim")
     if readonly:
         t.append("  ·  READ-ONLY", style="bold yellow")
@@ -82,6 +103,11 @@ class SummaryBar(Widget):
         yield Static(classes="host")
         yield Static(classes="gap")
         yield Static(classes="host")
+
+    def room(self, width: int) -> int:
+        """The cells the first line has in a bar ``width`` cells wide (the host's figures at its
+        end take theirs)."""
+        return width - self.styles.gutter.width - self._reserved[0]
 
     def show(self, text: Text) -> None:
         key = (text.plain, str(text.spans))
