@@ -76,16 +76,26 @@ def per_root(plan_one: Callable[..., ActionPlan], views: list[RunView], home_of:
     ROOT in the order the runs came, and one execution that does each ROOT's part in turn."""
     groups: dict[str, list[RunView]] = {}
     for v in views:
-        groups.setdefault(home_of(v.path) or "", []).append(v)
-    plans = [plan_one(root, vs, **options) for root, vs in groups.items()]
+        root = home_of(v.path)
+        if root is None:  # (every run the model lists lies under a ROOT or its archive)
+            raise UserError(f"{v.name}: under none of the ROOTs given")
+        groups.setdefault(root, []).append(v)
+    plans = {root: plan_one(root, vs, **options) for root, vs in groups.items()}
     if len(plans) == 1:
-        return plans[0]
-    plan = ActionPlan(plans[0].verb, _title(plans[0].verb, len(views)),
-                      [t for p in plans for t in p.lines], details=[d for p in plans for d in p.details])
-    todo = [p.execute for p in plans if p.execute is not None]
+        return next(iter(plans.values()))
+    verb = next(iter(plans.values())).verb
+    plan = ActionPlan(verb, _title(verb, len(views)), [t for p in plans.values() for t in p.lines],
+                      details=[d for p in plans.values() for d in p.details])
+    todo = [(root, p.execute) for root, p in plans.items() if p.execute is not None]
     if todo:
         def run(report: Report) -> list[str]:
-            return [line for execute in todo for line in execute(report)]
+            out: list[str] = []
+            for root, execute in todo:  # one ROOT's failure leaves the others' part done and said
+                try:
+                    out += execute(report)
+                except Exception as e:
+                    out.append(f"{verb} under {root} not done: {e}")
+            return out
         plan.execute = run
     return plan
 

@@ -162,3 +162,33 @@ def test_a_foreign_run_of_a_later_root_named_apart_moves_as_a_folder_of_that_roo
     assert refusal("restore", nested, base="/data/other") == (
         "other/pl/lightning_logs/version_0: restore moves folders directly under ROOT; this Lightning run is inside "
         "pl/ (restore pl with trainkit experiments restore pl)")
+
+
+def test_per_root_plans_each_roots_runs_with_that_root_and_joins_them():
+    """Lines ROOT after ROOT, one title for all, each ROOT's part done in turn; a ROOT whose part
+    fails leaves the others' done and says so."""
+    from tui.actions import ActionPlan, TargetLine, per_root
+    from tui.model.views import RunView
+
+    done: list[str] = []
+
+    def plan_one(root: str, views: list[RunView]) -> ActionPlan:
+        plan = ActionPlan("archive", f"Archive {len(views)}",
+                          [TargetLine(v.name, f"under {root}", True) for v in views])
+
+        def run(report) -> list[str]:
+            if root == "/b":
+                raise OSError("disk full")
+            done.extend(v.name for v in views)
+            return [f"archived {v.name}" for v in views]
+        plan.execute = run
+        return plan
+
+    views = [RunView("x", "/a/x"), RunView("b/x", "/b/x"), RunView("y", "/a-archive/y")]
+    home = {"/a/x": "/a", "/b/x": "/b", "/a-archive/y": "/a"}
+    plan = per_root(plan_one, views, home.get)
+    assert plan.title == "Archive 3 runs" and plan.verb == "archive"
+    assert [(t.name, t.what) for t in plan.lines] == [("x", "under /a"), ("y", "under /a"), ("b/x", "under /b")]
+    assert plan.execute(lambda msg: None) == ["archived x", "archived y", "archive under /b not done: disk full"]
+    assert done == ["x", "y"]
+    assert per_root(plan_one, views[:1], home.get).title == "Archive 1"  # one ROOT: its own plan
