@@ -44,13 +44,9 @@ class ActionPlan:
         return sum(1 for t in self.lines if t.ok)
 
 
-
 def progress_line(p) -> str:
     """One line of a long move's progress (archive, restore)."""
     return f"{p.name}: {p.phase} {p.files_done}/{p.files_total}"
-
-def _names(views: list[RunView]) -> list[str]:
-    return [v.name for v in views]
 
 
 def folder_of(view: RunView) -> str:
@@ -327,6 +323,3 @@ def _size(n: int) -> str:
         n /= 1024
     return f"{n} B"
 
-
-def root_of(path: str) -> str:
-    return os.path.dirname(path)

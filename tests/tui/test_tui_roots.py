@@ -192,3 +192,29 @@ def test_per_root_plans_each_roots_runs_with_that_root_and_joins_them():
     assert plan.execute(lambda msg: None) == ["archived x", "archived y", "archive under /b not done: disk full"]
     assert done == ["x", "y"]
     assert per_root(plan_one, views[:1], home.get).title == "Archive 1"  # one ROOT: its own plan
+
+
+@pytest.mark.asyncio
+async def test_compare_reads_each_run_in_its_own_root(tmp_path):
+    """Two runs of one name under two ROOTs: compare reads each one's own config and figures (it read
+    the first ROOT's folder of that name for both)."""
+    from tui.screens.compare import CompareScreen
+
+    first, second = tmp_path / "experiments", tmp_path / "elsewhere" / "other"
+    mine = synthetic_run(first, "2026-01-01-a", total=3, scores=[0.9, 0.5, 0.4], state="finished").root
+    theirs = synthetic_run(second, "2026-01-01-a", total=3, scores=[0.8, 0.7, 0.6], state="finished").root
+    resolved = theirs / "resolved_config.json"
+    cfg = orjson.loads(resolved.read_bytes())
+    resolved.write_bytes(orjson.dumps({**cfg, "lr": 0.5}))
+    app = TrainmonApp(Options(str(first), extra_roots=(str(second),), watch=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.screen.marked.update({str(mine), str(theirs)})
+        await pilot.press("c")
+        cmp = await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None
+                          and app.screen, what="compare")
+        assert [e.path for e in cmp.comparison.experiments] == [Path(k) for k in cmp.keys]
+        assert sorted(cmp.keys) == sorted([str(mine), str(theirs)])
+        assert "lr" in cmp.comparison.differing
+        by_path = {str(e.path): e.config.get("lr") for e in cmp.comparison.experiments}
+        assert by_path[str(theirs)] == 0.5 and by_path[str(mine)] == cfg.get("lr")

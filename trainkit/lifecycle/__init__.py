@@ -29,7 +29,8 @@ _WHERE = {
                      "Classification", "Facts", "Options", "ReportFact", "Verdict", "classify", "notes_verdict",
                      "pick_report"), "classification"),
     **dict.fromkeys(("RunReport", "read_run_reports", "the_report"), "verdicts"),
-    **dict.fromkeys(("Compared", "Comparison", "NewExperiment", "compare", "list_experiments", "new_experiment"),
+    **dict.fromkeys(("Compared", "Comparison", "NewExperiment", "compare", "compare_folders", "list_experiments",
+                     "new_experiment"),
                     "experiments"),
     **dict.fromkeys(("Experiment", "inspect"), "facts"),
     **dict.fromkeys(("Layout", "experiment_name"), "layout"),
@@ -44,7 +45,7 @@ __all__ = [
     "Candidate", "Check", "Classification", "Compared", "Comparison", "Experiment", "Facts", "Layout", "LeaderRow",
     "Leaderboard", "MoveError", "MovePlan", "MoveProgress", "MoveResult", "NewExperiment", "Options", "Outcome",
     "PromoteRequest", "PromoteResult", "PromotionPlan", "ReportFact", "RunReport", "Verdict",
-    "archive", "check_promotion", "classify", "compare", "experiment_name", "inspect", "leaderboard",
+    "archive", "check_promotion", "classify", "compare", "compare_folders", "experiment_name", "inspect", "leaderboard",
     "list_experiments", "new_experiment", "notes_verdict", "pick_report", "plan_archive", "plan_restore", "promote",
     "read_run_reports", "restore", "the_report",
 ]

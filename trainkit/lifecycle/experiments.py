@@ -255,6 +255,14 @@ def compare(refs: list[str], *, root: str | os.PathLike = DEFAULT_ROOT,
                 folders.append(experiment_dir(layout.archive, ref, where="in"))
             except UserError:
                 folders.append(experiment_dir(layout.root, ref, elsewhere=layout.archive))
+    return compare_folders(folders)
+
+
+def compare_folders(folders: list[Path]) -> Comparison:
+    """:func:`compare` of experiment folders already found (trainmon's runs, under any of its ROOTs
+    or their archives), in the order given."""
+    if len(folders) < 2:
+        raise UserError("compare needs at least two experiments")
     items = []
     for folder in folders:
         source, cfg, note = read_config(folder)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
@@ -69,11 +70,11 @@ def numbers_table(keys: list[str], histories: list, cmp, views: list) -> Table:
     t.add_column("run", no_wrap=True, min_width=width)  # a name is never cut
     for col in ("best", "last", "last loss", "report (gates)", "state"):
         t.add_column(col, overflow="fold")
-    compared = {e.name: e for e in cmp.experiments} if cmp is not None else {}
+    compared = dict(zip(keys, cmp.experiments, strict=True)) if cmp is not None else {}  # in the keys' order
     for i, (key, short) in enumerate(zip(keys, short_names(keys), strict=True)):
         h = histories[i] if i < len(histories) else None
         best_s, last_s = _best_and_last(h) if h is not None else ("-", "-")
-        e = compared.get(os.path.basename(key))
+        e = compared.get(key)
         if e is not None and e.best_epoch is not None and e.best_value is not None:
             best_s = f"{e.best_metric} {fmt_sig(e.best_value)} (epoch {e.best_epoch})"
         report = "-"
@@ -212,9 +213,8 @@ class CompareScreen(Screen):
         views = [self.app.model.runs.get(k) for k in self.keys]
         plans = [read_plan(k, getattr(v, "total", None), getattr(v, "total_steps", None))
                  for k, v in zip(self.keys, views, strict=True)]
-        root = self.app.model.root
-        try:
-            cmp = lifecycle.compare([os.path.basename(k) for k in self.keys], root=root)
+        try:  # each run's own folder, under whichever ROOT (or archive) holds it
+            cmp = lifecycle.compare_folders([Path(k) for k in self.keys])
             note = None
         except (UserError, OSError) as e:
             cmp, note = None, str(e)
