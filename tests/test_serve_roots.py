@@ -136,3 +136,31 @@ def test_no_response_shows_an_absolute_path(server, roots):
         status, _, body = request(server, "GET", target)
         for secret in (str(first.parent), str(first.resolve().parent), home):
             assert secret.encode() not in body, (target, secret, body[:300])
+
+
+@pytest.mark.slow
+def test_three_roots_of_one_folder_name_each_have_their_own_names(tmp_path):
+    """Three ROOTs named `experiments`, each with a run `r`: three names, each read in its own ROOT,
+    none an absolute path (the third name was the ROOT as given, which the server then shortened
+    to the second's name: it read the second ROOT's run)."""
+    roots = [tmp_path / x / "experiments" for x in ("a", "b", "c")]
+    for i, root in enumerate(roots):
+        synthetic_run(root, "r", total=3 + i, scores=[1.0], state="stopped")
+    proc, port = start_server(roots, tmp_path)
+    try:
+        runs = get(port, "/runs")
+        assert [(r["name"], r["path"], r["total_epochs"]) for r in runs] == [
+            ("r", "r", 3), ("experiments/r", "experiments/r", 4), ("experiments (2)/r", "experiments (2)/r", 5)]
+        for name, total in (("r", 3), ("experiments%2Fr", 4), ("experiments%20(2)%2Fr", 5)):
+            assert get(port, f"/runs/{name}")["run"]["total_epochs"] == total, name
+        status, _, body = request(port, "GET", "/runs")
+        assert str(tmp_path).encode() not in body
+    finally:
+        assert stop_server(proc) == 0
+
+
+def test_each_root_has_a_label_none_twice():
+    from trainkit.roots import labels
+
+    assert labels(["/a/exp", "/b/exp", "/c/out", "/d/exp", "/e/exp (2)"]) == {
+        "/a/exp": ".", "/b/exp": "exp", "/c/out": "out", "/d/exp": "exp (2)", "/e/exp (2)": "exp (2) (2)"}

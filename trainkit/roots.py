@@ -22,13 +22,14 @@ def distinct(roots: list[str]) -> list[str]:
     return out
 
 
-def unique_name(name: str, root: str, taken: set[str]) -> str:
-    """``name`` of a run under ``root``, made unique among ``taken`` (pure; adds the result to it)."""
+def unique_name(name: str, root: str, taken: set[str], *, label: str | None = None) -> str:
+    """``name`` of a run under ``root``, made unique among ``taken`` (pure; adds the result to it).
+    ``label``: what names the ROOT when its folder name is taken too (default: the ROOT as given)."""
     out = name
     if out in taken:
         out = f"{os.path.basename(os.path.abspath(root))}/{name}"
     if out in taken:
-        out = f"{root.rstrip('/')}/{name}"
+        out = f"{label or root.rstrip('/')}/{name}"
     n = 2
     base = out
     while out in taken:  # the same ROOT given twice under different spellings is folded by distinct()
@@ -38,12 +39,29 @@ def unique_name(name: str, root: str, taken: set[str]) -> str:
     return out
 
 
-def unique_names(groups: Iterable[tuple[str, list[str]]]) -> list[list[str]]:
+def unique_names(groups: Iterable[tuple[str, list[str]]], labels: dict[str, str] | None = None) -> list[list[str]]:
     """Each ROOT's run names (ROOTs in the order given, each one's names in its order) made unique
     across the ROOTs by :func:`unique_name`: what ``trainkit status`` and ``trainkit serve`` call
-    the runs of several ROOTs (pure)."""
+    the runs of several ROOTs (pure). ``labels``: each ROOT's label (:func:`labels`) where the ROOT
+    as given must not be shown (serve shows no absolute path)."""
     taken: set[str] = set()
-    return [[unique_name(n, root, taken) for n in names] for root, names in groups]
+    return [[unique_name(n, root, taken, label=(labels or {}).get(root)) for n in names] for root, names in groups]
+
+
+def labels(roots: list[str]) -> dict[str, str]:
+    """A short label of each ROOT, none twice: ``.`` for the first, a later one's folder name, with
+    `` (2)``, `` (3)``... when an earlier ROOT has that name (``trainkit serve`` reads a later ROOT's
+    paths under it) (pure)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for i, r in enumerate(roots):
+        base = "." if i == 0 else os.path.basename(os.path.abspath(r))
+        label, n = base, 2
+        while label in used:
+            label, n = f"{base} ({n})", n + 1
+        used.add(label)
+        out[r] = label
+    return out
 
 
 def scan_roots(roots: list[str], **options) -> list:

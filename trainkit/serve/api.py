@@ -82,15 +82,18 @@ def error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) 
 
 class PathScrub:
     """Rewrites the absolute paths a JSON body may hold: the first ROOT's own (as given, resolved)
-    become relative to it, a later ROOT's start with its folder name, the home folder and the
+    become relative to it, a later ROOT's start with its label (its folder name, numbered where an
+    earlier ROOT has it: :func:`trainkit.roots.labels`), the home folder and the
     server's working folder become ``~`` and ``.``."""
 
     def __init__(self, root: str | list[str]) -> None:
+        from trainkit.roots import labels
+
         roots = [root] if isinstance(root, str) else root
         pairs = {os.path.expanduser("~"): "~", os.getcwd(): "."}
-        for i, r in enumerate(reversed(roots)):  # the first ROOT's wins where two are one folder
-            short = "." if i == len(roots) - 1 else os.path.basename(os.path.abspath(r))
-            pairs.update({os.path.realpath(r): short, os.path.abspath(r): short})
+        short = labels(roots)  # a later ROOT's folder name, numbered where an earlier ROOT has it
+        for r in reversed(roots):  # the first ROOT's wins where two are one folder
+            pairs.update({os.path.realpath(r): short[r], os.path.abspath(r): short[r]})
         self._pairs = [(orjson.dumps(k)[1:-1], v.encode()) for k, v in
                        sorted(pairs.items(), key=lambda kv: len(kv[0]), reverse=True) if len(k) > 1]
 

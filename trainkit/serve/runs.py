@@ -205,13 +205,14 @@ def named_apart(groups: list[tuple[str, list[RunStatus]]], active_path: str | No
     """The runs of several ROOTs in one list, named as ``trainkit status`` names them
     (:func:`trainkit.roots.unique_names`), and where each name lies. A renamed run is a copy: the
     index's kept results keep their own names."""
-    from trainkit.roots import unique_names
+    from trainkit.roots import labels, unique_names
 
     runs: list[RunStatus] = []
     where: dict[str, tuple[str, str]] = {}
     active = None
-    for (root, group), names in zip(groups, unique_names((root, [r.name for r in group]) for root, group in groups),
-                                    strict=True):
+    named = unique_names(((root, [r.name for r in group]) for root, group in groups),
+                         labels([root for root, _ in groups]))  # never the ROOT as given: no absolute path
+    for (root, group), names in zip(groups, named, strict=True):
         for r, name in zip(group, names, strict=True):
             where[name] = (root, r.name)
             if r.path == active_path:
