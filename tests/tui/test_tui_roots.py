@@ -162,6 +162,8 @@ def test_a_foreign_run_of_a_later_root_named_apart_moves_as_a_folder_of_that_roo
     assert refusal("restore", nested, base="/data/other") == (
         "other/pl/lightning_logs/version_0: restore moves folders directly under ROOT; this Lightning run is inside "
         "pl/ (restore pl with trainkit experiments restore pl)")
+    assert refusal("archive", nested, base="/data/other", root="/data/my other").endswith(
+        "(archive pl with trainkit experiments archive pl --root '/data/my other')")  # the command names its ROOT
 
 
 def test_per_root_plans_each_roots_runs_with_that_root_and_joins_them():

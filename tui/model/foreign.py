@@ -9,6 +9,7 @@ needs trainkit's files is off for such a run."""
 from __future__ import annotations
 
 import os
+import shlex
 
 from trainkit import foreign as F
 from trainkit.foreign.tensorboard import EventTail
@@ -26,11 +27,11 @@ OFF = {  # what each action needs that a foreign run does not have
 }
 
 
-def refusal(verb: str, view: RunView, base: str | None = None) -> str | None:
+def refusal(verb: str, view: RunView, base: str | None = None, root: str | None = None) -> str | None:
     """Why ``verb`` is off for ``view`` (a foreign run), in one line; None when it may go ahead.
     Archive and restore move folders directly under ROOT (``base``: the ROOT or archive it is
     under; None: its name is its path there): a run nested deeper (a Lightning version) moves with
-    the folder that holds it."""
+    the folder that holds it, and the command that moves it names its ROOT (``root``)."""
     if view.source == "trainkit":
         return None
     tool = SOURCE_WORDS.get(view.source, view.source)
@@ -39,8 +40,9 @@ def refusal(verb: str, view: RunView, base: str | None = None) -> str | None:
         if "/" not in rel:
             return None
         top = rel.split("/", 1)[0]
+        where = f" --root {shlex.quote(root)}" if root else ""
         return (f"{view.name}: {verb} moves folders directly under ROOT; this {tool} run is inside {top}/ "
-                f"({verb} {top} with trainkit experiments {verb} {top})")
+                f"({verb} {top} with trainkit experiments {verb} {shlex.quote(top)}{where})")
     return f"{view.name}: {verb} is off for a {tool} run ({OFF.get(verb, 'it needs trainkit files')})"
 
 

@@ -486,7 +486,7 @@ class WorkspaceScreen(Screen):
         model = self.app.model
 
         def why_not(v: RunView) -> str | None:
-            return refusal(verb, v, base=model.root_of(v.path))
+            return refusal(verb, v, base=model.root_of(v.path), root=model.home_of(v.path))
 
         why = [r for r in map(why_not, views) if r is not None]
         if why:
