@@ -140,3 +140,35 @@ def test_resume_keeps_the_monitor_files_free_of_duplicates(tmp_path, env):
     assert [x["step"] for x in read_jsonl(run / "layers.jsonl")] == list(range(total))
     samples = read_jsonl(run / "samples.jsonl")
     assert [(s["step"], s["prompt"]) for s in samples] == [(i, p) for i in range(total) for p in ("1", "2")]
+
+
+def test_the_gradient_norm_is_clip_grad_norms_and_carries_a_non_finite_gradient():
+    from trainkit.monitor import grad_norm, grad_norm_of
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+    torch.nn.functional.mse_loss(model(torch.randn(8, 16)), torch.randn(8, 4)).backward()
+    params = list(model.parameters())
+    expected = float(torch.nn.utils.clip_grad_norm_(params, float("inf")))
+    assert grad_norm_of(params) == pytest.approx(expected, rel=1e-6) and grad_norm(params) == pytest.approx(expected)
+    assert grad_norm([torch.nn.Parameter(torch.zeros(3))]) == 0.0  # no gradient at all
+    params[0].grad[0, 0] = float("inf")
+    assert grad_norm(params) == float("inf")
+    params[0].grad[0, 0] = float("nan")
+    assert math.isnan(grad_norm(params))
+
+
+@pytest.mark.slow
+def test_each_step_records_the_norm_of_that_steps_gradients(tmp_path, env):
+    """The same training with clipping that never clips (the norm comes from clip_grad_norm_) and
+    without clipping (the engine's own norm, taken before the optimizer step): the same numbers."""
+    runs = []
+    for name, over in (("clipped", {"grad_clip": 1e9}), ("own", {})):
+        cfg = write_config(tmp_path / f"{name}.yaml", seed=4, log_every_steps=1, **over)
+        runs.append((tmp_path / name, trainkit("train", cfg, "--run-dir", tmp_path / name, cwd=tmp_path, env=env)))
+    (clipped, r1), (own, r2) = runs
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    a = [r["grad_norm"] for r in read_jsonl(clipped / "metrics.jsonl") if r["kind"] == "step"]
+    b = [r["grad_norm"] for r in read_jsonl(own / "metrics.jsonl") if r["kind"] == "step"]
+    assert len(a) == len(b) > 10 and all(x > 0 for x in a)
+    assert b == pytest.approx(a, rel=1e-5)

@@ -246,13 +246,26 @@ class Monitor:
 
 def grad_norm(parameters) -> float:
     """The global L2 norm of the gradients (as ``clip_grad_norm_`` computes it, without clipping)."""
+    return float(grad_norm_of(parameters))
+
+
+def grad_norm_of(parameters):
+    """:func:`grad_norm`, left on the device (a 0-d tensor: no sync until it is read) when the
+    gradients are on an accelerator; a float on the CPU."""
     import torch
 
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
-    with torch.no_grad():  # one fused call for the per-tensor norms (a Python loop of them cost twice as much)
-        return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+    if all(g.is_cpu for g in grads):
+        # On the CPU each tensor's norm is read at no sync cost and summed here in double precision.
+        # Measured in the engine's loop on the burgers model (the gradients just written by
+        # backward): 57 us, against 84 us for the fused _foreach_norm, its stack and the norm of
+        # norms inside torch.no_grad() (the context alone cost 12 us; a gradient that needs no grad
+        # builds no graph without it).
+        return math.sqrt(math.fsum(float(torch.linalg.vector_norm(g)) ** 2 for g in grads))
+    with torch.no_grad():  # on an accelerator: one fused call for the per-tensor norms, no sync until it is read
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def layer_snapshot(model) -> dict[str, list]:

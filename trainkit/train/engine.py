@@ -25,7 +25,7 @@ from trainkit.early_stopping import EarlyStopping, best_rule, carried_over, is_b
 from trainkit.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError, first_line
 from trainkit.formatting import fmt_duration, fmt_num
 from trainkit.interrupts import Interrupts
-from trainkit.monitor import Alert, Monitor, grad_norm, layer_health, layer_snapshot
+from trainkit.monitor import Alert, Monitor, grad_norm_of, layer_health, layer_snapshot
 from trainkit.runfolder import (
     CRASHED,
     EARLY_STOPPED,
@@ -420,8 +420,11 @@ class Trainer:
                 self.dist.weighted(loss, len(shard), len(idx)).backward()
                 loss = self.dist.global_loss(loss, len(shard), len(idx))
                 step = st.global_step
-                norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip) \
-                    if cfg.grad_clip > 0 else None
+                recorded = step % cfg.log_every_steps == 0 or self.monitor.wants_record(step)
+                if cfg.grad_clip > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+                else:  # a recorded step's norm while the gradients are fresh in the cache (after the
+                    norm = grad_norm_of(self.params) if recorded else None  # step it took half again as long)
                 before = layer_snapshot(self.model) if self.writes and self.monitor.layers_due(step) else None
                 self.optimizer.step()
 
@@ -429,7 +432,7 @@ class Trainer:
                 st.samples_in_epoch += idx.shape[0]
                 st.global_step += 1
                 self.monitor.mark_progress(st.global_step)
-                if step % cfg.log_every_steps == 0 or self.monitor.wants_record(step):
+                if recorded:
                     alert = self._log_step(step, loss, lr, norm)
                     if alert is not None:
                         return self._fail(alert.message)
@@ -451,12 +454,12 @@ class Trainer:
                 return self._finish(EARLY_STOPPED)
         return self._finish(FINISHED)
 
-    def _log_step(self, step: int, loss: torch.Tensor, lr: float, norm: torch.Tensor | None) -> Alert | None:
+    def _log_step(self, step: int, loss: torch.Tensor, lr: float, norm: torch.Tensor | float) -> Alert | None:
         """The step record (loss, lr, global gradient norm, the samples' rates on a sample step)
         and the monitor's alerts; returns the alert that must stop the run (a non-finite loss)."""
         st = self.state
         value = loss.item()
-        gn = float(norm) if norm is not None else grad_norm(self.params)
+        gn = float(norm)  # (a tensor on an accelerator: read here, once per record)
         rates = self.monitor.sample(step, st.epoch) if self.writes and self.monitor.samples_due(step) else {}
         stop = self.monitor.on_step(step, loss=value, grad_norm=gn, throughput=self.live.fields["throughput"])
         self.writer.step(step, st.epoch, loss=value, lr=lr, grad_norm=gn, **rates)
