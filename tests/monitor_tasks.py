@@ -8,6 +8,8 @@
   killed, unless the file exists already (a resumed run goes on): a test kills it at a known step.
 * :func:`nan_task`: its loss becomes NaN from global step ``MONITOR_NAN_AT`` (environment).
 * :func:`spike_task`: its loss is multiplied by 1000 at global step ``MONITOR_SPIKE_AT``.
+* :func:`slow_validation_task`: each training step takes 30 ms, each validation batch 0.5 s (an
+  epoch's end that lasts longer than its steps, as on a busy machine).
 """
 
 from __future__ import annotations
@@ -72,6 +74,16 @@ class SpikeTask(_Base):
         loss = super().loss(model, batch)
         return loss * 1000 if model.training and self.calls == int(os.environ.get("MONITOR_SPIKE_AT", "20")) + 1 \
             else loss
+
+
+class SlowValidationTask(_Base):
+    def loss(self, model, batch):
+        time.sleep(0.03 if model.training else 0.5)
+        return super().loss(model, batch)
+
+
+def slow_validation_task() -> SlowValidationTask:
+    return SlowValidationTask()
 
 
 def sampling_task() -> SamplingTask:

@@ -172,3 +172,20 @@ def test_each_step_records_the_norm_of_that_steps_gradients(tmp_path, env):
     b = [r["grad_norm"] for r in read_jsonl(own / "metrics.jsonl") if r["kind"] == "step"]
     assert len(a) == len(b) > 10 and all(x > 0 for x in a)
     assert b == pytest.approx(a, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_throughput_is_the_steps_rate_whatever_the_epochs_end_takes(tmp_path, env):
+    """Validation (here 1 s an epoch against 0.5 s of steps) is not a slower step: the throughput in
+    training_status.json is measured over the steps (it read half of it, each epoch's end counted
+    in), and no alert says it collapsed."""
+    cfg = write_config(tmp_path / "slow.yaml", task="monitor_tasks:slow_validation_task", model={}, data={},
+                       epochs=4, batch_size=8)
+    r = trainkit("train", cfg, "--run-dir", tmp_path / "slow", cwd=tmp_path, env=eval_env(env))
+    assert r.returncode == 0, r.stderr
+    steps = [x for x in read_jsonl(tmp_path / "slow" / "metrics.jsonl") if x["kind"] == "step"]
+    assert len(steps) == 4 * 16
+    alerts = read_jsonl(tmp_path / "slow" / "alerts.jsonl") if (tmp_path / "slow" / "alerts.jsonl").exists() else []
+    assert [a for a in alerts if a["kind"] == "throughput_collapse"] == []
+    status = read_json(tmp_path / "slow" / "training_status.json")
+    assert status["throughput"] > 8 / 0.03 * 0.5  # steps of 30 ms, batches of 8: about 266 samples/s

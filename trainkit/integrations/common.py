@@ -483,6 +483,7 @@ class ForeignRun:
         rec = self.writer.evaluation(step, epoch, scores, epoch_float=epoch_float, **extra)
         self._eval.update({k: v for k, v in scores.items() if isinstance(v, (int, float))})
         self._observe(rec, epoch=epoch, step=step, write=True)
+        self.live.restart_interval()  # the evaluation's time is not a slower training step
 
     def _observe(self, rec: dict, *, epoch: Any, step: Any, write: bool) -> None:
         metric = self.best_metric

@@ -73,6 +73,12 @@ class LiveStatus:
         self._rate_t0 = self._last_t = time.monotonic()
         self._rate_step0 = self._last_step = step
 
+    def restart_interval(self) -> None:
+        """The next rate is measured from now: time spent between the steps (validation, an epoch's
+        files and checkpoint, an evaluation) is not a slower step. The ETA keeps counting it."""
+        with self._rate_lock:
+            self._last_t, self._last_step = time.monotonic(), self.fields["step"]
+
     def refresh_rates(self) -> None:
         """Throughput (samples/s, smoothed) and ETA from the step counter; called from the loop's
         display tick and from the heartbeat. A run that ended keeps the figures of its final status."""

@@ -405,6 +405,7 @@ class Trainer:
         while st.epoch < cfg.epochs:
             perm = epoch_permutation(cfg.seed, st.epoch, self.n_train).to(self.device)
             epoch_t0, paused0 = time.monotonic(), self.controls.paused_s
+            self.live.restart_interval()  # the last epoch's end is not part of this epoch's rate
             self.model.train()
             while st.samples_in_epoch < self.n_train:
                 idx = perm[st.samples_in_epoch:st.samples_in_epoch + cfg.batch_size]
