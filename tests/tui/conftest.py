@@ -41,11 +41,14 @@ def _make_template(base: Path, cache_dir: Path) -> None:
     questions = arith_questions(12)
     questions[3]["answer"] = "wrong on purpose"
     write_jsonl(base / "mixed.jsonl", questions)
+    # (--backoff 0: the failing items are retried as usual, without the waits between the tries,
+    # which made this fixture, awaited by every worker's first trainmon test, 20 s longer)
     r = trainkit("eval", run, "--name", "mixed", "--model", "eval_models:flaky", "--questions", base / "mixed.jsonl",
-                 cwd=base, env=eval_env(env, EVAL_FAIL_IDS="5"))
+                 "--backoff", "0", cwd=base, env=eval_env(env, EVAL_FAIL_IDS="5"))
     assert r.returncode == 0, r.stderr[-2000:]
     r = trainkit("eval", run, "--name", "broken", "--model", "eval_models:flaky", "--questions",
-                 base / "mixed.jsonl", cwd=base, env=eval_env(env, EVAL_FAIL_IDS=",".join(map(str, range(12)))))
+                 base / "mixed.jsonl", "--backoff", "0", cwd=base,
+                 env=eval_env(env, EVAL_FAIL_IDS=",".join(map(str, range(12)))))
     assert r.returncode in (0, 1), r.stderr[-2000:]
 
 
