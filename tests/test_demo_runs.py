@@ -114,3 +114,14 @@ def _end(pids: list[int]) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs, timeout=30)
+
+
+@pytest.mark.parametrize("environ, cpus, runs, threads", [
+    ({}, 2, 3, "1"),  # three runs on 2 cores: one thread each
+    ({}, 16, 3, "5"),
+    ({}, None, 3, "1"),
+    ({"OMP_NUM_THREADS": "4"}, 2, 3, "4"),  # the user's own setting stands
+])
+def test_each_demo_run_gets_its_share_of_the_cores(environ, cpus, runs, threads):
+    env = demo_runs.run_env({"PATH": "/bin", **environ}, cpus, runs)
+    assert env["OMP_NUM_THREADS"] == threads and env["PATH"] == "/bin"
