@@ -120,8 +120,12 @@ def _end(pids: list[int]) -> None:
     ({}, 2, 3, "1"),  # three runs on 2 cores: one thread each
     ({}, 16, 3, "5"),
     ({}, None, 3, "1"),
+    ({}, 8, 1, None),  # one run alone: torch's own choice
     ({"OMP_NUM_THREADS": "4"}, 2, 3, "4"),  # the user's own setting stands
 ])
-def test_each_demo_run_gets_its_share_of_the_cores(environ, cpus, runs, threads):
-    env = demo_runs.run_env({"PATH": "/bin", **environ}, cpus, runs)
-    assert env["OMP_NUM_THREADS"] == threads and env["PATH"] == "/bin"
+def test_runs_side_by_side_get_their_share_of_the_cores(environ, cpus, runs, threads):
+    """What `make demo` and `trainkit launch --max-parallel N` give each run they start."""
+    from trainkit.launcher import threads_env
+
+    env = threads_env({"PATH": "/bin", **environ}, runs, cpus)
+    assert env.get("OMP_NUM_THREADS") == threads and env["PATH"] == "/bin"

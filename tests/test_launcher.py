@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -124,10 +125,14 @@ def test_launch_detached_runs_with_max_parallel_and_wait(tmp_path, env):
 def test_launched_run_survives_the_launcher_and_holds_the_lock(tmp_path, env):
     root = tmp_path / "experiments"
     write_config(root / "long" / "config.yaml", epochs=300)
-    res = trainkit("launch", root, cwd=tmp_path, env=env)  # no --wait: the launcher exits at once
+    # no --wait: the launcher exits at once; room for 2 runs: each gets half the cores' threads
+    res = trainkit("launch", root, "--max-parallel", "2", cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr
     pid = read_history(root / "long")["launches"][0]["pid"]
     try:
+        child_env = dict(kv.split(b"=", 1) for kv in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if kv)
+        share = env.get("OMP_NUM_THREADS") or str(max(1, os.cpu_count() // 2))
+        assert child_env[b"OMP_NUM_THREADS"] == share.encode()
         # running by its own status (the lock alone reads "starting"): a SIGTERM before the trainer
         # has its handlers would kill it mid-import, with no status written
         wait_for(lambda: (st := S.run_status(root / "long")).state == "running" and st.heartbeat_age_s is not None,

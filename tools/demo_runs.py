@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from trainkit.launcher import threads_env
+
 BIN = Path(sys.executable).parent
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BURGERS = {"task": "burgers", "seed": 0, "batch_size": 32, "lr": 2.0e-3, "log_every_steps": 5,
@@ -60,21 +62,13 @@ def runs() -> dict[str, tuple[str, dict]]:
     }
 
 
-def run_env(environ: dict, cpus: int | None, runs: int) -> dict:
-    """The runs' environment: ``environ`` with each run's share of the cores as its thread count,
-    unless ``OMP_NUM_THREADS`` is set there (pure)."""
-    if environ.get("OMP_NUM_THREADS"):
-        return dict(environ)
-    return {**environ, "OMP_NUM_THREADS": str(max(1, (cpus or 1) // max(1, runs)))}
-
-
 def start(root: Path) -> list[tuple[str, subprocess.Popen]]:
     side = root / ".demo"
     side.mkdir(parents=True, exist_ok=True)
     day = time.strftime("%Y-%m-%d")
     started = []
     planned = runs()
-    env = run_env(dict(os.environ), os.cpu_count(), len(planned))
+    env = threads_env(dict(os.environ), len(planned), os.cpu_count())  # each run's share of the cores
     for name, (command, cfg) in planned.items():
         config = side / f"{name}.yaml"
         config.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))

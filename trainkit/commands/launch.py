@@ -46,7 +46,8 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
     p.add_argument("--json", action="store_true", help="print the plan (or what was started) as JSON")
     p.add_argument("--max-parallel", type=int, default=1, metavar="N",
-                   help="at most N runs at once under ROOT, running ones included (default: 1)")
+                   help="at most N runs at once under ROOT, running ones included (default: 1); with N > 1 "
+                        "each run gets cores/N torch threads (OMP_NUM_THREADS, unless set)")
     p.add_argument("--wait", action="store_true", help="keep running to start queued runs as others finish")
     p.add_argument("--max-crashes", type=int, default=3, metavar="N",
                    help="mark a run failed after N crashes in a row without progress (default: 3)")
