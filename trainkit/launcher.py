@@ -199,6 +199,10 @@ def threads_env(environ: dict[str, str], parallel: int, cpus: int | None) -> dic
     return {**environ, "OMP_NUM_THREADS": str(max(1, (cpus or 1) // parallel))}
 
 
+def _distributed(argv: list[str]) -> bool:
+    return any(a in ("torch.distributed.run", "torchrun") or a.endswith("/torchrun") for a in argv)
+
+
 @dataclass
 class Launcher:
     """Starts runs detached (own session, stdin closed, output appended to ``console.log``, see
@@ -258,8 +262,9 @@ class Launcher:
                 proc = subprocess.Popen(
                     argv, cwd=cwd, stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                    env={**threads_env(dict(os.environ), self.max_parallel, os.cpu_count()), HANDOFF_ENV: token,
-                         "PYTHONUNBUFFERED": "1"})
+                    env={**(dict(os.environ) if _distributed(argv) else  # torchrun gives its processes one each
+                            threads_env(dict(os.environ), self.max_parallel, os.cpu_count())),
+                         HANDOFF_ENV: token, "PYTHONUNBUFFERED": "1"})
             finally:
                 os.close(log)
         except BaseException:
