@@ -201,14 +201,19 @@ LONG = {"data": {"n_train": 4096, "n_val": 64, "nx": 32}, "heartbeat_s": 0.2, "l
 def test_a_raised_target_reads_running_then_crashed_and_is_relaunched(tmp_path, env):
     root = tmp_path / "exp"
     run = root / "raise"
-    cfg = write_config(tmp_path / "cfg.yaml", **LONG)
-    assert trainkit("train", cfg, "--run-dir", run, "--epochs", 2, cwd=tmp_path, env=env).returncode == 0
+    cfg = write_config(tmp_path / "cfg.yaml", task="monitor_tasks:sampling_task", model={}, data={},
+                       heartbeat_s=0.2, log_every_steps=1)
+    task_env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p)}
+    assert trainkit("train", cfg, "--run-dir", run, "--epochs", 2, cwd=tmp_path, env=task_env).returncode == 0
     assert status_of(root, "raise", env)["state"] == "finished"
-    done = read_json(run / "checkpoints/current.meta.json")["global_step"]
 
-    proc = start_trainkit("train", run, "--epochs", 4, cwd=tmp_path, env=env)
+    # resumed to 4 epochs, its 3rd step in this process (in epoch 2) holds until the process is
+    # killed: the live figures are read while it stands there, whatever the machine's speed
+    hold = tmp_path / "held"
+    proc = start_trainkit("train", run, "--epochs", 4, cwd=tmp_path,
+                          env={**task_env, "MONITOR_HOLD_FILE": str(hold), "MONITOR_HOLD_AT": "2"})
     try:
-        wait_for(lambda: count_lines(run / "metrics.jsonl") > done + 10, timeout=180, what="epoch 2 under way")
+        wait_for(hold.exists, timeout=180, what="epoch 2 under way")
         live = status_of(root, "raise", env)
         assert (live["state"], live["completed_epochs"], live["total_epochs"], live["progress_percentage"]) == \
             ("running", 2, 4, 50.0)
