@@ -43,6 +43,7 @@ from trainkit.foreign.common import (  # noqa: F401  (the package's names)
     finite,
     has_events,
     is_real_dir,
+    listed,
     loss_tag,
     one_look,
     watched_name,
@@ -119,8 +120,14 @@ _is_dir = is_real_dir
 
 def is_hf(path: str) -> bool:
     names = entries(path)
-    return HF_STATE in names or any(n.startswith(HF_CHECKPOINT_PREFIX) and HF_STATE in entries(os.path.join(path, n))
+    return HF_STATE in names or any(n.startswith(HF_CHECKPOINT_PREFIX) and _may_hold(os.path.join(path, n), HF_STATE)
                                     and os.path.isfile(os.path.join(path, n, HF_STATE)) for n in names)
+
+
+def _may_hold(folder: str, name: str) -> bool:
+    """False when a scan's listing of ``folder`` shows no ``name``; outside a scan, True (asked directly)."""
+    names = listed(folder)
+    return names is None or name in names
 
 
 def model_config_only(path: str) -> bool:
@@ -130,11 +137,11 @@ def model_config_only(path: str) -> bool:
     from trainkit.runfolder import CONFIG_STEM, RUN_MARKERS
 
     model_config = CONFIG_STEM + ".json"
-    names = entries(path)  # (a name it does not list is not there: only the listed ones are asked)
-    if model_config not in names or not os.path.isfile(os.path.join(path, model_config)):
+    names = listed(path)  # within a scan, its listing: only the names it lists are asked (else each is)
+    if (names is not None and model_config not in names) or not os.path.isfile(os.path.join(path, model_config)):
         return False
-    return not any(m in names and os.path.exists(os.path.join(path, m)) for m in RUN_MARKERS if m != model_config) \
-        and is_hf(path)
+    return not any((names is None or m in names) and os.path.exists(os.path.join(path, m))
+                   for m in RUN_MARKERS if m != model_config) and is_hf(path)
 
 
 def _lightning_versions(logs: str) -> list[str]:
