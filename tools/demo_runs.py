@@ -68,7 +68,7 @@ def start(root: Path) -> list[tuple[str, subprocess.Popen]]:
     day = time.strftime("%Y-%m-%d")
     started = []
     planned = runs()
-    env = threads_env(dict(os.environ), len(planned), os.cpu_count())  # each run's share of the cores
+    env = threads_env(os.environ, len(planned), os.cpu_count())  # each run's share of the cores
     for name, (command, cfg) in planned.items():
         config = side / f"{name}.yaml"
         config.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,7 +189,7 @@ class Launched:
     lock: RunLock
 
 
-def threads_env(environ: dict[str, str], parallel: int, cpus: int | None) -> dict[str, str]:
+def threads_env(environ: Mapping[str, str], parallel: int, cpus: int | None) -> dict[str, str]:
     """The environment of one of ``parallel`` runs started side by side on this host: each gets an
     equal share of the ``cpus`` cores as its torch threads (``OMP_NUM_THREADS``), unless the user set
     it; one run alone keeps torch's own choice (pure). Several runs with torch's thread per core each
@@ -259,12 +259,12 @@ class Launcher:
                 lock.release()
                 return None
             try:
+                # each run's share of the cores, unless torchrun gives its processes their threads itself
+                env = os.environ if _distributed(argv) else threads_env(os.environ, self.max_parallel, os.cpu_count())
                 proc = subprocess.Popen(
                     argv, cwd=cwd, stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                    env={**(dict(os.environ) if _distributed(argv) else  # torchrun gives its processes one each
-                            threads_env(dict(os.environ), self.max_parallel, os.cpu_count())),
-                         HANDOFF_ENV: token, "PYTHONUNBUFFERED": "1"})
+                    env={**env, HANDOFF_ENV: token, "PYTHONUNBUFFERED": "1"})
             finally:
                 os.close(log)
         except BaseException:

@@ -39,13 +39,15 @@ def unique_name(name: str, root: str, taken: set[str], *, label: str | None = No
     return out
 
 
-def unique_names(groups: Iterable[tuple[str, list[str]]], labels: dict[str, str] | None = None) -> list[list[str]]:
+def unique_names(groups: Iterable[tuple[str, list[str]]],
+                 label_of: dict[str, str] | None = None) -> list[list[str]]:
     """Each ROOT's run names (ROOTs in the order given, each one's names in its order) made unique
     across the ROOTs by :func:`unique_name`: what ``trainkit status`` and ``trainkit serve`` call
-    the runs of several ROOTs (pure). ``labels``: each ROOT's label (:func:`labels`) where the ROOT
+    the runs of several ROOTs (pure). ``label_of``: each ROOT's label (:func:`labels`) where the ROOT
     as given must not be shown (serve shows no absolute path)."""
     taken: set[str] = set()
-    return [[unique_name(n, root, taken, label=(labels or {}).get(root)) for n in names] for root, names in groups]
+    label_of = label_of or {}
+    return [[unique_name(n, root, taken, label=label_of.get(root)) for n in names] for root, names in groups]
 
 
 def labels(roots: list[str]) -> dict[str, str]:

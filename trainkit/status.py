@@ -529,10 +529,9 @@ def is_run_folder(path: str) -> bool:
     """Whether a folder holds a run marker (:data:`RUN_MARKERS`, tried in order): a marker found
     before ``config.json`` makes it a trainkit run; ``config.json`` alone beside a Hugging Face
     trainer state is that model's config (:func:`trainkit.foreign.model_config_only`)."""
-    from trainkit.foreign.common import listed
+    from trainkit.foreign.common import may_hold  # (within a scan: only the markers its listing shows)
 
-    names = listed(path)  # within a scan, the folder's listing: only the markers it lists are asked
-    found = next((m for m in RUN_MARKERS if (names is None or m in names) and path_exists(f"{path}/{m}")), None)
+    found = next((m for m in RUN_MARKERS if may_hold(path, m) and path_exists(f"{path}/{m}")), None)
     if found == MODEL_CONFIG:
         from trainkit.foreign import model_config_only  # an HF output folder's config.json is the model's
 

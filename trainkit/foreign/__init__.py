@@ -43,8 +43,8 @@ from trainkit.foreign.common import (  # noqa: F401  (the package's names)
     finite,
     has_events,
     is_real_dir,
-    listed,
     loss_tag,
+    may_hold,
     one_look,
     watched_name,
 )
@@ -115,19 +115,10 @@ def progress(f: Foreign) -> tuple[int, int | None, float]:
 # finding them
 
 
-_is_dir = is_real_dir
-
-
 def is_hf(path: str) -> bool:
     names = entries(path)
-    return HF_STATE in names or any(n.startswith(HF_CHECKPOINT_PREFIX) and _may_hold(os.path.join(path, n), HF_STATE)
+    return HF_STATE in names or any(n.startswith(HF_CHECKPOINT_PREFIX) and may_hold(os.path.join(path, n), HF_STATE)
                                     and os.path.isfile(os.path.join(path, n, HF_STATE)) for n in names)
-
-
-def _may_hold(folder: str, name: str) -> bool:
-    """False when a scan's listing of ``folder`` shows no ``name``; outside a scan, True (asked directly)."""
-    names = listed(folder)
-    return names is None or name in names
 
 
 def model_config_only(path: str) -> bool:
@@ -137,16 +128,15 @@ def model_config_only(path: str) -> bool:
     from trainkit.runfolder import CONFIG_STEM, RUN_MARKERS
 
     model_config = CONFIG_STEM + ".json"
-    names = listed(path)  # within a scan, its listing: only the names it lists are asked (else each is)
-    if (names is not None and model_config not in names) or not os.path.isfile(os.path.join(path, model_config)):
+    if not (may_hold(path, model_config) and os.path.isfile(os.path.join(path, model_config))):
         return False
-    return not any((names is None or m in names) and os.path.exists(os.path.join(path, m))
+    return not any(may_hold(path, m) and os.path.exists(os.path.join(path, m))
                    for m in RUN_MARKERS if m != model_config) and is_hf(path)
 
 
 def _lightning_versions(logs: str) -> list[str]:
     return [os.path.join(logs, n) for n in _names(logs)
-            if n.startswith(LIGHTNING_VERSION_PREFIX) and _is_dir(os.path.join(logs, n))]
+            if n.startswith(LIGHTNING_VERSION_PREFIX) and is_real_dir(os.path.join(logs, n))]
 
 
 def classify(path: str) -> list[tuple[str, str]]:
@@ -159,7 +149,7 @@ def classify(path: str) -> list[tuple[str, str]]:
     name = os.path.basename(path.rstrip("/"))
     if name == LIGHTNING_LOGS:
         return [(LIGHTNING, v) for v in _lightning_versions(path)]
-    if _is_dir(os.path.join(path, LIGHTNING_LOGS)):
+    if is_real_dir(os.path.join(path, LIGHTNING_LOGS)):
         return [(LIGHTNING, v) for v in _lightning_versions(os.path.join(path, LIGHTNING_LOGS))]
     if name.startswith(LIGHTNING_VERSION_PREFIX) and any(
             os.path.isfile(os.path.join(path, n)) for n in (LIGHTNING_METRICS, LIGHTNING_HPARAMS)):
@@ -169,7 +159,7 @@ def classify(path: str) -> list[tuple[str, str]]:
     out = []
     for n in _names(path):
         sub = os.path.join(path, n)
-        if not n.startswith(".") and _is_dir(sub) and has_events(sub):
+        if not n.startswith(".") and is_real_dir(sub) and has_events(sub):
             out.append((TENSORBOARD, sub))
     return out
 
@@ -183,7 +173,7 @@ def discover(root: str, skip: set[str] | None = None, *, folders: list[str] | No
     if folders is None:
         skip = skip or set()
         folders = [p for n in _names(root) if not n.startswith(".")
-                   and (p := os.path.join(root, n)) not in skip and _is_dir(p)]
+                   and (p := os.path.join(root, n)) not in skip and is_real_dir(p)]
     for path in folders:
         out.extend(classify(path))
     return sorted(out, key=lambda x: x[1])
@@ -297,7 +287,7 @@ def writers(folders: list[str]) -> dict[str, int]:
         return found
     host = socket.gethostname()
     for folder in folders:
-        for sub in (folder, *(os.path.join(folder, n) for n in _names(folder) if _is_dir(os.path.join(folder, n)))):
+        for sub in (folder, *(os.path.join(folder, n) for n in _names(folder) if is_real_dir(os.path.join(folder, n)))):
             for n in _names(sub):
                 who = event_writer(n)
                 if who is None or who[1] != host or folder in found:

@@ -102,10 +102,11 @@ def dir_entries(path: str) -> list[os.DirEntry]:
     return _listing(path)[1]
 
 
-def listed(path: str) -> dict[str, bool] | None:
-    """:func:`entries` within :func:`one_look`; None outside it (where a caller that asks for one or
-    two names does better asking for them)."""
-    return entries(path) if _LISTINGS.get() is not None else None
+def may_hold(folder: str, name: str) -> bool:
+    """False when, within :func:`one_look`, ``folder``'s listing shows no ``name`` (nothing to ask);
+    True otherwise, and outside a look without listing anything: a caller that asks for one or two
+    names then does better asking for them."""
+    return _LISTINGS.get() is None or name in entries(folder)
 
 
 def _names(path: str) -> list[str]:

@@ -422,10 +422,12 @@ class Trainer:
                 loss = self.dist.global_loss(loss, len(shard), len(idx))
                 step = st.global_step
                 recorded = step % cfg.log_every_steps == 0 or self.monitor.wants_record(step)
+                # a recorded step's norm, taken while the gradients are fresh in the cache (after the
+                # optimizer's step it took half again as long)
                 if cfg.grad_clip > 0:
                     norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-                else:  # a recorded step's norm while the gradients are fresh in the cache (after the
-                    norm = grad_norm_of(self.params) if recorded else None  # step it took half again as long)
+                else:
+                    norm = grad_norm_of(self.params) if recorded else None
                 before = layer_snapshot(self.model) if self.writes and self.monitor.layers_due(step) else None
                 self.optimizer.step()
 

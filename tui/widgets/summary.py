@@ -40,11 +40,11 @@ def summary_text(summary: dict, *, root: str | Sequence[str], mode: str, readonl
     roots = [root] if isinstance(root, str) else list(root)
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("trainmon ", style="bold")
-    rest = f"  ·  {mode}" + ("  ·  READ-ONLY" if readonly else "")
-    t.append(roots_text(roots, None if width is None else width - cell_len("trainmon " + rest)))
-    t.append(f"  ·  {mode}", style="dim")
-    if readonly:
-        t.append("  ·  READ-ONLY", style="bold yellow")
+    rest = [(f"  ·  {mode}", "dim")] + ([("  ·  READ-ONLY", "bold yellow")] if readonly else [])
+    t.append(roots_text(roots, None if width is None else width - cell_len("trainmon ") -
+                        sum(cell_len(part) for part, _ in rest)))
+    for part, style in rest:
+        t.append(part, style=style)
     t.append("\n")
     done, total = summary["epochs_done"], summary["epochs_total"]
     fraction = done / total if total else 0.0  # the exact ratio, rounded once (by pct_text)
