@@ -184,22 +184,11 @@ def test_pending_run_reads_its_yaml_config_but_never_executes_a_py_one(tmp_path)
     assert not marker.exists()
 
 
-def test_find_runs_only_direct_children_with_markers(tmp_path):
-    synthetic_run(tmp_path, "a", scores=[1.0], state="stopped")
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "notes.md").write_text("nothing\n")
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "progress.json").write_text("{}")
-    (tmp_path / ".hidden").mkdir()
-    (tmp_path / ".hidden" / "progress.json").write_text("{}")
-    (tmp_path / "file.json").write_text("{}")
-    assert [os.path.basename(p) for p in S.find_runs(tmp_path)] == ["a", "c"]
-
-
-
-def test_scan_lists_exactly_the_folders_find_runs_lists(tmp_path):
-    """scan() reads each folder once (a readable status file is its marker, any other folder is asked
-    for one): the same runs as find_runs, whatever the folder holds."""
+def test_find_runs_lists_direct_children_with_markers_and_scan_lists_exactly_those(tmp_path):
+    """Only folders directly under ROOT holding a run marker are runs (not a file, a hidden folder, a
+    link, a folder of notes, a Hugging Face model's config.json). scan() reads each folder once (a
+    readable status file is its marker, any other folder is asked for one): the same runs as
+    find_runs, whatever the folder holds."""
     synthetic_run(tmp_path, "a-run", scores=[1.0], state="stopped")
     (tmp_path / "b-notes").mkdir()
     (tmp_path / "b-notes" / "notes.md").write_text("nothing\n")
@@ -217,6 +206,7 @@ def test_scan_lists_exactly_the_folders_find_runs_lists(tmp_path):
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "progress.json").write_text("{}")
     os.symlink(tmp_path / "a-run", tmp_path / "h-link")
+    (tmp_path / "file.json").write_text("{}")
     expected = S.find_runs(tmp_path)
     assert [os.path.basename(p) for p in expected] == ["a-run", "c-progress-only", "d-bad-status",
                                                         "e-status-folder", "f-config"]
